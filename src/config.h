@@ -1,0 +1,125 @@
+/* config.h - applications.toml mapped onto SPEC section 2.
+ *
+ * A struct config is immutable once loaded: workers read it without locks.
+ * It owns every string and array it points to; config_free releases them.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_MAX_LISTEN 8
+#define CONFIG_NAME_MAX 64
+
+enum config_mode { MODE_PROXY, MODE_REDIRECT };
+enum config_algorithm { ALG_ROUND_ROBIN, ALG_LEAST_CONN, ALG_RANDOM_TWO, ALG_HASH };
+enum config_hash_key { HASH_CLIENT_IP, HASH_URI, HASH_HEADER, HASH_COOKIE };
+enum config_log_format { LOG_FORMAT_COMBINED, LOG_FORMAT_JSON };
+enum config_log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+struct config_address {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char text[80];                  /* as the operator wrote it, e.g. "0.0.0.0:8080" */
+};
+
+struct config_app {
+    char name[CONFIG_NAME_MAX];     /* default "ip:port" */
+    char *host;                     /* ip or host name as written; owned */
+    uint16_t port;                  /* 0 in the file = scheme default (80/443) */
+    bool alive;                     /* state at start-up */
+    bool tls;
+    uint32_t weight;                /* >= 1 */
+    struct config_address address;  /* resolved at load */
+    int line;                       /* where its [[applications]] header is */
+};
+
+struct config {
+    char *path;                     /* owned copy of the file name */
+
+    /* [server] */
+    struct config_address listen[CONFIG_MAX_LISTEN];
+    int listen_count;
+    enum config_mode mode;
+    enum config_algorithm algorithm;
+    enum config_hash_key hash_key;
+    char *hash_key_name;            /* header or cookie name for HASH_HEADER/COOKIE; owned */
+    int workers;                    /* 0 = one per CPU */
+    int max_connections;
+    int64_t shutdown_grace_ms;
+    int retries;
+    int64_t connect_timeout_ms;
+    int64_t client_header_timeout_ms;
+    int64_t client_idle_timeout_ms;
+    int64_t upstream_response_timeout_ms;
+    uint32_t header_bytes;
+    uint32_t header_count;
+    uint64_t body_bytes;            /* 0 = unlimited */
+    char *tls_cert, *tls_key;       /* NULL when [server.tls] is absent; owned */
+
+    /* [health] */
+    char *health_path;              /* owned */
+    int64_t health_interval_ms;
+    int64_t health_timeout_ms;
+    int health_rise;
+    int health_fall;
+    uint8_t health_expect[75];      /* bit set of status codes 0..599 that pass */
+
+    /* [passive] */
+    int passive_connect_failures;   /* 0 = off */
+    int passive_server_errors;      /* 0 = off */
+
+    /* [admin] */
+    struct config_address admin_listen;
+    bool admin_enabled;
+    char *admin_token;              /* "" when unset; owned */
+
+    /* [alerts] */
+    char *alert_webhook;            /* "" when unset; owned */
+    char *alert_command;            /* "" when unset; owned */
+
+    /* [log] */
+    char *log_access;               /* "stdout", "off" or a path; owned */
+    enum config_log_format log_format;
+    enum config_log_level log_level;
+
+    /* [cache] */
+    bool cache_enabled;
+    uint64_t cache_size_bytes;
+    uint64_t cache_entries;         /* the seed's cachesize; 0 when unset */
+    uint64_t cache_max_object;
+
+    struct config_app *apps;        /* owned array */
+    int app_count;
+};
+
+static inline bool config_expect_has(const struct config *cfg, int status)
+{
+    return status >= 0 && status < 600 && (cfg->health_expect[status / 8] >> (status % 8)) & 1;
+}
+
+/* Fills cfg with every default of SPEC section 2 (no applications). */
+void config_defaults(struct config *cfg);
+
+/* Loads and validates the file at path. Returns 0 on success; otherwise the
+ * number of errors, each written to errors as a line "FILE:LINE:COL: message\n"
+ * (truncated to errors_len), and cfg is left empty (config_free is safe). */
+int config_load(struct config *cfg, const char *path, char *errors, size_t errors_len);
+
+/* Same, from text in memory; name stands for the file name in messages. */
+int config_parse(struct config *cfg, const char *name, const char *text, size_t len,
+                 char *errors, size_t errors_len);
+
+void config_free(struct config *cfg);
+
+/* "2s", "500ms", "1m" or an integer of ms. Returns 0 or -1. */
+int config_parse_duration(const char *text, int64_t *ms);
+/* "64MB", "1KB", "1GB", "512B" or a bare integer of bytes. Returns 0 or -1. */
+int config_parse_size(const char *text, uint64_t *bytes);
+/* "127.0.0.1:80", "[::1]:80", ":80", "*:80". Returns 0 or -1. */
+int config_parse_address(const char *text, struct config_address *out);
+
+#endif

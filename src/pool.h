@@ -1,0 +1,93 @@
+/* pool.h - the applications and their states, shared by every thread.
+ *
+ * One struct pool lives for the whole process (built from the config at
+ * start). Workers read an application's state with a relaxed atomic load on
+ * the request path; every change goes through pool_set_state, a
+ * compare-and-swap, so two threads never both report the same transition.
+ *
+ * Each transition that succeeds is logged, counted, and written as a
+ * struct pool_transition to a non-blocking pipe whose reading end belongs to
+ * the alert dispatcher (alert.c). A pipe write of fewer than PIPE_BUF bytes is
+ * atomic, so workers and the health thread can all report without a lock.
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum app_state {
+    APP_UP = 0,
+    APP_DOWN,
+    APP_DRAINING,
+    APP_MAINTENANCE,
+    APP_STATE_COUNT,
+};
+
+struct app {
+    const struct config_app *cfg;
+    int index;
+    _Atomic int state;                     /* enum app_state */
+
+    /* passive detection: written by workers */
+    _Atomic uint32_t connect_failures_in_row;
+    _Atomic uint32_t server_errors_in_row;
+
+    /* statistics, for logs, metrics and the admin API */
+    _Atomic uint64_t requests;
+    _Atomic uint64_t failures;
+    _Atomic int64_t active;                /* requests in flight */
+    _Atomic uint64_t transitions[APP_STATE_COUNT]; /* entries into each state */
+
+    /* last active check, written by the health thread only */
+    _Atomic int64_t last_check_time_ms;    /* wall clock */
+    _Atomic int last_check_ok;
+};
+
+struct pool {
+    const struct config *cfg;
+    struct app *apps;          /* owned array of cfg->app_count */
+    int count;
+    int notify_read_fd;        /* alert dispatcher reads transitions here */
+    int notify_write_fd;
+};
+
+#define POOL_REASON_MAX 200
+
+struct pool_transition {
+    int app_index;
+    int8_t from, to;           /* enum app_state */
+    int64_t time_ms;           /* wall clock, ms since the epoch */
+    char reason[POOL_REASON_MAX];
+};
+
+int pool_init(struct pool *pool, const struct config *cfg);
+void pool_free(struct pool *pool);
+
+static inline enum app_state app_state(const struct app *app)
+{
+    return (enum app_state)atomic_load_explicit(&app->state, memory_order_relaxed);
+}
+
+const char *app_state_name(enum app_state state);
+
+/* Moves app from `from` to `to` if it is still in `from`. On success logs
+ * "application NAME ADDR from -> to: reason", counts and notifies; returns
+ * true. Returns false when another thread changed the state first. */
+bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enum app_state to,
+                    const char *reason);
+
+/* Passive detection (SPEC [passive]); called by workers on live traffic.
+ * A connect error or timeout counts toward connect_failures; a 5xx counts
+ * toward server_errors when that is enabled; a success resets the count. */
+void pool_note_connect_failure(struct pool *pool, struct app *app, const char *cause);
+void pool_note_connect_success(struct app *app);
+void pool_note_status(struct pool *pool, struct app *app, int status);
+
+/* Number of applications currently up. */
+int pool_up_count(const struct pool *pool);
+
+#endif
