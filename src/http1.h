@@ -148,6 +148,7 @@ struct http1_chunked {
     uint32_t line_bytes;       /* bytes in the current size/trailer line, bounded */
     uint32_t digits;
     uint32_t trailer_bytes;
+    uint64_t data_bytes;       /* decoded payload bytes seen so far */
     bool done;                 /* the final CRLF after the trailers was seen */
 };
 
