@@ -2,7 +2,7 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -pthread -D_GNU_SOURCE -MMD -MP
-LDLIBS  += -lssl -lcrypto -pthread
+LDLIBS  += -lssl -lcrypto -lm -pthread
 BUILD   ?= build
 
 SRC      := $(wildcard src/*.c)

@@ -44,6 +44,8 @@ struct log_request {
 struct log_access {
     char *buf;
     size_t len, cap;
+    int64_t cached_second;   /* the second cached_time was formatted for */
+    char cached_time[40];
 };
 
 int log_access_init(struct log_access *la);

@@ -1,5 +1,4 @@
 /* loop.c - epoll and a timer heap; see loop.h for the model. */
-#define _GNU_SOURCE
 #include "loop.h"
 
 #include <errno.h>

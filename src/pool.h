@@ -51,6 +51,8 @@ struct pool {
     const struct config *cfg;
     struct app *apps;          /* owned array of cfg->app_count */
     int count;
+    _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
+                                    so consecutive requests alternate even across workers */
     int notify_read_fd;        /* alert dispatcher reads transitions here */
     int notify_write_fd;
 };

@@ -1,0 +1,188 @@
+/* balance.c - round robin, smooth weighted round robin, least connections,
+ * power of two random choices, and rendezvous hashing; see balance.h.
+ *
+ * Every algorithm skips applications that are not up or were already tried
+ * for this request, so a retry never lands on the application that failed.
+ */
+#include "balance.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+static bool is_candidate(const struct app *app, const int *tried, int ntried)
+{
+    if (app_state(app) != APP_UP)
+        return false;
+    for (int i = 0; i < ntried; i++)
+        if (tried[i] == app->index)
+            return false;
+    return true;
+}
+
+int balance_init(struct balance *b, struct pool *pool, int worker_index)
+{
+    *b = (struct balance){
+        .pool = pool,
+        .algorithm = pool->cfg->algorithm,
+        /* Workers start at different places so that the first requests of
+         * all workers do not land on the same application. */
+        .cursor = (uint32_t)worker_index,
+        .random_state = 0x9e3779b97f4a7c15ull * (uint64_t)(worker_index + 1),
+    };
+    for (int i = 1; i < pool->count; i++)
+        if (pool->apps[i].cfg->weight != pool->apps[0].cfg->weight)
+            b->weighted = true;
+    if (b->weighted) {
+        b->current = calloc((size_t)pool->count, sizeof(*b->current));
+        if (!b->current)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+void balance_free(struct balance *b)
+{
+    free(b->current);
+    b->current = NULL;
+}
+
+static struct app *pick_round_robin(struct balance *b, const int *tried, int ntried)
+{
+    int n = b->pool->count;
+    uint32_t start = atomic_fetch_add_explicit(&b->pool->rr_cursor, 1, memory_order_relaxed);
+    for (int i = 0; i < n; i++) {
+        struct app *app = &b->pool->apps[(start + (uint32_t)i) % (uint32_t)n];
+        if (is_candidate(app, tried, ntried))
+            return app;
+    }
+    return NULL;
+}
+
+/* Smooth weighted round robin: each candidate gains its weight, the richest
+ * is chosen and pays the total. Spreads a 5:1:1 split as a,a,b,a,c,a,a
+ * rather than a,a,a,a,a,b,c. */
+static struct app *pick_weighted(struct balance *b, const int *tried, int ntried)
+{
+    struct app *best = NULL;
+    int64_t total = 0;
+    for (int i = 0; i < b->pool->count; i++) {
+        struct app *app = &b->pool->apps[i];
+        if (!is_candidate(app, tried, ntried))
+            continue;
+        b->current[i] += app->cfg->weight;
+        total += app->cfg->weight;
+        if (!best || b->current[i] > b->current[best->index])
+            best = app;
+    }
+    if (best)
+        b->current[best->index] -= total;
+    return best;
+}
+
+static uint64_t next_random(struct balance *b)
+{
+    uint64_t x = b->random_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    b->random_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static int64_t load_of(const struct app *app)
+{
+    /* Scaled so that weight 2 carries twice the requests of weight 1. */
+    return atomic_load_explicit(&app->active, memory_order_relaxed) * 1000 / app->cfg->weight;
+}
+
+static struct app *pick_least_conn(struct balance *b, const int *tried, int ntried)
+{
+    struct app *best = NULL;
+    int n = b->pool->count;
+    uint32_t start = b->cursor++;   /* rotate ties instead of always the first */
+    for (int k = 0; k < n; k++) {
+        struct app *app = &b->pool->apps[(start + (uint32_t)k) % (uint32_t)n];
+        if (is_candidate(app, tried, ntried) && (!best || load_of(app) < load_of(best)))
+            best = app;
+    }
+    return best;
+}
+
+static struct app *pick_random_two(struct balance *b, const int *tried, int ntried)
+{
+    int n = b->pool->count;
+    struct app *first = NULL, *second = NULL;
+    for (int attempt = 0; attempt < 2 * n && !second; attempt++) {
+        struct app *app = &b->pool->apps[next_random(b) % (uint64_t)n];
+        if (!is_candidate(app, tried, ntried) || app == first)
+            continue;
+        if (!first)
+            first = app;
+        else
+            second = app;
+    }
+    if (!first)   /* few candidates left: fall back to a scan */
+        return pick_least_conn(b, tried, ntried);
+    if (!second)
+        return first;
+    return load_of(second) < load_of(first) ? second : first;
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* Rendezvous hashing: the key goes to the candidate with the highest score,
+ * so when an application leaves only its own keys move. */
+static struct app *pick_hash(struct balance *b, uint64_t key_hash, const int *tried, int ntried)
+{
+    struct app *best = NULL;
+    double best_score = 0;
+    for (int i = 0; i < b->pool->count; i++) {
+        struct app *app = &b->pool->apps[i];
+        if (!is_candidate(app, tried, ntried))
+            continue;
+        /* Weighted rendezvous: -w / ln(u) with u uniform in (0, 1). */
+        double u = ((double)(mix(key_hash ^ mix((uint64_t)i + 1)) >> 11) + 0.5) / 9007199254740992.0;
+        double score = -(double)app->cfg->weight / log(u);
+        if (!best || score > best_score) {
+            best = app;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+struct app *balance_pick(struct balance *b, uint64_t key_hash, const int *tried, int ntried)
+{
+    if (b->pool->count == 0)
+        return NULL;
+    switch (b->algorithm) {
+    case ALG_LEAST_CONN:
+        return pick_least_conn(b, tried, ntried);
+    case ALG_RANDOM_TWO:
+        return pick_random_two(b, tried, ntried);
+    case ALG_HASH:
+        return pick_hash(b, key_hash, tried, ntried);
+    case ALG_ROUND_ROBIN:
+        break;
+    }
+    return b->weighted ? pick_weighted(b, tried, ntried) : pick_round_robin(b, tried, ntried);
+}
+
+uint64_t balance_hash(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}

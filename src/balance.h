@@ -1,0 +1,36 @@
+/* balance.h - choosing an application for a request.
+ *
+ * Each worker owns a struct balance (smooth weighted round robin counters,
+ * random state). Picking reads the applications' state words; plain round
+ * robin also takes one relaxed fetch-add on the pool's shared cursor, so that
+ * requests alternate in one order whichever worker accepted them, and
+ * least_conn reads the active-request counters.
+ */
+#ifndef SLUICE_BALANCE_H
+#define SLUICE_BALANCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pool.h"
+
+struct balance {
+    struct pool *pool;
+    enum config_algorithm algorithm;
+    bool weighted;            /* weights differ: use smooth weighted round robin */
+    uint32_t cursor;          /* where least_conn starts looking, to rotate ties */
+    int64_t *current;         /* smooth WRR running weights, one per application; owned */
+    uint64_t random_state;    /* xorshift64* state for random_two */
+};
+
+int balance_init(struct balance *b, struct pool *pool, int worker_index);
+void balance_free(struct balance *b);
+
+/* Returns an application that is up and not among the ntried already tried,
+ * or NULL when there is none. key_hash is used by the hash algorithm only. */
+struct app *balance_pick(struct balance *b, uint64_t key_hash, const int *tried, int ntried);
+
+/* 64-bit FNV-1a, for hash keys. */
+uint64_t balance_hash(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,25 @@
+/* net.h - socket helpers. Each returns a file descriptor or -errno and
+ * leaves printing to the caller. */
+#ifndef SLUICE_NET_H
+#define SLUICE_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+/* A non-blocking listening socket; reuse_port lets every worker own one. */
+int net_listen(const struct config_address *address, int backlog, bool reuse_port);
+
+/* Starts a non-blocking connect. *in_progress is set when the result will
+ * come as writability (EINPROGRESS). */
+int net_connect(const struct config_address *address, bool *in_progress);
+
+/* The pending error of a socket whose connect finished (0 = connected). */
+int net_socket_error(int fd);
+
+/* The textual IP address of a peer ("127.0.0.1", "::1"). */
+void net_format_ip(const struct sockaddr_storage *addr, char *out, size_t out_len);
+
+#endif

@@ -1,0 +1,148 @@
+/* pool.c - application states and passive failure detection; see pool.h. */
+#include "pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static const char *const state_names[APP_STATE_COUNT] = {
+    [APP_UP] = "up",
+    [APP_DOWN] = "down",
+    [APP_DRAINING] = "draining",
+    [APP_MAINTENANCE] = "maintenance",
+};
+
+const char *app_state_name(enum app_state state)
+{
+    return (unsigned)state < APP_STATE_COUNT ? state_names[state] : "unknown";
+}
+
+int pool_init(struct pool *pool, const struct config *cfg)
+{
+    int fds[2];
+    *pool = (struct pool){.cfg = cfg, .notify_read_fd = -1, .notify_write_fd = -1};
+    pool->apps = calloc((size_t)cfg->app_count, sizeof(*pool->apps));
+    if (!pool->apps)
+        return -ENOMEM;
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        int err = -errno;
+        free(pool->apps);
+        pool->apps = NULL;
+        return err;
+    }
+    pool->notify_read_fd = fds[0];
+    pool->notify_write_fd = fds[1];
+    pool->count = cfg->app_count;
+    for (int i = 0; i < pool->count; i++) {
+        struct app *app = &pool->apps[i];
+        app->cfg = &cfg->apps[i];
+        app->index = i;
+        atomic_init(&app->state, cfg->apps[i].alive ? APP_UP : APP_DOWN);
+    }
+    return 0;
+}
+
+void pool_free(struct pool *pool)
+{
+    if (pool->notify_read_fd >= 0)
+        close(pool->notify_read_fd);
+    if (pool->notify_write_fd >= 0)
+        close(pool->notify_write_fd);
+    free(pool->apps);
+    *pool = (struct pool){.notify_read_fd = -1, .notify_write_fd = -1};
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void pool_notify(struct pool *pool, const struct pool_transition *t)
+{
+    /* sizeof(*t) < PIPE_BUF, so the write is atomic: whole or not at all. */
+    if (write(pool->notify_write_fd, t, sizeof(*t)) != (ssize_t)sizeof(*t))
+        log_error("application %s: alert queue full, transition to %s not delivered",
+                  pool->apps[t->app_index].cfg->name, app_state_name((enum app_state)t->to));
+}
+
+bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enum app_state to,
+                    const char *reason)
+{
+    int expected = (int)from;
+    if (from == to)
+        return false;
+    if (!atomic_compare_exchange_strong(&app->state, &expected, (int)to))
+        return false;
+    atomic_fetch_add_explicit(&app->transitions[to], 1, memory_order_relaxed);
+    /* A fresh start for passive counting in the new state. */
+    atomic_store_explicit(&app->connect_failures_in_row, 0, memory_order_relaxed);
+    atomic_store_explicit(&app->server_errors_in_row, 0, memory_order_relaxed);
+
+    struct pool_transition t = {
+        .app_index = app->index,
+        .from = (int8_t)from,
+        .to = (int8_t)to,
+        .time_ms = wall_clock_ms(),
+    };
+    snprintf(t.reason, sizeof(t.reason), "%s", reason);
+    enum config_log_level level = to == APP_DOWN ? LOG_ERROR : LOG_INFO;
+    log_msg(level, "application %s %s %s -> %s: %s", app->cfg->name, app->cfg->address.text,
+            app_state_name(from), app_state_name(to), reason);
+    pool_notify(pool, &t);
+    return true;
+}
+
+void pool_note_connect_failure(struct pool *pool, struct app *app, const char *cause)
+{
+    int limit = pool->cfg->passive_connect_failures;
+    uint32_t n = atomic_fetch_add_explicit(&app->connect_failures_in_row, 1, memory_order_relaxed) + 1;
+    atomic_fetch_add_explicit(&app->failures, 1, memory_order_relaxed);
+    if (limit > 0 && n >= (uint32_t)limit && app_state(app) == APP_UP) {
+        char reason[POOL_REASON_MAX];
+        snprintf(reason, sizeof(reason), "live traffic: %s (%u consecutive)", cause, n);
+        pool_set_state(pool, app, APP_UP, APP_DOWN, reason);
+    }
+}
+
+void pool_note_connect_success(struct app *app)
+{
+    /* Only write when needed: a store on every request would bounce the
+     * cache line between workers. */
+    if (atomic_load_explicit(&app->connect_failures_in_row, memory_order_relaxed))
+        atomic_store_explicit(&app->connect_failures_in_row, 0, memory_order_relaxed);
+}
+
+void pool_note_status(struct pool *pool, struct app *app, int status)
+{
+    int limit = pool->cfg->passive_server_errors;
+    if (status < 500) {
+        if (atomic_load_explicit(&app->server_errors_in_row, memory_order_relaxed))
+            atomic_store_explicit(&app->server_errors_in_row, 0, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&app->failures, 1, memory_order_relaxed);
+    if (limit <= 0)
+        return;
+    uint32_t n = atomic_fetch_add_explicit(&app->server_errors_in_row, 1, memory_order_relaxed) + 1;
+    if (n >= (uint32_t)limit && app_state(app) == APP_UP) {
+        char reason[POOL_REASON_MAX];
+        snprintf(reason, sizeof(reason), "live traffic: status %d (%u consecutive)", status, n);
+        pool_set_state(pool, app, APP_UP, APP_DOWN, reason);
+    }
+}
+
+int pool_up_count(const struct pool *pool)
+{
+    int up = 0;
+    for (int i = 0; i < pool->count; i++)
+        up += app_state(&pool->apps[i]) == APP_UP;
+    return up;
+}

@@ -1,0 +1,190 @@
+/* worker.c - a worker thread: its loop, its listeners, accepting, and the
+ * graceful stop. What happens to a connection after accept is proxy.c's. */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "proxy.h"
+
+/* Accepts per readiness event, so one busy listener cannot starve the
+ * connections already open. */
+#define ACCEPT_BATCH 64
+#define FREE_BUFFERS_MAX 512
+
+static void listener_event(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    (void)loop;
+    (void)events;
+    struct listener *l = container_of(io, struct listener, io);
+    struct worker *w = l->worker;
+    for (int i = 0; i < ACCEPT_BATCH && w->client_count < w->client_limit; i++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                log_error("accept: %s: raise the file descriptor limit (ulimit -n)", strerror(errno));
+            break;
+        }
+        proxy_accept(w, fd, &peer);
+    }
+    if (w->client_count >= w->client_limit)
+        worker_set_accepting(w, false);
+}
+
+void worker_set_accepting(struct worker *w, bool on)
+{
+    if (w->accepting == on)
+        return;
+    for (int i = 0; i < w->listener_count; i++) {
+        struct listener *l = &w->listeners[i];
+        if (on)
+            loop_add_reader(&w->loop, &l->io, l->fd, listener_event);
+        else
+            loop_del(&w->loop, &l->io);
+    }
+    w->accepting = on;
+}
+
+static void close_listeners(struct worker *w)
+{
+    worker_set_accepting(w, false);
+    for (int i = 0; i < w->listener_count; i++) {
+        close(w->listeners[i].fd);
+        w->listeners[i].fd = -1;
+    }
+    w->listener_count = 0;
+}
+
+static void grace_expired(struct loop *loop, struct loop_timer *timer)
+{
+    struct worker *w = container_of(timer, struct worker, grace_timer);
+    if (w->client_count)
+        log_warn("worker %d: shutdown grace over, closing %d connections", w->index, w->client_count);
+    proxy_close_all(w);
+    loop->stop = true;
+}
+
+static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    (void)events;
+    struct worker *w = container_of(io, struct worker, wake_io);
+    uint64_t value;
+    if (read(w->wake_fd, &value, sizeof(value)) < 0 || w->stopping)
+        return;
+    w->stopping = true;
+    close_listeners(w);
+    proxy_begin_shutdown(w);
+    loop_timer_arm(loop, &w->grace_timer, w->cfg->shutdown_grace_ms);
+}
+
+static void after_iteration(struct loop *loop, void *arg)
+{
+    struct worker *w = arg;
+    proxy_after_iteration(w);
+    log_access_flush(&w->access_log);
+    if (w->stopping && w->client_count == 0)
+        loop->stop = true;
+}
+
+static int open_listeners(struct worker *w, const char **error)
+{
+    for (int i = 0; i < w->cfg->listen_count; i++) {
+        int backlog = w->cfg->max_connections < 511 ? 511 : w->cfg->max_connections;
+        int fd = net_listen(&w->cfg->listen[i], backlog, true);
+        if (fd < 0) {
+            *error = w->cfg->listen[i].text;
+            return fd;
+        }
+        /* Accepted sockets inherit it: answers are not held back by Nagle. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        w->listeners[i] = (struct listener){.worker = w, .fd = fd};
+        w->listener_count++;
+    }
+    return 0;
+}
+
+int worker_init(struct worker *w, int index, const struct config *cfg, struct pool *pool,
+                const char **error)
+{
+    *w = (struct worker){.index = index, .cfg = cfg, .pool = pool, .wake_fd = -1};
+    int rc = loop_init(&w->loop);
+    *error = "event loop";
+    if (rc < 0)
+        return rc;
+    w->loop.after_iteration = after_iteration;
+    w->loop.after_iteration_arg = w;
+    loop_timer_init(&w->grace_timer, grace_expired);
+    w->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
+    buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
+    if ((rc = balance_init(&w->balance, pool, index)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
+        return rc;
+    w->idle = calloc((size_t)pool->count, sizeof(*w->idle));
+    if (!w->idle)
+        return -ENOMEM;
+    if (getrandom(&w->request_id_prefix, sizeof(w->request_id_prefix), 0) < 0)
+        w->request_id_prefix = (uint64_t)loop_monotonic_ms() * 2654435761u + (uint64_t)index;
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd < 0)
+        return -errno;
+    if ((rc = loop_add_reader(&w->loop, &w->wake_io, w->wake_fd, wake_event)) < 0)
+        return rc;
+    *error = NULL;
+    return open_listeners(w, error);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    while (!w->loop.stop) {
+        int rc = loop_run_once(&w->loop, proxy_has_pending(w) ? 0 : -1);
+        if (rc < 0) {
+            log_error("worker %d: event loop: %s", w->index, strerror(-rc));
+            break;
+        }
+    }
+    return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+    worker_set_accepting(w, true);
+    return -pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void worker_request_stop(struct worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof(one)) < 0)
+        log_error("worker %d: cannot signal stop: %s", w->index, strerror(errno));
+}
+
+void worker_join(struct worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct worker *w)
+{
+    close_listeners(w);
+    if (w->idle)
+        proxy_free(w);
+    free(w->idle);
+    w->idle = NULL;
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    log_access_free(&w->access_log);
+    balance_free(&w->balance);
+    buf_pool_free(&w->buffers);
+    loop_close(&w->loop);
+}

@@ -1,0 +1,89 @@
+/* worker.h - one thread, one event loop, its own listeners and connections.
+ *
+ * Everything reachable from a struct worker belongs to that worker's thread
+ * alone (the pool and config are shared read-only or through atomics), so
+ * the request path takes no lock. The main thread talks to a worker only
+ * through its eventfd (stop requests).
+ */
+#ifndef SLUICE_WORKER_H
+#define SLUICE_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "balance.h"
+#include "buf.h"
+#include "config.h"
+#include "http1.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+
+struct client;
+struct upstream;
+
+struct listener {
+    struct loop_io io;
+    struct worker *worker;
+    int fd;
+};
+
+/* Idle keep-alive connections to one application, most recent first. */
+struct upstream_list {
+    struct upstream *first;
+    uint32_t count;
+};
+
+struct worker {
+    int index;
+    const struct config *cfg;
+    struct pool *pool;
+    struct loop loop;
+    struct balance balance;
+    struct log_access access_log;
+    struct buf_pool buffers;
+    struct http1_limits limits;
+
+    struct listener listeners[CONFIG_MAX_LISTEN];
+    int listener_count;
+    bool accepting;            /* listeners registered in the loop */
+
+    int wake_fd;               /* eventfd written by the main thread */
+    struct loop_io wake_io;
+    bool stopping;
+    struct loop_timer grace_timer;
+
+    /* connections: every client and upstream object is owned by exactly one
+     * of these lists (or is attached to a client that owns it) */
+    struct client *clients;          /* open client connections */
+    struct client *free_clients;     /* recycled objects */
+    struct client *closed_clients;   /* closed this iteration, freed after it */
+    struct client *pending;          /* have work left after using their budget */
+    struct upstream *free_upstreams;
+    struct upstream *closed_upstreams;
+    struct upstream_list *idle;      /* per application: idle keep-alive upstreams */
+    int client_count;
+    int client_limit;                /* this worker's share of max_connections */
+
+    uint64_t request_counter;        /* for X-Request-Id */
+    uint64_t request_id_prefix;
+    pthread_t thread;
+    bool thread_started;
+};
+
+/* Builds a worker: loop, listeners (SO_REUSEPORT), buffers. 0 or -errno;
+ * *error names what failed. */
+int worker_init(struct worker *w, int index, const struct config *cfg, struct pool *pool,
+                const char **error);
+int worker_start(struct worker *w);
+/* Asks the worker to stop gracefully (from any thread). */
+void worker_request_stop(struct worker *w);
+void worker_join(struct worker *w);
+void worker_free(struct worker *w);
+
+/* Starts or stops watching the listeners (max_connections, shutdown). */
+void worker_set_accepting(struct worker *w, bool on);
+
+#endif
