@@ -130,6 +130,9 @@ struct client {
 
 static void client_run(struct client *c);
 static void client_close(struct client *c);
+static int account_request_body(struct client *c);
+static int fail_request(struct client *c, int status);
+static int account_response_body(struct client *c);
 static void upstream_close(struct upstream *u);
 static void answer_local(struct client *c, int status, const char *extra_headers, const char *body);
 
@@ -834,6 +837,16 @@ static void start_request(struct client *c)
         return;
     }
     buf_consume(&c->in, r->head_len);
+    /* Body bytes that came with the head are checked before any application
+     * hears of the request: a request with bad framing in its first packet
+     * never reaches one. */
+    if (c->req_side == REQ_BODY && buf_len(&c->in)) {
+        int status = account_request_body(c);
+        if (status) {
+            fail_request(c, status);
+            return;
+        }
+    }
     dispatch(c);
 }
 
@@ -1050,9 +1063,13 @@ static int take_response_head(struct client *c)
         return 1;
     }
     buf_consume(&u->in, res->head_len);
-    /* The retry copy is no longer needed; the log views into it are. */
     if (status == 101)
         return start_tunnel(c);
+    /* Body bytes that came with the head leave in the same writev. */
+    if (account_response_body(c) < 0) {
+        client_close(c);
+        return -1;
+    }
     return 1;
 }
 
