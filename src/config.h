@@ -29,7 +29,10 @@ struct config_address {
 struct config_app {
     char name[CONFIG_NAME_MAX];     /* default "ip:port" */
     char *host;                     /* ip or host name as written; owned */
-    uint16_t port;                  /* 0 in the file = scheme default (80/443) */
+    uint16_t port;                  /* effective port: 0 or absent in the file
+                                       becomes the scheme default (80/443) */
+    bool default_port;              /* port came from the scheme: Host and a
+                                       redirect's Location leave it out */
     bool alive;                     /* state at start-up */
     bool tls;
     uint32_t weight;                /* >= 1 */
@@ -101,7 +104,8 @@ static inline bool config_expect_has(const struct config *cfg, int status)
     return status >= 0 && status < 600 && (cfg->health_expect[status / 8] >> (status % 8)) & 1;
 }
 
-/* Fills cfg with every default of SPEC section 2 (no applications). */
+/* Fills cfg with every default of SPEC section 2 (no applications). It
+ * overwrites cfg without freeing it, and allocates the default strings. */
 void config_defaults(struct config *cfg);
 
 /* Loads and validates the file at path. Returns 0 on success; otherwise the

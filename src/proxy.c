@@ -784,7 +784,7 @@ static void answer_redirect(struct client *c)
     const struct config_app *a = app->cfg;
     bool v6 = strchr(a->host, ':') != NULL;
     char port[8] = "";
-    if (a->port)
+    if (!a->default_port)
         snprintf(port, sizeof(port), ":%u", a->port);
     char location[2200];
     int n = snprintf(location, sizeof(location), "Location: %s://%s%s%s%s%.*s\r\n",
