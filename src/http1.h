@@ -135,7 +135,9 @@ enum http1_result http1_parse_request(const char *buf, size_t len, const struct 
                                       struct http1_request *req);
 
 /* Parses a response head. request_method decides the body framing together
- * with the status (HEAD, 1xx, 204, 304 have none; 2xx to CONNECT has none). */
+ * with the status (HEAD, 1xx, 204, 304 have none; 2xx to CONNECT has none).
+ * On HTTP1_ERROR, res->error is HTTP1_E_HEAD_TOO_LARGE or
+ * HTTP1_E_TOO_MANY_HEADERS over the limits, HTTP1_E_BAD_RESPONSE otherwise. */
 enum http1_result http1_parse_response(const char *buf, size_t len, const struct http1_limits *lim,
                                        enum http1_method request_method,
                                        struct http1_response *res);

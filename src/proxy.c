@@ -523,12 +523,19 @@ static bool put_request_headers(struct client *c)
     struct buf *b = &c->fwd;
     const struct http1_request *r = &c->req;
     bool absolute = r->path != r->target && r->target[0] != '/' && r->target[0] != '*';
+    bool had_length = false;
     for (uint32_t i = 0; i < r->header_count; i++) {
         const struct http1_header *h = &r->headers[i];
         if (h->flags & (HTTP1_HDR_HOP | HTTP1_HDR_XFF | HTTP1_HDR_XF_OTHER))
             continue;
         if (absolute && HTTP1_NAME_IS(h, "host"))
             continue;
+        /* Repeated or listed lengths ("5, 5") are legal but read differently
+         * by some parsers: the application gets exactly one. */
+        if (HTTP1_NAME_IS(h, "content-length")) {
+            had_length = true;
+            continue;
+        }
         uint32_t at = b->tail + h->name_len + 2;
         if (!put_header(b, h->name, h->name_len, h->value, h->value_len))
             return false;
@@ -544,6 +551,12 @@ static bool put_request_headers(struct client *c)
         return false;
     if (r->body == HTTP1_BODY_CHUNKED && !PUT_LITERAL(b, "Transfer-Encoding: chunked\r\n"))
         return false;
+    if (had_length) {
+        char length[48];
+        int n = snprintf(length, sizeof(length), "Content-Length: %" PRIu64 "\r\n", r->content_length);
+        if (!put(b, length, (size_t)n))
+            return false;
+    }
     if (r->flags & HTTP1_CONN_UPGRADE) {
         const struct http1_header *up = find_header(r->headers, r->header_count, "upgrade", 7);
         if (!up || !PUT_LITERAL(b, "Connection: upgrade\r\n") ||
