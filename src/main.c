@@ -215,6 +215,15 @@ int main(int argc, char **argv)
         config_free(&rt.cfg);
         return 1;
     }
+    /* Accepted by the config (SPEC section 2) but not served yet: refuse
+     * rather than listen in plain text where TLS was asked for. */
+    if (rt.cfg.tls_cert) {
+        fprintf(stderr, "%s: [server.tls]: TLS termination on the listener is not available in "
+                        "this version; remove the table or terminate TLS in front of sluice\n",
+                rt.cfg.path);
+        config_free(&rt.cfg);
+        return 1;
+    }
     if (o.check) {
         printf("config ok\n");
         config_free(&rt.cfg);
@@ -239,6 +248,9 @@ int main(int argc, char **argv)
         status = 1;
     } else {
         announce(&rt);
+        if (rt.cfg.cache_enabled)
+            log_warn("[cache] is enabled but the cache is not available in this version: "
+                     "every request goes to an application");
         wait_for_stop(&signals);
     }
     stop(&rt);

@@ -43,6 +43,7 @@
 
 #include "http1.h"
 #include "net.h"
+#include "tls.h"
 
 /* Steps a connection may take per event before others get a turn. */
 #define CLIENT_BUDGET 16
@@ -74,8 +75,10 @@ struct upstream {
     struct loop_timer timer;
     int64_t last_activity;          /* loop ms of the last byte either way */
     struct buf in;
+    struct ssl_st *ssl;             /* NULL unless the application has tls = true */
     bool can_read, can_write;
     bool connecting;
+    bool handshaking;               /* TLS handshake under way */
     bool reused;                    /* came from the idle list */
     bool eof;
     bool closed;
@@ -237,6 +240,44 @@ static ssize_t write_two(int fd, const char *a, size_t alen, const char *b, size
     return -1;
 }
 
+/* Reads from an application, in the clear or through TLS; the same
+ * contract as read_into. */
+static ssize_t upstream_read(struct upstream *u)
+{
+    if (!u->ssl)
+        return read_into(u->io.fd, &u->in, &u->can_read);
+    ssize_t n = tls_read(u->ssl, buf_end(&u->in), buf_room(&u->in));
+    if (n > 0) {
+        /* No short-read shortcut here: OpenSSL may hold decrypted bytes
+         * that no new edge will announce. */
+        u->in.tail += (uint32_t)n;
+        return n;
+    }
+    if (n == -EAGAIN) {
+        u->can_read = false;
+        return 0;
+    }
+    errno = n == 0 ? 0 : (int)-n;
+    return -1;
+}
+
+/* Writes to an application; the same contract as write_two. Through TLS
+ * only the first non-empty piece goes per call. */
+static ssize_t upstream_write(struct upstream *u, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (!u->ssl)
+        return write_two(u->io.fd, a, alen, b, blen, &u->can_write);
+    ssize_t n = alen ? tls_write(u->ssl, a, alen) : tls_write(u->ssl, b, blen);
+    if (n > 0)
+        return n;
+    if (n == -EAGAIN) {
+        u->can_write = false;
+        return 0;
+    }
+    errno = (int)-n;
+    return -1;
+}
+
 /* ------------------------------------------------------------------ */
 /* object lifetimes                                                    */
 
@@ -298,6 +339,9 @@ static void upstream_close(struct upstream *u)
         idle_remove(u);
     loop_timer_cancel(&w->loop, &u->timer);
     loop_del(&w->loop, &u->io);
+    if (u->ssl)
+        tls_close(u->ssl);
+    u->ssl = NULL;
     close(u->io.fd);
     u->io.fd = -1;
     buf_release(&w->buffers, &u->in);
@@ -631,6 +675,7 @@ static uint64_t request_hash(const struct client *c)
 
 static void upstream_event(struct loop *loop, struct loop_io *io, uint32_t events);
 static void upstream_timeout(struct loop *loop, struct loop_timer *timer);
+static int upstream_start_tls(struct upstream *u);
 
 static void attach(struct client *c, struct upstream *u)
 {
@@ -643,8 +688,8 @@ static void attach(struct client *c, struct upstream *u)
     u->last_activity = w->loop.now;
     atomic_fetch_add_explicit(&u->app->active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&u->app->requests, 1, memory_order_relaxed);
-    loop_timer_arm(&w->loop, &u->timer,
-                   u->connecting ? w->cfg->connect_timeout_ms : w->cfg->upstream_response_timeout_ms);
+    loop_timer_arm(&w->loop, &u->timer, u->connecting || u->handshaking ? w->cfg->connect_timeout_ms
+                                                                       : w->cfg->upstream_response_timeout_ms);
 }
 
 static struct upstream *idle_take(struct worker *w, struct app *app)
@@ -683,7 +728,13 @@ static struct upstream *upstream_open(struct worker *w, struct app *app, int *er
     u->can_write = !in_progress;
     loop_timer_init(&u->timer, upstream_timeout);
     int rc = loop_add(&w->loop, &u->io, fd, upstream_event);
+    if (rc == 0 && !in_progress && upstream_start_tls(u) != 0)
+        rc = -EPROTO;
     if (rc < 0) {
+        if (u->ssl)
+            tls_close(u->ssl);
+        u->ssl = NULL;
+        loop_del(&w->loop, &u->io);
         buf_release(&w->buffers, &u->in);
         close(fd);
         u->next = w->free_upstreams;
@@ -968,8 +1019,7 @@ static int pump_request(struct client *c)
     int progress = 0;
     if ((buf_len(&c->fwd) || c->req_ready) && u->can_write) {
         uint32_t head = buf_len(&c->fwd);
-        ssize_t n = write_two(u->io.fd, buf_start(&c->fwd), head, buf_start(&c->in), c->req_ready,
-                              &u->can_write);
+        ssize_t n = upstream_write(u, buf_start(&c->fwd), head, buf_start(&c->in), c->req_ready);
         if (n < 0) {
             attempt_failed(c, errno == EPIPE ? "connection closed" : "connection reset", false);
             return 1;
@@ -1108,7 +1158,7 @@ static int read_response_head(struct client *c)
         return 0;
     if (buf_room(&u->in) == 0)
         buf_compact(&u->in);
-    ssize_t n = read_into(u->io.fd, &u->in, &u->can_read);
+    ssize_t n = upstream_read(u);
     if (n > 0) {
         u->last_activity = w->loop.now;
         return 1;
@@ -1194,7 +1244,7 @@ static int pump_response(struct client *c)
     }
     if (!u->can_read || c->resp_complete)
         return progress;
-    ssize_t n = read_into(u->io.fd, &u->in, &u->can_read);
+    ssize_t n = upstream_read(u);
     if (n > 0) {
         u->last_activity = w->loop.now;
         return 1;
@@ -1211,10 +1261,31 @@ static int pump_response(struct client *c)
     return -1;
 }
 
+static int handshake(struct client *c)
+{
+    struct upstream *u = c->up;
+    int rc = tls_handshake(u->ssl);
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc < 0) {
+        char why[160], detail[120];
+        snprintf(why, sizeof(why), "TLS handshake: %s",
+                 rc == -EPROTO ? tls_error_text(u->ssl, detail, sizeof(detail)) : strerror(-rc));
+        attempt_failed(c, why, true);
+        return 1;
+    }
+    u->handshaking = false;
+    u->can_write = true;
+    loop_timer_arm(&c->w->loop, &u->timer, c->w->cfg->upstream_response_timeout_ms);
+    return 1;
+}
+
 static int step_forward(struct client *c)
 {
     if (c->up->connecting)
         return 0;
+    if (c->up->handshaking)
+        return handshake(c);
     int a = pump_request(c);
     if (a < 0 || c->phase != PHASE_FORWARD)
         return a;
@@ -1336,18 +1407,36 @@ static int start_tunnel(struct client *c)
     return 1;
 }
 
-/* Moves bytes one way; returns 1 on progress, 0 when blocked, -1 at the end. */
-static int tunnel_pump(int from, bool *from_read, struct buf *b, int to, bool *to_write)
+/* Each returns 1 on progress, 0 when blocked, -1 when the tunnel ends. */
+static int tunnel_client_to_upstream(struct client *c)
 {
-    if (buf_len(b) && *to_write) {
-        ssize_t n = write_two(to, buf_start(b), buf_len(b), NULL, 0, to_write);
+    struct upstream *u = c->up;
+    if (buf_len(&c->in) && u->can_write) {
+        ssize_t n = upstream_write(u, buf_start(&c->in), buf_len(&c->in), NULL, 0);
         if (n < 0)
             return -1;
-        buf_consume(b, (uint32_t)n);
+        buf_consume(&c->in, (uint32_t)n);
         return n > 0;
     }
-    if (buf_len(b) == 0 && *from_read) {
-        ssize_t n = read_into(from, b, from_read);
+    if (buf_len(&c->in) == 0 && c->can_read) {
+        ssize_t n = read_into(c->io.fd, &c->in, &c->can_read);
+        return n < 0 ? -1 : n > 0;
+    }
+    return 0;
+}
+
+static int tunnel_upstream_to_client(struct client *c)
+{
+    struct upstream *u = c->up;
+    if (buf_len(&u->in) && c->can_write) {
+        ssize_t n = write_two(c->io.fd, buf_start(&u->in), buf_len(&u->in), NULL, 0, &c->can_write);
+        if (n < 0)
+            return -1;
+        buf_consume(&u->in, (uint32_t)n);
+        return n > 0;
+    }
+    if (buf_len(&u->in) == 0 && u->can_read) {
+        ssize_t n = upstream_read(u);
         return n < 0 ? -1 : n > 0;
     }
     return 0;
@@ -1361,8 +1450,8 @@ static int step_tunnel(struct client *c)
         client_close(c);
         return -1;
     }
-    int a = tunnel_pump(c->io.fd, &c->can_read, &c->in, u->io.fd, &u->can_write);
-    int b = a < 0 ? 0 : tunnel_pump(u->io.fd, &u->can_read, &u->in, c->io.fd, &c->can_write);
+    int a = tunnel_client_to_upstream(c);
+    int b = a < 0 ? 0 : tunnel_upstream_to_client(c);
     if (a < 0 || b < 0) {
         client_close(c);
         return -1;
@@ -1454,11 +1543,25 @@ static void client_timeout(struct loop *loop, struct loop_timer *timer)
     }
 }
 
+/* Begins TLS on a connected socket to an application with tls = true. */
+static int upstream_start_tls(struct upstream *u)
+{
+    if (!u->app->cfg->tls)
+        return 0;
+    u->ssl = tls_client_new(u->w->tls, u->io.fd, u->app->cfg->host);
+    if (!u->ssl)
+        return EPROTO;
+    u->handshaking = true;
+    return 0;
+}
+
 static void upstream_connected(struct upstream *u)
 {
     int err = net_socket_error(u->io.fd);
     u->connecting = false;
     struct client *c = u->client;
+    if (!err)
+        err = upstream_start_tls(u);
     if (err) {
         if (c)
             attempt_failed(c, connect_error_text(err), true);
@@ -1467,7 +1570,7 @@ static void upstream_connected(struct upstream *u)
         return;
     }
     u->can_write = true;
-    if (c)
+    if (c && !u->handshaking)
         loop_timer_arm(&u->w->loop, &u->timer, u->w->cfg->upstream_response_timeout_ms);
 }
 
@@ -1482,9 +1585,14 @@ static void upstream_event(struct loop *loop, struct loop_io *io, uint32_t event
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         u->can_write = true;
     if (!u->client) {
-        /* An idle connection has nothing to say: this is its close. */
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            upstream_close(u);
+        /* An idle connection has nothing to say: this is its close (or,
+         * through TLS, perhaps a session ticket, which OpenSSL consumes). */
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+            char sink[64];
+            if (!u->ssl || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
+                tls_read(u->ssl, sink, sizeof(sink)) != -EAGAIN)
+                upstream_close(u);
+        }
         return;
     }
     struct client *c = u->client;
@@ -1505,8 +1613,8 @@ static void upstream_timeout(struct loop *loop, struct loop_timer *timer)
         return;
     }
     int64_t limit = u->w->cfg->upstream_response_timeout_ms;
-    if (u->connecting) {
-        attempt_failed(c, "connect timeout", true);
+    if (u->connecting || u->handshaking) {
+        attempt_failed(c, u->connecting ? "connect timeout" : "TLS handshake timeout", true);
         client_run(c);
         return;
     }

@@ -14,6 +14,7 @@
 
 #include "net.h"
 #include "proxy.h"
+#include "tls.h"
 
 /* Accepts per readiness event, so one busy listener cannot starve the
  * connections already open. */
@@ -114,6 +115,27 @@ static int open_listeners(struct worker *w, const char **error)
     return 0;
 }
 
+/* Applications behind a load balancer commonly have self-signed
+ * certificates, and the link is usually inside one network: like HAProxy's
+ * "verify none" and nginx's default proxy_ssl_verify off, the certificate is
+ * not checked (docs/proxying.md). */
+static int open_tls_context(struct worker *w, const char **error)
+{
+    bool any = false;
+    for (int i = 0; i < w->cfg->app_count; i++)
+        any |= w->cfg->apps[i].tls;
+    if (!any)
+        return 0;
+    char why[160];
+    w->tls = tls_client_context(false, why, sizeof(why));
+    if (!w->tls) {
+        log_error("TLS client context: %s", why);
+        *error = "TLS context";
+        return -EPROTO;
+    }
+    return 0;
+}
+
 int worker_init(struct worker *w, int index, const struct config *cfg, struct pool *pool,
                 const char **error)
 {
@@ -132,6 +154,8 @@ int worker_init(struct worker *w, int index, const struct config *cfg, struct po
     w->idle = calloc((size_t)pool->count, sizeof(*w->idle));
     if (!w->idle)
         return -ENOMEM;
+    if ((rc = open_tls_context(w, error)) < 0)
+        return rc;
     if (getrandom(&w->request_id_prefix, sizeof(w->request_id_prefix), 0) < 0)
         w->request_id_prefix = (uint64_t)loop_monotonic_ms() * 2654435761u + (uint64_t)index;
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -184,6 +208,9 @@ void worker_free(struct worker *w)
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     log_access_free(&w->access_log);
+    if (w->tls)
+        tls_context_free(w->tls);
+    w->tls = NULL;
     balance_free(&w->balance);
     buf_pool_free(&w->buffers);
     loop_close(&w->loop);

@@ -23,6 +23,7 @@
 
 struct client;
 struct upstream;
+struct ssl_ctx_st;
 
 struct listener {
     struct loop_io io;
@@ -45,6 +46,7 @@ struct worker {
     struct log_access access_log;
     struct buf_pool buffers;
     struct http1_limits limits;
+    struct ssl_ctx_st *tls;    /* client context for tls = true applications; NULL if none */
 
     struct listener listeners[CONFIG_MAX_LISTEN];
     int listener_count;
