@@ -28,6 +28,10 @@ enum toml_type {
     TOML_TIME_LOCAL,      /* 07:32:00 */
 };
 
+/* Nesting limit: arrays, inline tables and key components together may not
+ * go deeper than this, which bounds the parser's (and toml_free's) recursion. */
+#define TOML_MAX_DEPTH 128
+
 struct toml_value;
 
 struct toml_keyval {

@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# bench/run.sh - sluice against HAProxy and nginx on the same two backends.
+#
+#   bench/run.sh                 the comparison; writes bench/results.md
+#   bench/run.sh --health-scale  sluice with 2000 down applications being
+#                                health-checked vs. without (issue 3);
+#                                writes bench/results-health-scale.md
+#
+# Method, knobs and how to read the tables: bench/README.md.
+# Every process started here is stopped by PID on exit; nothing else is
+# touched.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=$ROOT/bench
+BUILD=${SLUICE_BUILD:-$ROOT/build}
+
+ROUNDS=${BENCH_ROUNDS:-3}
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-50}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
+SYSTEMS=${BENCH_SYSTEMS:-sluice haproxy nginx}
+SLUICE=${BENCH_SLUICE:-$BUILD/sluice}
+BACKEND=${BENCH_BACKEND:-$BUILD/backend}
+PORT_BASE=${BENCH_PORT_BASE:-18000}
+FAKE_APPS=${BENCH_FAKE_APPS:-2000}
+FAKE_PORT_BASE=${BENCH_FAKE_PORT_BASE:-20000}
+HEALTH_TARGET=1.10
+
+APP1_PORT=$((PORT_BASE + 101))
+APP2_PORT=$((PORT_BASE + 102))
+declare -A LISTEN_PORT=([sluice]=$((PORT_BASE + 80)) [haproxy]=$((PORT_BASE + 81)) [nginx]=$((PORT_BASE + 82)))
+
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=$(command -v python3)
+
+MODE=compare
+usage() {
+    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+while [ $# -gt 0 ]; do
+    case $1 in
+        --health-scale) MODE=health ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+# a p99 ratio needs more rounds than the comparison's medians do
+if [ "$MODE" = health ] && [ -z "${BENCH_ROUNDS:-}" ]; then ROUNDS=5; fi
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# -- processes ----------------------------------------------------------------
+
+WORK=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+STARTED=()   # PIDs of everything we started, in start order
+
+# descendants PID: every process below PID (nginx's workers, say).
+descendants() {
+    local pid
+    for pid in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        echo "$pid"
+        descendants "$pid"
+    done
+}
+
+# stop PID: TERM, up to 5 s to exit, then KILL it and whatever it left.
+stop() {
+    local pid=$1 kids i
+    # only a live child of this script: never a process that reused the PID
+    if [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" != "$$" ]; then
+        wait "$pid" 2>/dev/null || true
+        return 0
+    fi
+    kids=$(descendants "$pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "PID $pid did not stop on TERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    for i in $kids; do
+        kill -KILL "$i" 2>/dev/null || true
+    done
+}
+
+cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+        stop "${STARTED[$i]}"
+    done
+    if [ "${BENCH_KEEP:-0}" = 1 ] || [ $rc -ne 0 ]; then
+        say "logs and raw output kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start LOG CPU CMD...: run CMD pinned to CPU in the background; sets PID.
+start() {
+    local log=$1 cpu=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$log" 2>&1 &
+    PID=$!
+    STARTED+=("$PID")
+}
+
+# forget PID once it has been stopped
+stopped() {
+    local pid=$1 i
+    stop "$pid"
+    for i in "${!STARTED[@]}"; do
+        [ "${STARTED[$i]}" = "$pid" ] && unset 'STARTED[i]'
+    done
+    STARTED=("${STARTED[@]}")
+}
+
+listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
+
+require_free() {
+    local port
+    for port in "$@"; do
+        listening "$port" && die "port $port is already in use (set BENCH_PORT_BASE to move the bench's ports)"
+    done
+    return 0
+}
+
+# wait_listen NAME PID PORT LOG: up to 10 s for PORT to listen while PID lives.
+wait_listen() {
+    local name=$1 pid=$2 port=$3 log=$4 i
+    for i in $(seq 100); do
+        listening "$port" && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$log" >&2 || true
+            die "$name exited before listening on port $port (log above)"
+        fi
+        sleep 0.1
+    done
+    tail -n 20 "$log" >&2 || true
+    die "$name is not listening on port $port after 10 s (log above)"
+}
+
+# check_answers NAME PORT LOG: the proxy answers 200 and reaches both backends.
+check_answers() {
+    local name=$1 port=$2 log=$3 i body seen=""
+    for i in 1 2 3 4 5 6; do
+        if ! body=$(curl -fsS --max-time 3 "http://127.0.0.1:$port/" 2>&1); then
+            tail -n 20 "$log" >&2 || true
+            die "$name on port $port does not answer: $body"
+        fi
+        seen="$seen $body"
+    done
+    case $seen in
+        *app-1*app-2*|*app-2*app-1*) ;;
+        *) die "$name on port $port answered, but not from both backends (saw:$seen)" ;;
+    esac
+}
+
+# -- the systems --------------------------------------------------------------
+
+# fill TEMPLATE OUT KEY=VALUE...: copy TEMPLATE to OUT replacing each @KEY@.
+fill() {
+    local template=$1 out=$2 kv script=""
+    shift 2
+    for kv in "$@"; do
+        script="${script}s|@${kv%%=*}@|${kv#*=}|g;"
+    done
+    sed "$script" "$template" >"$out"
+}
+
+# sluice_config OUT PORT HEALTH_INTERVAL FAKES
+sluice_config() {
+    local out=$1 port=$2 interval=$3 fakes=$4 i
+    fill "$BENCH_DIR/sluice.toml.in" "$out" "LISTEN_PORT=$port" "HEALTH_INTERVAL=$interval"
+    {
+        printf '\n[[applications]]\nname = "app-1"\nip = "127.0.0.1"\nport = %d\n' "$APP1_PORT"
+        printf '\n[[applications]]\nname = "app-2"\nip = "127.0.0.1"\nport = %d\n' "$APP2_PORT"
+        for ((i = 0; i < fakes; i++)); do
+            printf '\n[[applications]]\nname = "fake-%d"\nalive = false\nip = "127.0.0.1"\nport = %d\n' \
+                "$i" $((FAKE_PORT_BASE + i))
+        done
+    } >>"$out"
+}
+
+# start_system NAME [SLUICE_CONFIG]: start, wait, verify; sets PID.
+start_system() {
+    local name=$1 port=${LISTEN_PORT[$1]} dir=$WORK/$1 log
+    mkdir -p "$dir"
+    log=$dir/log
+    require_free "$port"
+    case $name in
+        sluice)
+            local config=${2:-$dir/sluice.toml}
+            [ -n "${2:-}" ] || sluice_config "$config" "$port" 2s 0
+            start "$log" "$PROXY_CPU" "$SLUICE" -c "$config"
+            ;;
+        haproxy)
+            fill "$BENCH_DIR/haproxy.cfg.in" "$dir/haproxy.cfg" \
+                "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
+            haproxy -c -q -f "$dir/haproxy.cfg" >"$log" 2>&1 || { cat "$log" >&2; die "haproxy rejects $dir/haproxy.cfg"; }
+            start "$log" "$PROXY_CPU" haproxy -f "$dir/haproxy.cfg" -db
+            ;;
+        nginx)
+            mkdir -p "$dir/nginx"
+            fill "$BENCH_DIR/nginx.conf.in" "$dir/nginx/nginx.conf" \
+                "PREFIX=$dir/nginx" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
+            nginx -q -t -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" >"$log" 2>&1 \
+                || { cat "$log" >&2; die "nginx rejects $dir/nginx/nginx.conf"; }
+            start "$log" "$PROXY_CPU" nginx -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
+            ;;
+    esac
+    wait_listen "$name" "$PID" "$port" "$log"
+    check_answers "$name" "$port" "$log"
+}
+
+# -- measuring ----------------------------------------------------------------
+
+cpu_ticks() { "$PYTHON" "$BENCH_DIR/stats.py" proc "$1" | cut -d' ' -f1; }
+
+# cpu_times: "busy total" jiffies of the proxy's CPU, then of the load's CPU,
+# from /proc/stat (busy = everything but idle and iowait).
+cpu_times() {
+    awk -v a="cpu$PROXY_CPU" -v b="cpu$LOAD_CPU" '
+        $1 == a || $1 == b {
+            busy = $2 + $3 + $4 + $7 + $8 + $9
+            t[$1] = busy " " (busy + $5 + $6)
+        }
+        END { print t[a], t[b] }' /proc/stat
+}
+
+# measure PID PORT OUT [WRK ARGS...]: one wrk run against PORT; prints
+# "requests rps p50 p99 cpu_us_per_request errors cpu0_busy% cpu1_busy%"
+# (tab-separated; cpu0 is the proxy's CPU, cpu1 the load's) and keeps wrk's
+# own output in OUT.
+measure() {
+    local pid=$1 port=$2 out=$3 t0 t1 c0 c1 parsed requests
+    shift 3
+    t0=$(cpu_ticks "$pid")
+    c0=$(cpu_times)
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" \
+        "http://127.0.0.1:$port/" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed against port $port"; }
+    c1=$(cpu_times)
+    t1=$(cpu_ticks "$pid")
+    kill -0 "$pid" 2>/dev/null || die "the proxy (PID $pid) died during the run; see $WORK"
+    parsed=$("$PYTHON" "$BENCH_DIR/stats.py" wrk "$out") || { cat "$out" >&2; die "cannot read wrk output $out"; }
+    requests=${parsed%%$'\t'*}
+    [ "$requests" -gt 0 ] || { cat "$out" >&2; die "wrk completed no request against port $port"; }
+    awk -v p="$parsed" -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v c0="$c0" -v c1="$c1" 'BEGIN {
+        split(p, f, "\t"); split(c0, x, " "); split(c1, y, " ")
+        printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\n", f[1], f[2], f[3], f[4], d * 1e6 / hz / f[1], f[5],
+            100 * (y[1] - x[1]) / (y[2] - x[2] + 1e-9), 100 * (y[3] - x[3]) / (y[4] - x[4] + 1e-9)
+    }'
+}
+
+# check_run NAME RESULT: warn about errors, and about other processes on the
+# proxy's CPU, which make the run say less about the proxy.
+check_run() {
+    local name=$1 errors others
+    errors=$(cut -f6 <<<"$2")
+    [ "$errors" = 0 ] || say "  warning: $name: $errors errors (see the raw wrk output)"
+    others=$(awk -F'\t' '{ printf "%.0f", $7 - $2 * $5 / 1e4 }' <<<"$2")
+    [ "$others" -le 10 ] || say "  warning: $name: other processes took ~$others% of CPU $PROXY_CPU during the run"
+}
+
+warm_up() {
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$1/" >/dev/null 2>&1 || true
+}
+
+start_backends() {
+    [ -x "$BACKEND" ] || die "no backend at $BACKEND (run \`make all\` first)"
+    require_free "$APP1_PORT" "$APP2_PORT"
+    start "$WORK/app-1.log" "$LOAD_CPU" "$BACKEND" --port "$APP1_PORT" --host 127.0.0.1 --name app-1
+    wait_listen app-1 "$PID" "$APP1_PORT" "$WORK/app-1.log"
+    start "$WORK/app-2.log" "$LOAD_CPU" "$BACKEND" --port "$APP2_PORT" --host 127.0.0.1 --name app-2
+    wait_listen app-2 "$PID" "$APP2_PORT" "$WORK/app-2.log"
+}
+
+# -- the machine ----------------------------------------------------------------
+
+for tool in wrk curl taskset ss haproxy nginx; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (run \`make deps\`)"
+done
+case $DURATION in
+    *[0-9]s|*[0-9]m) ;;
+    *[0-9]) DURATION=${DURATION}s ;;
+    *) die "BENCH_DURATION must look like 10s or 1m, not '$DURATION'" ;;
+esac
+[ "$ROUNDS" -ge 1 ] 2>/dev/null || die "BENCH_ROUNDS must be a positive integer"
+
+CLK_TCK=$(getconf CLK_TCK)
+NPROC=$(nproc)
+if [ "$NPROC" -ge 2 ]; then
+    PROXY_CPU=0
+    LOAD_CPU=1
+else
+    PROXY_CPU=0
+    LOAD_CPU=0
+    say "only one CPU: the proxy shares it with wrk and the backends"
+fi
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+
+write_meta() {
+    local meta=$1
+    {
+        printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+        printf 'machine\t%s CPUs, %s\n' "$NPROC" "${CPU_MODEL:-unknown CPU}"
+        printf 'kernel\t%s\n' "$(uname -r)"
+        printf 'pinning\tproxy on CPU %s; wrk and both backends on CPU %s\n' "$PROXY_CPU" "$LOAD_CPU"
+        printf 'load\t%s at start, %s at the end (1/5/15-minute load averages; other work on the machine skews every figure)\n' \
+            "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
+        printf 'connections\t%s\nduration\t%s\nidle_conns\t%s\n' "$CONNECTIONS" "$DURATION" "$IDLE_CONNS"
+    } >"$meta"
+}
+
+versions() {
+    local v=""
+    if [ -x "$SLUICE" ]; then
+        v=$("$SLUICE" --version 2>&1 | head -n1 || true)
+        case $v in sluice*) ;; *) v="sluice $v" ;; esac
+        v="$v (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), working tree may differ); "
+    fi
+    v="$v$(haproxy -v 2>&1 | head -n1 | awk '{ print "HAProxy " $3 }'); "
+    v="$v$(nginx -v 2>&1 | sed 's|.*nginx/|nginx |'); "
+    v="$v$(wrk --version 2>&1 | head -n1 | awk '{ print "wrk " $2 }')"
+    printf '%s' "$v"
+}
+
+# -- the comparison -----------------------------------------------------------
+
+compare() {
+    local systems=() system runs=$WORK/runs.tsv mem=$WORK/mem.tsv meta=$WORK/meta.tsv
+    local round i n order mem_out ka cl port r
+    for system in $SYSTEMS; do
+        case $system in
+            sluice)
+                if [ ! -x "$SLUICE" ]; then
+                    say "skipping sluice: no executable at $SLUICE (run \`make all\`)"
+                    SKIPPED_SLUICE=1
+                    continue
+                fi ;;
+            haproxy|nginx) ;;
+            *) die "unknown system in BENCH_SYSTEMS: $system" ;;
+        esac
+        systems+=("$system")
+    done
+    [ ${#systems[@]} -gt 0 ] || die "nothing to measure"
+    for system in sluice haproxy nginx; do require_free "${LISTEN_PORT[$system]}"; done
+
+    start_backends
+    : >"$runs"
+    : >"$mem"
+    n=${#systems[@]}
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # rotate the order every round, so no system always runs first or
+        # right after a particular other one
+        order=()
+        for ((i = 0; i < n; i++)); do order+=("${systems[$(((i + round - 1) % n))]}"); done
+        say "round $round/$ROUNDS: ${order[*]}"
+        for system in "${order[@]}"; do
+            port=${LISTEN_PORT[$system]}
+            start_system "$system"
+            # memory first, on a fresh process
+            mem_out=$(taskset -c "$LOAD_CPU" "$PYTHON" "$BENCH_DIR/idle_conns.py" \
+                --port "$port" --pid "$PID" --count "$IDLE_CONNS") \
+                || die "idle-connection memory test failed against $system"
+            printf '%s\t%s\t%s\n' "$round" "$system" "${mem_out// /$'\t'}" >>"$mem"
+            warm_up "$port"
+            ka=$(measure "$PID" "$port" "$WORK/$system/wrk-keepalive-$round.txt")
+            printf '%s\t%s\tkeepalive\t%s\n' "$round" "$system" "$ka" >>"$runs"
+            cl=$(measure "$PID" "$port" "$WORK/$system/wrk-close-$round.txt" -H 'Connection: close')
+            printf '%s\t%s\tclose\t%s\n' "$round" "$system" "$cl" >>"$runs"
+            for r in "$ka" "$cl"; do
+                check_run "$system" "$r"
+            done
+            say "  $system: keep-alive $(cut -f2 <<<"$ka") req/s, close $(cut -f2 <<<"$cl") req/s, $(cut -d' ' -f2 <<<"$mem_out") KB/idle conn"
+            stopped "$PID"
+        done
+    done
+
+    write_meta "$meta"
+    {
+        printf 'versions\t%s\n' "$(versions)"
+        printf 'parameters\t%s round(s), %s per run, %s connections; %s idle connections for memory\n' \
+            "$ROUNDS" "$DURATION" "$CONNECTIONS" "$IDLE_CONNS"
+        printf 'systems\t%s\n' "${systems[*]}"
+        [ -z "${SKIPPED_SLUICE:-}" ] || printf 'note1\tsluice was skipped: no executable at %s\n' "$SLUICE"
+    } >>"$meta"
+    "$PYTHON" "$BENCH_DIR/stats.py" report "$runs" "$mem" "$meta" >"$WORK/results.md"
+    cp "$WORK/results.md" "$BENCH_DIR/results.md"
+    echo
+    cat "$WORK/results.md"
+    say "written to bench/results.md"
+}
+
+# -- issue 3: health checks of a large pool must not slow the proxy -----------
+
+health_scale() {
+    local runs=$WORK/health.tsv meta=$WORK/health-meta.tsv dir=$WORK/sluice
+    local round config order port=${LISTEN_PORT[sluice]} i0 i1 idle r
+    [ -x "$SLUICE" ] || die "--health-scale needs sluice: no executable at $SLUICE (run \`make all\`)"
+    require_free "$port"
+    ss -Hltn | awk -v lo="$FAKE_PORT_BASE" -v hi=$((FAKE_PORT_BASE + FAKE_APPS - 1)) '
+        { n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) { print p; bad = 1 } }
+        END { exit bad }' >/dev/null \
+        || die "something listens in the fake applications' range $FAKE_PORT_BASE-$((FAKE_PORT_BASE + FAKE_APPS - 1))"
+    mkdir -p "$dir"
+    sluice_config "$dir/base.toml" "$port" 1s 0
+    sluice_config "$dir/fleet.toml" "$port" 1s "$FAKE_APPS"
+
+    start_backends
+    : >"$runs"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if [ $((round % 2)) = 1 ]; then order=(base fleet); else order=(fleet base); fi
+        say "round $round/$ROUNDS: ${order[*]}"
+        for config in "${order[@]}"; do
+            start_system sluice "$dir/$config.toml"
+            # let a few check intervals pass, and see what checking costs idle
+            sleep 1
+            i0=$(cpu_ticks "$PID")
+            sleep 3
+            i1=$(cpu_ticks "$PID")
+            idle=$(awk -v d=$((i1 - i0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", d * 100 / hz / 3 }')
+            warm_up "$port"
+            r=$(measure "$PID" "$port" "$WORK/sluice/wrk-$config-$round.txt")
+            printf '%s\t%s\tkeepalive\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
+            check_run "$config" "$r"
+            say "  $config: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms, idle CPU $idle%"
+            stopped "$PID"
+        done
+    done
+
+    write_meta "$meta"
+    {
+        printf 'versions\t%s\n' "$(versions)"
+        printf 'parameters\t%s round(s) (alternating order), wrk keep-alive %s connections for %s\n' \
+            "$ROUNDS" "$CONNECTIONS" "$DURATION"
+        printf 'target\t%s\n' "$HEALTH_TARGET"
+        printf 'setup\t%s\n' "sluice (1 worker) in front of the two bench backends, [health] interval \"1s\", timeout \"1s\" (path /health). **base**: only the two real applications. **fleet**: the same plus $FAKE_APPS applications with alive = false on 127.0.0.1 ports $FAKE_PORT_BASE-$((FAKE_PORT_BASE + FAKE_APPS - 1)), where nothing listens, so they get no traffic but are health-checked every second. Idle CPU % is sluice's CPU use with no traffic (mostly health checking)."
+    } >>"$meta"
+    "$PYTHON" "$BENCH_DIR/stats.py" health-report "$runs" "$meta" >"$WORK/health.md"
+    cp "$WORK/health.md" "$BENCH_DIR/results-health-scale.md"
+    echo
+    cat "$WORK/health.md"
+    say "written to bench/results-health-scale.md"
+}
+
+case $MODE in
+    compare) compare ;;
+    health) health_scale ;;
+esac

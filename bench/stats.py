@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""stats.py - the numbers side of bench/run.sh.
+
+run.sh drives the processes; everything that parses, samples /proc or does
+arithmetic lives here, so the shell script stays a readable list of steps.
+
+  stats.py proc ROOT_PID           -> "cpu_ticks rss_kb pss_kb nprocs"
+                                      summed over ROOT_PID and its descendants
+  stats.py wrk FILE                -> "requests rps p50_ms p99_ms errors"
+  stats.py report RUNS MEM META    -> markdown for the comparison
+  stats.py health-report RUNS META -> markdown for the health-scale check
+
+RUNS is a TSV of "round system scenario requests rps p50_ms p99_ms cpu_us
+errors cpu0_busy cpu1_busy" (health-scale runs add idle CPU %), MEM one of "round system conns rss_kb_per_conn pss_kb_per_conn
+rss_at_rest_kb", META
+a "key<TAB>value" file. Every figure quoted is the median over rounds.
+"""
+
+import os
+import re
+import statistics
+import sys
+
+# -- /proc sampling -----------------------------------------------------------
+
+
+def _stat_fields(pid):
+    """Fields of /proc/PID/stat after the command name (which may hold spaces
+    or parentheses, so split at the last ')')."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    return data[data.rindex(")") + 2:].split()
+
+
+def process_tree(root):
+    """ROOT and every descendant. /proc/PID/task/*/children is not built into
+    every kernel, so walk the parent links of all processes instead."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            ppid = int(_stat_fields(name)[1])
+        except (OSError, ValueError, IndexError):
+            continue  # exited while we looked
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def sample(root):
+    """(cpu ticks, RSS KiB, PSS KiB, process count) of ROOT's tree.
+    utime and stime of /proc/PID/stat already sum every thread."""
+    ticks = rss = pss = n = 0
+    for pid in process_tree(root):
+        try:
+            fields = _stat_fields(pid)
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            rss += _status_kb(pid, "VmRSS")
+            pss += _pss_kb(pid)
+            n += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks, rss, pss, n
+
+
+# -- wrk output ---------------------------------------------------------------
+
+_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def _ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(m.group(1)) * _TIME_UNITS_MS[m.group(2)]
+
+
+def parse_wrk(text):
+    """requests completed, requests/s, p50 and p99 in ms, and errors (socket
+    errors plus non-2xx/3xx answers) from `wrk --latency` output."""
+    out = {"errors": 0}
+    m = re.search(r"^\s*(\d+) requests in ", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+    m = re.search(r"^Requests/sec:\s*([0-9.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(rf"^\s*{pct}(?:\.0+)?%\s+(\S+)", text, re.M)
+        if m:
+            out[key] = _ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["errors"] += sum(int(g) for g in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["errors"] += int(m.group(1))
+    missing = [k for k in ("requests", "rps", "p50", "p99") if k not in out]
+    if missing:
+        raise ValueError("wrk output lacks " + ", ".join(missing))
+    return out
+
+
+# -- reports ------------------------------------------------------------------
+
+SCENARIOS = [
+    ("keepalive", "Keep-alive (`wrk -t1 -c{conns} -d{duration} --latency`)"),
+    ("close", "New connection per request (`wrk ... -H 'Connection: close'`)"),
+]
+
+
+def read_tsv(path):
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line and not line.startswith("#"):
+                    rows.append(line.split("\t"))
+    return rows
+
+
+def read_meta(path):
+    meta = {}
+    for row in read_tsv(path):
+        meta[row[0]] = row[1] if len(row) > 1 else ""
+    return meta
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=2):
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def spread(values):
+    """(max - min) / median, in percent: how far apart the rounds were."""
+    if len(values) < 2 or not median(values):
+        return "–"
+    return f"±{(max(values) - min(values)) / median(values) * 50:.0f}%"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def header(meta, title):
+    lines = [f"# {title}", ""]
+    for key in ("date", "machine", "kernel", "versions", "pinning", "load", "parameters"):
+        if key in meta:
+            lines.append(f"- **{key}**: {meta[key]}")
+    for key, value in meta.items():
+        if key.startswith("note"):
+            lines.append(f"- **note**: {value}")
+    lines.append("")
+    return lines
+
+
+def report(runs_path, mem_path, meta_path):
+    meta = read_meta(meta_path)
+    systems = meta.get("systems", "sluice haproxy nginx").split()
+    runs = read_tsv(runs_path)
+    mem = read_tsv(mem_path)
+    out = header(meta, "sluice benchmark")
+    out.append("Medians over rounds. For req/s a ratio above 1 favours sluice; "
+               "for latency, CPU and memory a ratio below 1 does. "
+               "Proxy CPU is the share of one core the proxy used during the run "
+               "(below ~95%, the load side, not the proxy, set the pace). "
+               "CPU 0 busy is all use of the proxy's core (above proxy CPU: other processes took it); "
+               "CPU 1 busy is the core of wrk and the backends (near 100%: the load side was the limit). "
+               "Spread is half the range of req/s over rounds, relative to the median.")
+    out.append("")
+
+    columns = [("req/s", 4, 0), ("p50 ms", 5, 3), ("p99 ms", 6, 3), ("CPU µs/req", 7, 2)]
+    for scenario, title in SCENARIOS:
+        out.append("## " + title.format(conns=meta.get("connections", "50"),
+                                        duration=meta.get("duration", "10s")))
+        out.append("")
+        out.append("| system | " + " | ".join(c[0] for c in columns) + " | proxy CPU | CPU 0 busy | CPU 1 busy | req/s spread | errors | runs |")
+        out.append("|---|" + "---:|" * (len(columns) + 6))
+        med = {}
+        for system in systems:
+            rows = [r for r in runs if r[1] == system and r[2] == scenario]
+            med[system] = [median([float(r[c[1]]) for r in rows]) for c in columns]
+            errors = sum(int(r[8]) for r in rows)
+            busy = median([float(r[4]) * float(r[7]) / 1e4 for r in rows])
+            cpu0 = median([float(r[9]) for r in rows])
+            cpu1 = median([float(r[10]) for r in rows])
+            out.append(f"| {system} | " + " | ".join(fmt(v, c[2]) for v, c in zip(med[system], columns))
+                       + f" | {fmt(busy, 0)}% | {fmt(cpu0, 0)}% | {fmt(cpu1, 0)}% "
+                       f"| {spread([float(r[4]) for r in rows])} | {errors} | {len(rows)} |")
+        for other in ("haproxy", "nginx"):
+            if "sluice" in med and other in med:
+                out.append(f"| sluice/{other} | "
+                           + " | ".join(ratio(a, b) for a, b in zip(med["sluice"], med[other]))
+                           + " | | | | | | |")
+        out.append("")
+
+    out.append(f"## Memory per idle keep-alive connection ({meta.get('idle_conns', '2000')} "
+               "connections, one request each, then idle)")
+    out.append("")
+    out.append("Growth of the proxy's RSS/PSS (all its processes) divided by the connections; "
+               "memory a proxy sets aside up front shows in RSS at rest, not per connection.")
+    out.append("")
+    out.append("| system | RSS KB/conn | PSS KB/conn | RSS at rest MB | runs |")
+    out.append("|---|---:|---:|---:|---:|")
+    mmed = {}
+    for system in systems:
+        rows = [r for r in mem if r[1] == system]
+        mmed[system] = [median([float(r[i]) for r in rows]) for i in (3, 4)]
+        mmed[system].append(median([float(r[5]) / 1024 for r in rows]))
+        out.append(f"| {system} | " + " | ".join(fmt(v) for v in mmed[system]) + f" | {len(rows)} |")
+    for other in ("haproxy", "nginx"):
+        if "sluice" in mmed and other in mmed:
+            out.append(f"| sluice/{other} | "
+                       + " | ".join(ratio(a, b) for a, b in zip(mmed["sluice"], mmed[other])) + " | |")
+    out.append("")
+
+    out.append("<details><summary>every run</summary>")
+    out.append("")
+    out.append("| round | system | scenario | requests | req/s | p50 ms | p99 ms | CPU µs/req | errors "
+               "| CPU 0 % | CPU 1 % |")
+    out.append("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        out.append("| " + " | ".join(r) + " |")
+    out.append("")
+    out.append("| round | system | idle conns | RSS KB/conn | PSS KB/conn | RSS at rest KB |")
+    out.append("|---:|---|---:|---:|---:|---:|")
+    for r in mem:
+        out.append("| " + " | ".join(r) + " |")
+    out.append("")
+    out.append("</details>")
+    return "\n".join(out) + "\n"
+
+
+def health_report(runs_path, meta_path):
+    meta = read_meta(meta_path)
+    runs = read_tsv(runs_path)
+    target = float(meta.get("target", "1.10"))
+    out = header(meta, "sluice health-check scaling (issue 3)")
+    out.append(meta.get("setup", ""))
+    out.append("")
+    out.append("| config | req/s | p50 ms | p99 ms | CPU µs/req | idle CPU % | CPU 0 busy | CPU 1 busy "
+               "| errors | runs |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    med = {}
+    for config in ("base", "fleet"):
+        rows = [r for r in runs if r[1] == config]
+        med[config] = [median([float(r[i]) for r in rows]) for i in (4, 5, 6, 7, 11, 9, 10)]
+        errors = sum(int(r[8]) for r in rows)
+        v = med[config]
+        out.append(f"| {config} | {fmt(v[0], 0)} | {fmt(v[1], 3)} | {fmt(v[2], 3)} | {fmt(v[3])} "
+                   f"| {fmt(v[4], 1)} | {fmt(v[5], 0)}% | {fmt(v[6], 0)}% | {errors} | {len(rows)} |")
+    p99_ratio = None
+    if med["base"][2] and med["fleet"][2] is not None:
+        p99_ratio = med["fleet"][2] / med["base"][2]
+    out.append("")
+    if p99_ratio is None:
+        out.append("**p99 fleet/base: n/a**")
+    else:
+        verdict = "PASS" if p99_ratio <= target else "FAIL"
+        out.append(f"**p99 fleet/base = {p99_ratio:.2f}** (target ≤ {target:.2f}): **{verdict}**")
+    out.append("")
+    out.append("<details><summary>every run</summary>")
+    out.append("")
+    out.append("| round | config | scenario | requests | req/s | p50 ms | p99 ms | CPU µs/req | errors "
+               "| CPU 0 % | CPU 1 % | idle CPU % |")
+    out.append("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
+        out.append("| " + " | ".join(r) + " |")
+    out.append("")
+    out.append("</details>")
+    return "\n".join(out) + "\n"
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] == "proc":
+        print(*sample(int(argv[2])))
+    elif len(argv) >= 3 and argv[1] == "wrk":
+        with open(argv[2]) as f:
+            w = parse_wrk(f.read())
+        print(w["requests"], f"{w['rps']:.2f}", f"{w['p50']:.4f}", f"{w['p99']:.4f}", w["errors"],
+              sep="\t")
+    elif len(argv) >= 5 and argv[1] == "report":
+        sys.stdout.write(report(argv[2], argv[3], argv[4]))
+    elif len(argv) >= 4 and argv[1] == "health-report":
+        sys.stdout.write(health_report(argv[2], argv[3]))
+    else:
+        sys.stderr.write(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv))
+    except ValueError as e:
+        sys.stderr.write(f"stats.py: {e}\n")
+        sys.exit(1)

@@ -1,0 +1,1043 @@
+/* alert.c - the alert dispatcher: webhook POSTs and the command hook.
+ *
+ * Flow. Every pool_set_state that succeeds writes one fixed-size struct
+ * pool_transition to a non-blocking pipe (atomic: smaller than PIPE_BUF).
+ * This thread reads the pipe level-triggered, turns each record into an
+ * alert_event and queues one delivery per configured target (webhook,
+ * command). Workers never wait for any of it: if the pipe ever filled up,
+ * pool.c logs the lost transition and the worker carries on.
+ *
+ * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX run at
+ * once (a mass outage must not fork a thousand shells); the rest wait in
+ * order. A failed attempt waits 1 s, then 2 s, before the next; the third
+ * failure is final. Each failure and the final give-up is logged. The list
+ * is bounded: past ALERT_PENDING_MAX the oldest delivery not in progress is
+ * dropped, with a log line, so a dead webhook during a flapping outage
+ * cannot grow memory without end. Deliveries start only from the
+ * after_iteration hook, so no completion path re-enters the scheduler.
+ *
+ * Webhook. An HTTP/1.1 POST over struct health_http (health.h), plain or
+ * TLS; the host is resolved on every attempt (it may move; getaddrinfo
+ * blocks only this thread). Any 2xx status is delivered.
+ *
+ * Command. `/bin/sh -c COMMAND` through posix_spawn (safe in a threaded
+ * process, unlike a fork that runs code), in its own process group so that
+ * the time limit kills the whole pipeline it may start; stdin is /dev/null,
+ * stdout goes to stderr (the error log, never the access log on stdout),
+ * signals are reset to their defaults. Exit status 0 is delivered. The child
+ * is reaped by polling waitpid(WNOHANG) from its timer: no SIGCHLD handler,
+ * which would belong to the whole process.
+ *
+ * "Service" alerts. The thread keeps its own copy of every application's
+ * state, updated record by record, so that an outage shorter than one read
+ * of the pipe (all down, then one back up, both in the same batch) is still
+ * seen. The count of applications up reaching 0 sends one "all_down" alert
+ * (application "*"); coming back above 0 after that sends one "restored".
+ * Records are applied as "state := to" (idempotent), and the copy is
+ * re-read from the pool whenever the pipe is empty: two threads' records
+ * for one application can reach the pipe in the opposite order of their
+ * compare-and-swaps, and a record can be in the pipe before the copy is
+ * first taken. Transitions into or out of maintenance are not alerted on
+ * (SPEC section 4) but do count here.
+ */
+#include "alert.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "health.h"
+#include "log.h"
+#include "loop.h"
+#include "tls.h"
+
+#define ALERT_ATTEMPTS 3
+#define ALERT_FIRST_BACKOFF_MS 1000
+#define ALERT_WEBHOOK_TIMEOUT_MS 5000
+#define ALERT_COMMAND_LIMIT_MS 10000
+#define ALERT_COMMAND_POLL_MS 50
+#define ALERT_RUNNING_MAX 8
+#define ALERT_PENDING_MAX 1000
+#define ALERT_JSON_MAX 8192
+#define ALERT_RESPONSE_MAX 2048
+#define ALERT_HOST_MAX 256
+
+extern char **environ;
+
+/* ---- formatting (pure) ---- */
+
+/* An snprintf-like accumulator: writes what fits, counts everything. */
+struct text {
+    char *out;
+    size_t cap, len;
+};
+
+static void text_put(struct text *t, const char *s, size_t n)
+{
+    if (t->cap > 0 && t->len < t->cap - 1) {
+        size_t room = t->cap - 1 - t->len;
+        size_t k = n < room ? n : room;
+        memcpy(t->out + t->len, s, k);
+        t->out[t->len + k] = '\0';
+    }
+    t->len += n;
+}
+
+static void text_puts(struct text *t, const char *s)
+{
+    text_put(t, s, strlen(s));
+}
+
+int alert_format_time(char *out, size_t cap, int64_t time_ms)
+{
+    time_t seconds = (time_t)(time_ms / 1000);
+    int millis = (int)(time_ms % 1000);
+    struct tm tm;
+    if (millis < 0) {
+        millis += 1000;
+        seconds -= 1;
+    }
+    if (!gmtime_r(&seconds, &tm))
+        return -1;
+    int n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0. Stops at a NUL. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+    size_t n;
+    uint32_t cp, min;
+    if (s[0] < 0x80)
+        return 1;
+    if ((s[0] & 0xE0) == 0xC0)
+        n = 2, cp = s[0] & 0x1F, min = 0x80;
+    else if ((s[0] & 0xF0) == 0xE0)
+        n = 3, cp = s[0] & 0x0F, min = 0x800;
+    else if ((s[0] & 0xF8) == 0xF0)
+        n = 4, cp = s[0] & 0x07, min = 0x10000;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static void text_json_escape(struct text *t, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\', esc[1] = (char)*p;
+            text_put(t, esc, 2);
+            p++;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            const char *named = *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t" : NULL;
+            if (named)
+                text_puts(t, named);
+            else
+                text_put(t, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p));
+            p++;
+        } else {
+            size_t n = utf8_sequence(p);
+            if (n == 0) {
+                text_puts(t, "\\ufffd");
+                p++;
+            } else {
+                text_put(t, (const char *)p, n);
+                p += n;
+            }
+        }
+    }
+}
+
+size_t alert_json_escape(char *out, size_t cap, const char *s)
+{
+    struct text t = {out, cap, 0};
+    if (cap > 0)
+        out[0] = '\0';
+    text_json_escape(&t, s);
+    return t.len;
+}
+
+static void text_sentence(struct text *t, const struct alert_event *e, const char *host)
+{
+    text_puts(t, "sluice on ");
+    text_puts(t, host);
+    text_puts(t, ": ");
+    if (strcmp(e->event, "all_down") == 0) {
+        text_puts(t, "no application is up: ");
+    } else if (strcmp(e->event, "restored") == 0) {
+        text_puts(t, "service restored: ");
+    } else {
+        text_puts(t, "application ");
+        text_puts(t, e->application);
+        text_puts(t, " (");
+        text_puts(t, e->address);
+        text_puts(t, ") is now ");
+        text_puts(t, e->state);
+        text_puts(t, " (was ");
+        text_puts(t, e->previous);
+        text_puts(t, "): ");
+    }
+    text_puts(t, e->reason);
+}
+
+int alert_format_text(char *out, size_t cap, const struct alert_event *e, const char *host)
+{
+    struct text t = {out, cap, 0};
+    if (cap > 0)
+        out[0] = '\0';
+    text_sentence(&t, e, host);
+    return t.len < cap ? (int)t.len : -1;
+}
+
+static void json_field(struct text *t, const char *name, const char *value, bool first)
+{
+    text_puts(t, first ? "{\"" : ",\"");
+    text_puts(t, name);
+    text_puts(t, "\":\"");
+    text_json_escape(t, value);
+    text_puts(t, "\"");
+}
+
+int alert_format_json(char *out, size_t cap, const struct alert_event *e, const char *host)
+{
+    char time_text[40];
+    char sentence[1024];
+    struct text t = {out, cap, 0};
+    if (cap > 0)
+        out[0] = '\0';
+    if (alert_format_time(time_text, sizeof(time_text), e->time_ms) < 0)
+        return -1;
+    if (alert_format_text(sentence, sizeof(sentence), e, host) < 0)
+        return -1;
+    json_field(&t, "application", e->application, true);
+    json_field(&t, "address", e->address, false);
+    json_field(&t, "state", e->state, false);
+    json_field(&t, "previous", e->previous, false);
+    json_field(&t, "reason", e->reason, false);
+    json_field(&t, "time", time_text, false);
+    json_field(&t, "host", host, false);
+    json_field(&t, "event", e->event, false);
+    json_field(&t, "text", sentence, false);
+    text_puts(&t, "}");
+    return t.len < cap ? (int)t.len : -1;
+}
+
+/* ---- webhook URLs ---- */
+
+static int url_error(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int url_error(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* RFC 3986 reg-name and IP literal characters; percent-encoded hosts are
+ * not accepted (no real webhook uses one). */
+static bool url_host_ok(const char *s, size_t len, bool bracketed)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '.' || c == '_' || c == '~' || (bracketed && c == ':');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool url_port_ok(const char *s, size_t len)
+{
+    unsigned long port = 0;
+    if (len == 0 || len > 5)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        port = port * 10 + (unsigned long)(s[i] - '0');
+    }
+    return port >= 1 && port <= 65535;
+}
+
+/* Splits the authority into host and port. */
+static int url_parse_authority(const char *auth, size_t len, struct alert_url *out, char *err, size_t err_len)
+{
+    const char *host = auth, *port = NULL;
+    size_t host_len = len, port_len = 0;
+    const char *end = auth + len;
+    bool bracketed = len > 0 && auth[0] == '[';
+    if (bracketed) {
+        const char *close = memchr(auth, ']', len);
+        if (!close)
+            return url_error(err, err_len, "unterminated [ in the host");
+        host = auth + 1;
+        host_len = (size_t)(close - host);
+        if (close + 1 < end && close[1] != ':')
+            return url_error(err, err_len, "unexpected text after ]");
+        port = close + 1 < end ? close + 2 : NULL;
+    } else {
+        const char *colon = memchr(auth, ':', len);
+        if (colon) {
+            host_len = (size_t)(colon - auth);
+            port = colon + 1;
+        }
+    }
+    if (port)
+        port_len = (size_t)(end - port);
+    if (!url_host_ok(host, host_len, bracketed) || host_len >= sizeof(out->host))
+        return url_error(err, err_len, "bad host");
+    if (port_len > 0 && !url_port_ok(port, port_len))
+        return url_error(err, err_len, "bad port");
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    if (port_len > 0)
+        snprintf(out->port, sizeof(out->port), "%.*s", (int)port_len, port);
+    else
+        snprintf(out->port, sizeof(out->port), "%s", out->tls ? "443" : "80");
+    /* The Host header: as written, minus an empty port ("host:"). */
+    size_t authority_len = port && port_len == 0 ? len - 1 : len;
+    snprintf(out->authority, sizeof(out->authority), "%.*s", (int)authority_len, auth);
+    return 0;
+}
+
+int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t err_len)
+{
+    const char *p;
+    memset(out, 0, sizeof(*out));
+    if (strncasecmp(url, "http://", 7) == 0) {
+        p = url + 7;
+    } else if (strncasecmp(url, "https://", 8) == 0) {
+        p = url + 8;
+        out->tls = true;
+    } else {
+        return url_error(err, err_len, "must start with http:// or https://");
+    }
+    size_t auth_len = strcspn(p, "/?#");
+    if (memchr(p, '@', auth_len))
+        return url_error(err, err_len, "user:password@ in the URL is not supported");
+    if (auth_len == 0)
+        return url_error(err, err_len, "no host");
+    if (auth_len >= sizeof(out->authority))
+        return url_error(err, err_len, "host too long");
+    if (url_parse_authority(p, auth_len, out, err, err_len) < 0)
+        return -1;
+    const char *path = p + auth_len;
+    size_t path_len = strcspn(path, "#");
+    for (size_t i = 0; i < path_len; i++)
+        if ((unsigned char)path[i] <= ' ' || (unsigned char)path[i] >= 0x7f)
+            return url_error(err, err_len, "the path has a space or a byte that must be %%-encoded");
+    if (path_len + 2 > sizeof(out->path))
+        return url_error(err, err_len, "path too long");
+    snprintf(out->path, sizeof(out->path), "%s%.*s", path_len == 0 || path[0] != '/' ? "/" : "",
+             (int)path_len, path);
+    return 0;
+}
+
+/* ---- the dispatcher ---- */
+
+enum delivery_kind { DELIVERY_WEBHOOK, DELIVERY_COMMAND };
+enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
+
+/* One alert to one target; owned by the dispatcher's list. */
+struct delivery {
+    struct alert *alert;
+    struct delivery *prev, *next;    /* oldest first */
+    enum delivery_kind kind;
+    enum delivery_phase phase;
+    int attempts;                    /* made so far */
+    struct loop_timer timer;         /* backoff wait, or a running command's poll */
+    struct alert_event event;
+    /* webhook */
+    char *request;                   /* the whole POST; owned */
+    size_t request_len;
+    struct config_address address;   /* resolved for the current attempt */
+    struct health_http http;
+    char response[ALERT_RESPONSE_MAX];
+    /* command */
+    pid_t pid;
+    int64_t started;                 /* loop ms */
+    bool killed;                     /* the time limit was reached */
+};
+
+struct alert {
+    struct pool *pool;
+    const struct config *cfg;
+    struct loop loop;                /* used by the alert thread only */
+    pthread_t thread;
+    int wake_fd;                     /* eventfd: alert_stop -> thread */
+    struct loop_io wake_io;
+    struct loop_io notify_io;        /* pool->notify_read_fd */
+    bool webhook_on, command_on;
+    struct alert_url url;
+    struct ssl_ctx_st *tls;          /* for an https webhook */
+    char host[ALERT_HOST_MAX];       /* this machine, for "host" */
+    struct delivery *head, *tail;
+    int pending, running;
+    int8_t *states;                  /* this thread's copy, pool->count; owned */
+    int up;                          /* how many of states are APP_UP */
+    bool all_down;                   /* "all_down" sent, "restored" not yet */
+    _Atomic int64_t grace_ms;        /* set by alert_stop before the wake-up */
+    bool stopping;
+    struct loop_timer stop_timer;
+};
+
+static const char *delivery_kind_name(const struct delivery *d)
+{
+    return d->kind == DELIVERY_WEBHOOK ? "webhook" : "command";
+}
+
+static void delivery_describe(const struct delivery *d, char *out, size_t len)
+{
+    snprintf(out, len, "%s alert for %s (%s -> %s)", delivery_kind_name(d), d->event.application,
+             d->event.previous, d->event.state);
+}
+
+/* Stops whatever is in progress, without reporting. */
+static void delivery_abort(struct delivery *d)
+{
+    if (d->phase != DELIVERY_RUNNING)
+        return;
+    if (d->kind == DELIVERY_WEBHOOK) {
+        health_http_cancel(&d->http);
+    } else if (d->pid > 0) {
+        kill(-d->pid, SIGKILL);
+        kill(d->pid, SIGKILL);
+        /* SIGKILL cannot be caught: the wait is short. */
+        while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        d->pid = 0;
+    }
+    d->alert->running--;
+    d->phase = DELIVERY_QUEUED;
+}
+
+static void delivery_remove(struct delivery *d)
+{
+    struct alert *a = d->alert;
+    delivery_abort(d);
+    loop_timer_cancel(&a->loop, &d->timer);
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        a->head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        a->tail = d->prev;
+    a->pending--;
+    free(d->request);
+    free(d);
+}
+
+static void delivery_succeeded(struct delivery *d, const char *note)
+{
+    char what[200];
+    delivery_describe(d, what, sizeof(what));
+    log_info("alert: %s delivered%s", what, note);
+    d->alert->running--;
+    d->phase = DELIVERY_QUEUED;
+    delivery_remove(d);
+}
+
+static void delivery_on_backoff(struct loop *loop, struct loop_timer *timer)
+{
+    struct delivery *d = container_of(timer, struct delivery, timer);
+    (void)loop;
+    d->phase = DELIVERY_QUEUED;    /* started by the next after_iteration */
+}
+
+static void delivery_failed(struct delivery *d, const char *why)
+{
+    struct alert *a = d->alert;
+    char what[200];
+    delivery_describe(d, what, sizeof(what));
+    a->running--;
+    d->phase = DELIVERY_WAITING;
+    if (d->attempts < ALERT_ATTEMPTS) {
+        int64_t backoff = (int64_t)ALERT_FIRST_BACKOFF_MS << (d->attempts - 1);
+        loop_timer_init(&d->timer, delivery_on_backoff);
+        if (loop_timer_arm(&a->loop, &d->timer, backoff) == 0) {
+            log_warn("alert: %s failed (attempt %d of %d): %s; retrying in %lld ms", what,
+                     d->attempts, ALERT_ATTEMPTS, why, (long long)backoff);
+            return;
+        }
+    }
+    log_error("alert: gave up on %s after %d attempts: %s", what, d->attempts, why);
+    delivery_remove(d);
+}
+
+/* ---- webhook delivery ---- */
+
+static int webhook_resolve(const struct alert_url *url, struct config_address *out, char *err, size_t err_len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(url->host, url->port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, err_len, "cannot resolve %.80s: %s", url->host, rc ? gai_strerror(rc) : "no address");
+        return -1;
+    }
+    memset(out, 0, sizeof(*out));
+    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
+    out->addr_len = res->ai_addrlen;
+    snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void webhook_done(struct health_http *http, int status, const char *error)
+{
+    struct delivery *d = container_of(http, struct delivery, http);
+    char why[HEALTH_HTTP_REASON_MAX + 32];
+    if (!error && status >= 200 && status <= 299) {
+        delivery_succeeded(d, "");
+        return;
+    }
+    if (!error)
+        snprintf(why, sizeof(why), "status %d", status);
+    else
+        snprintf(why, sizeof(why), "%s", error);
+    delivery_failed(d, why);
+}
+
+static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
+{
+    struct alert *a = d->alert;
+    if (webhook_resolve(&a->url, &d->address, err, err_len) < 0)
+        return -1;
+    d->http.address = &d->address;
+    d->http.tls = a->tls;
+    d->http.server_name = a->url.host;
+    d->http.request = d->request;
+    d->http.request_len = d->request_len;
+    d->http.buf = d->response;
+    d->http.buf_cap = sizeof(d->response);
+    d->http.timeout_ms = ALERT_WEBHOOK_TIMEOUT_MS;
+    d->http.done = webhook_done;
+    if (health_http_start(&d->http, &a->loop) < 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static char *webhook_request(const struct alert *a, const struct alert_event *e, size_t *len)
+{
+    char json[ALERT_JSON_MAX];
+    int json_len = alert_format_json(json, sizeof(json), e, a->host);
+    char *request = NULL;
+    if (json_len < 0)
+        return NULL;
+    int n = asprintf(&request,
+                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     a->url.path, a->url.authority, json_len, json);
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return request;
+}
+
+/* ---- command delivery ---- */
+
+#define COMMAND_VARS 8
+
+/* The current environment with the SLUICE_* variables set for this alert.
+ * Returns a malloc'd array pointing into vars and environ. */
+static char **command_environment(const struct delivery *d, char vars[COMMAND_VARS][400])
+{
+    const struct alert_event *e = &d->event;
+    char time_text[40];
+    if (alert_format_time(time_text, sizeof(time_text), e->time_ms) < 0)
+        time_text[0] = '\0';
+    const char *values[COMMAND_VARS][2] = {
+        {"SLUICE_APP", e->application}, {"SLUICE_ADDRESS", e->address},
+        {"SLUICE_STATE", e->state},     {"SLUICE_PREVIOUS", e->previous},
+        {"SLUICE_REASON", e->reason},   {"SLUICE_TIME", time_text},
+        {"SLUICE_HOST", d->alert->host}, {"SLUICE_EVENT", e->event},
+    };
+    size_t count = 0;
+    while (environ && environ[count])
+        count++;
+    char **env = calloc(count + COMMAND_VARS + 1, sizeof(*env));
+    if (!env)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++)
+        if (strncmp(environ[i], "SLUICE_", 7) != 0)   /* ours win over inherited ones */
+            env[n++] = environ[i];
+    for (int i = 0; i < COMMAND_VARS; i++) {
+        snprintf(vars[i], sizeof(vars[i]), "%s=%s", values[i][0], values[i][1]);
+        env[n++] = vars[i];
+    }
+    return env;
+}
+
+static int command_spawn(struct delivery *d, char **env)
+{
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    char *argv[] = {"sh", "-c", d->alert->cfg->alert_command, NULL};
+    sigemptyset(&none);
+    sigfillset(&all);
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc)
+        return rc;
+    if ((rc = posix_spawnattr_init(&attr))) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    if (!(rc = posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) &&
+        !(rc = posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO)) &&
+        !(rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                   POSIX_SPAWN_SETSIGDEF)) &&
+        !(rc = posix_spawnattr_setpgroup(&attr, 0)) && !(rc = posix_spawnattr_setsigmask(&attr, &none)) &&
+        !(rc = posix_spawnattr_setsigdefault(&attr, &all)))
+        rc = posix_spawn(&d->pid, "/bin/sh", &actions, &attr, argv, env);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+
+static void command_on_poll(struct loop *loop, struct loop_timer *timer);
+
+static int command_attempt(struct delivery *d, char *err, size_t err_len)
+{
+    char vars[COMMAND_VARS][400];
+    char **env = command_environment(d, vars);
+    if (!env) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    int rc = command_spawn(d, env);
+    free(env);
+    if (rc) {
+        snprintf(err, err_len, "cannot run /bin/sh: %s", strerror(rc));
+        d->pid = 0;
+        return -1;
+    }
+    d->started = d->alert->loop.now;
+    d->killed = false;
+    loop_timer_init(&d->timer, command_on_poll);
+    if (loop_timer_arm(&d->alert->loop, &d->timer, ALERT_COMMAND_POLL_MS) < 0) {
+        /* Without a timer it could never be reaped: stop it now. */
+        kill(-d->pid, SIGKILL);
+        while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        d->pid = 0;
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void command_exited(struct delivery *d, int status)
+{
+    char why[96];
+    d->pid = 0;
+    if (d->killed) {
+        snprintf(why, sizeof(why), "command killed after %d s (time limit)", ALERT_COMMAND_LIMIT_MS / 1000);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        delivery_succeeded(d, "");
+        return;
+    } else if (WIFEXITED(status)) {
+        snprintf(why, sizeof(why), "command exited with status %d", WEXITSTATUS(status));
+    } else {
+        snprintf(why, sizeof(why), "command killed by signal %d (%s)", WTERMSIG(status),
+                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    }
+    delivery_failed(d, why);
+}
+
+static void command_on_poll(struct loop *loop, struct loop_timer *timer)
+{
+    struct delivery *d = container_of(timer, struct delivery, timer);
+    int status = 0;
+    pid_t rc = waitpid(d->pid, &status, WNOHANG);
+    if (rc == d->pid) {
+        command_exited(d, status);
+        return;
+    }
+    if (rc < 0 && errno == ECHILD) {
+        /* Reaped elsewhere (SIGCHLD set to SIG_IGN): it did run. */
+        d->pid = 0;
+        delivery_succeeded(d, " (exit status unknown)");
+        return;
+    }
+    if (!d->killed && loop->now - d->started >= ALERT_COMMAND_LIMIT_MS) {
+        kill(-d->pid, SIGKILL);
+        kill(d->pid, SIGKILL);
+        d->killed = true;
+    }
+    if (loop_timer_arm(loop, &d->timer, ALERT_COMMAND_POLL_MS) < 0) {
+        log_error("alert: command alert for %s abandoned: out of memory", d->event.application);
+        delivery_remove(d);    /* kills and reaps it */
+    }
+}
+
+/* ---- scheduling ---- */
+
+static void delivery_attempt(struct delivery *d)
+{
+    char err[160];
+    d->attempts++;
+    d->phase = DELIVERY_RUNNING;
+    d->alert->running++;
+    int rc = d->kind == DELIVERY_WEBHOOK ? webhook_attempt(d, err, sizeof(err))
+                                         : command_attempt(d, err, sizeof(err));
+    if (rc < 0)
+        delivery_failed(d, err);
+}
+
+/* Starts queued deliveries, oldest first, while slots are free. */
+static void alert_pump(struct alert *a)
+{
+    struct delivery *d = a->head;
+    while (d && a->running < ALERT_RUNNING_MAX) {
+        struct delivery *next = d->next;    /* d may be freed by a failed start */
+        if (d->phase == DELIVERY_QUEUED)
+            delivery_attempt(d);
+        d = next;
+    }
+}
+
+static void alert_trim(struct alert *a)
+{
+    while (a->pending > ALERT_PENDING_MAX) {
+        struct delivery *d = a->head;
+        while (d && d->phase == DELIVERY_RUNNING)
+            d = d->next;
+        if (!d)
+            return;
+        char what[200];
+        delivery_describe(d, what, sizeof(what));
+        log_warn("alert: more than %d alerts waiting; dropped the oldest, %s", ALERT_PENDING_MAX, what);
+        delivery_remove(d);
+    }
+}
+
+static void alert_add(struct alert *a, enum delivery_kind kind, const struct alert_event *e)
+{
+    struct delivery *d = calloc(1, sizeof(*d));
+    if (!d) {
+        log_error("alert: out of memory; %s alert for %s not sent", kind == DELIVERY_WEBHOOK ? "webhook" : "command",
+                  e->application);
+        return;
+    }
+    d->alert = a;
+    d->kind = kind;
+    d->event = *e;
+    health_http_init(&d->http);
+    loop_timer_init(&d->timer, delivery_on_backoff);
+    if (kind == DELIVERY_WEBHOOK && !(d->request = webhook_request(a, e, &d->request_len))) {
+        log_error("alert: cannot format the webhook alert for %s", e->application);
+        free(d);
+        return;
+    }
+    d->prev = a->tail;
+    if (a->tail)
+        a->tail->next = d;
+    else
+        a->head = d;
+    a->tail = d;
+    a->pending++;
+    alert_trim(a);
+}
+
+static void alert_send(struct alert *a, const struct alert_event *e)
+{
+    if (a->webhook_on)
+        alert_add(a, DELIVERY_WEBHOOK, e);
+    if (a->command_on)
+        alert_add(a, DELIVERY_COMMAND, e);
+}
+
+/* ---- transitions in ---- */
+
+/* The "all_down" / "restored" alerts, on a change of a->up. `last` is the
+ * application whose record caused it, or NULL after a resync. */
+static void alert_service_check(struct alert *a, int64_t time_ms, const struct pool_transition *last)
+{
+    struct alert_event e = {.time_ms = time_ms};
+    if (a->up == 0 && !a->all_down && a->pool->count > 0) {
+        a->all_down = true;
+        snprintf(e.event, sizeof(e.event), "all_down");
+        snprintf(e.state, sizeof(e.state), "down");
+        snprintf(e.previous, sizeof(e.previous), "up");
+    } else if (a->up > 0 && a->all_down) {
+        a->all_down = false;
+        snprintf(e.event, sizeof(e.event), "restored");
+        snprintf(e.state, sizeof(e.state), "up");
+        snprintf(e.previous, sizeof(e.previous), "down");
+    } else {
+        return;
+    }
+    snprintf(e.application, sizeof(e.application), "*");
+    int n = snprintf(e.reason, sizeof(e.reason), "%d of %d applications up", a->up, a->pool->count);
+    if (last && n > 0 && (size_t)n < sizeof(e.reason))
+        snprintf(e.reason + n, sizeof(e.reason) - (size_t)n, " (last change: %.64s %s -> %s)",
+                 a->pool->apps[last->app_index].cfg->name, app_state_name((enum app_state)last->from),
+                 app_state_name((enum app_state)last->to));
+    log_msg(a->up == 0 ? LOG_ERROR : LOG_INFO, "alert: %s: %s",
+            a->up == 0 ? "no application is up" : "service restored", e.reason);
+    alert_send(a, &e);
+}
+
+static void alert_track(struct alert *a, int app_index, enum app_state to)
+{
+    a->up += (to == APP_UP) - (a->states[app_index] == APP_UP);
+    a->states[app_index] = (int8_t)to;
+}
+
+/* Re-reads every state from the pool (see the top of the file). */
+static void alert_resync(struct alert *a)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t time_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int before = a->up;
+    for (int i = 0; i < a->pool->count; i++)
+        alert_track(a, i, app_state(&a->pool->apps[i]));
+    if (a->up != before)
+        alert_service_check(a, time_ms, NULL);
+}
+
+static void alert_on_transition(struct alert *a, const struct pool_transition *t)
+{
+    if (t->app_index < 0 || t->app_index >= a->pool->count || t->from < 0 || t->from >= APP_STATE_COUNT ||
+        t->to < 0 || t->to >= APP_STATE_COUNT) {
+        log_error("alert: ignored a malformed transition record");
+        return;
+    }
+    const struct config_app *app = a->pool->apps[t->app_index].cfg;
+    if (t->from != APP_MAINTENANCE && t->to != APP_MAINTENANCE) {
+        struct alert_event e = {.time_ms = t->time_ms};
+        snprintf(e.event, sizeof(e.event), "transition");
+        snprintf(e.application, sizeof(e.application), "%s", app->name);
+        snprintf(e.address, sizeof(e.address), "%s", app->address.text);
+        snprintf(e.state, sizeof(e.state), "%s", app_state_name((enum app_state)t->to));
+        snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
+        snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
+        alert_send(a, &e);
+    }
+    alert_track(a, t->app_index, (enum app_state)t->to);
+    alert_service_check(a, t->time_ms, t);
+}
+
+/* Reads what is in the pipe now. Returns false once nothing is left. */
+static bool alert_read_transitions(struct alert *a)
+{
+    struct pool_transition batch[16];
+    ssize_t n = read(a->pool->notify_read_fd, batch, sizeof(batch));
+    if (n < 0) {
+        int err = errno;
+        if (err != EAGAIN && err != EINTR)
+            log_error("alert: reading transitions failed: %s", strerror(err));
+        return err == EINTR;
+    }
+    if (n == 0) {
+        /* Every writer is gone: stop listening rather than spin. */
+        loop_del(&a->loop, &a->notify_io);
+        a->notify_io.fd = -1;
+        return false;
+    }
+    /* Writers write whole records atomically, so reads return whole ones. */
+    if (n % (ssize_t)sizeof(batch[0]))
+        log_error("alert: partial transition record ignored");
+    for (ssize_t i = 0; i < n / (ssize_t)sizeof(batch[0]); i++)
+        alert_on_transition(a, &batch[i]);
+    if ((size_t)n == sizeof(batch))
+        return true;
+    alert_resync(a);
+    return false;
+}
+
+static void alert_on_notify(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    struct alert *a = container_of(io, struct alert, notify_io);
+    (void)loop;
+    (void)events;
+    /* One batch per wake-up; the level-triggered reader calls again. */
+    alert_read_transitions(a);
+}
+
+/* ---- the thread ---- */
+
+static void alert_on_stop_timer(struct loop *loop, struct loop_timer *timer)
+{
+    (void)timer;
+    loop->stop = true;
+}
+
+static void alert_on_wake(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    struct alert *a = container_of(io, struct alert, wake_io);
+    uint64_t value;
+    (void)events;
+    if (read(a->wake_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
+        log_error("alert: wake-up read failed: %s", strerror(errno));
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    /* The last transitions (the checker's, say) are already in the pipe. */
+    while (a->notify_io.fd >= 0 && alert_read_transitions(a))
+        ;
+    loop_timer_init(&a->stop_timer, alert_on_stop_timer);
+    if (loop_timer_arm(loop, &a->stop_timer, atomic_load(&a->grace_ms)) < 0)
+        loop->stop = true;
+}
+
+static void alert_after_iteration(struct loop *loop, void *arg)
+{
+    struct alert *a = arg;
+    alert_pump(a);
+    if (a->stopping && a->pending == 0)
+        loop->stop = true;
+}
+
+static void *alert_main(void *arg)
+{
+    struct alert *a = arg;
+    int rc = loop_run(&a->loop);
+    if (rc < 0)
+        log_error("alert: event loop failed: %s", strerror(-rc));
+    while (a->head) {
+        char what[200];
+        delivery_describe(a->head, what, sizeof(what));
+        log_warn("alert: shutting down: %s not delivered", what);
+        delivery_remove(a->head);
+    }
+    loop_timer_cancel(&a->loop, &a->stop_timer);
+    return NULL;
+}
+
+static void alert_free(struct alert *a)
+{
+    free(a->states);
+    tls_context_free(a->tls);
+    if (a->wake_fd >= 0)
+        close(a->wake_fd);
+    if (a->loop.epfd >= 0)
+        loop_close(&a->loop);
+    free(a);
+}
+
+static int alert_configure(struct alert *a, const struct config *cfg)
+{
+    char err[200];
+    a->command_on = cfg->alert_command && cfg->alert_command[0];
+    a->webhook_on = cfg->alert_webhook && cfg->alert_webhook[0];
+    if (gethostname(a->host, sizeof(a->host) - 1) < 0)
+        snprintf(a->host, sizeof(a->host), "unknown");
+    if (!a->webhook_on)
+        return 0;
+    if (alert_parse_url(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
+        log_error("[alerts] webhook \"%s\": %s", cfg->alert_webhook, err);
+        return -EINVAL;
+    }
+    if (a->url.tls && !(a->tls = tls_client_context(true, err, sizeof(err)))) {
+        log_error("[alerts] webhook: %s", err);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int alert_prepare(struct alert *a)
+{
+    int rc = alert_configure(a, a->cfg);
+    if (rc < 0)
+        return rc;
+    a->loop.after_iteration = alert_after_iteration;
+    a->loop.after_iteration_arg = a;
+    loop_timer_init(&a->stop_timer, alert_on_stop_timer);
+    a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (a->wake_fd < 0)
+        return -errno;
+    if ((rc = loop_add_reader(&a->loop, &a->wake_io, a->wake_fd, alert_on_wake)) < 0)
+        return rc;
+    a->notify_io.fd = -1;
+    if (a->pool->notify_read_fd >= 0 &&
+        (rc = loop_add_reader(&a->loop, &a->notify_io, a->pool->notify_read_fd, alert_on_notify)) < 0)
+        return rc;
+    /* Started with nothing up (every application `alive = false`): that is
+     * the expected start, not an outage; "all_down" waits for a change. */
+    a->all_down = false;
+    a->states = calloc((size_t)(a->pool->count ? a->pool->count : 1), sizeof(*a->states));
+    if (!a->states)
+        return -ENOMEM;
+    for (int i = 0; i < a->pool->count; i++) {
+        a->states[i] = (int8_t)app_state(&a->pool->apps[i]);
+        a->up += a->states[i] == APP_UP;
+    }
+    return 0;
+}
+
+int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
+{
+    *out = NULL;
+    struct alert *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->pool = pool;
+    a->cfg = cfg;
+    a->wake_fd = -1;
+    int rc = loop_init(&a->loop);
+    if (rc == 0)
+        rc = alert_prepare(a);
+    if (rc == 0) {
+        /* No process signals on this thread (see health.c). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = -pthread_create(&a->thread, NULL, alert_main, a);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (rc < 0) {
+        alert_free(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
+}
+
+void alert_stop(struct alert *a, int64_t grace_ms)
+{
+    if (!a)
+        return;
+    uint64_t one = 1;
+    atomic_store(&a->grace_ms, grace_ms < 0 ? 0 : grace_ms);
+    if (write(a->wake_fd, &one, sizeof(one)) < 0)
+        log_error("alert: cannot wake the alert thread: %s", strerror(errno));
+    pthread_join(a->thread, NULL);
+    alert_free(a);
+}

@@ -1,0 +1,82 @@
+/* alert.h - telling people about state changes (SPEC [alerts], section 4).
+ *
+ * The alert dispatcher runs on its own thread and loop, so that nothing it
+ * waits for (a slow webhook, DNS, a mail command) delays a worker or a
+ * health check. It reads the struct pool_transition records that
+ * pool_set_state writes to pool->notify_write_fd and, for each, POSTs JSON to
+ * `[alerts] webhook` and runs `[alerts] command`. Two extra alerts, for
+ * application "*", say that no application is up any more and that service
+ * is restored. docs/health-and-alerts.md documents the payload.
+ *
+ * The formatting helpers below are pure and exposed for the unit tests.
+ */
+#ifndef SLUICE_ALERT_H
+#define SLUICE_ALERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "pool.h"
+
+struct alert;
+
+/* Starts the dispatcher thread for pool (which must outlive it). Returns 0
+ * or -errno (-EINVAL for a webhook URL it cannot use, after logging why). */
+int alert_start(struct alert **out, struct pool *pool, const struct config *cfg);
+
+/* Lets deliveries in progress or waiting for a retry finish for up to
+ * grace_ms, abandons the rest (logged), joins the thread and frees. */
+void alert_stop(struct alert *a, int64_t grace_ms);
+
+/* ---- what is sent ---- */
+
+#define ALERT_FIELD_MAX 96
+
+/* One alert. `event` is "transition" for an application's change of state,
+ * "all_down" when no application is up any more and "restored" when one is
+ * up again; the last two have application "*" and an empty address. */
+struct alert_event {
+    char event[16];
+    char application[CONFIG_NAME_MAX];
+    char address[ALERT_FIELD_MAX];
+    char state[16];
+    char previous[16];
+    char reason[POOL_REASON_MAX];
+    int64_t time_ms;                 /* wall clock, ms since the epoch */
+};
+
+/* "2024-05-01T12:00:00.123Z" (RFC 3339, UTC). Returns the length, or -1
+ * when out (at least 25 bytes are needed) is too small. */
+int alert_format_time(char *out, size_t cap, int64_t time_ms);
+
+/* s as the contents of a JSON string (RFC 8259): quotes, backslashes and
+ * control bytes escaped, invalid UTF-8 replaced by U+FFFD. Returns the length
+ * the whole result needs, as snprintf does; out is always terminated. */
+size_t alert_json_escape(char *out, size_t cap, const char *s);
+
+/* The sentence for humans (the JSON "text", which Slack displays). */
+int alert_format_text(char *out, size_t cap, const struct alert_event *e, const char *host);
+
+/* The webhook body: {"application", "address", "state", "previous",
+ * "reason", "time", "host", "event", "text"}. Returns the length, or -1 when
+ * it does not fit in cap. */
+int alert_format_json(char *out, size_t cap, const struct alert_event *e, const char *host);
+
+/* ---- where it goes ---- */
+
+struct alert_url {
+    bool tls;                        /* https */
+    char host[256];                  /* for DNS and TLS: no brackets around IPv6 */
+    char port[6];
+    char authority[270];             /* the Host header: as written, minus any userinfo */
+    char path[1024];                 /* path and query; "/" when empty */
+};
+
+/* Parses http://host[:port]/path?query and https://... (Slack-style
+ * incoming-webhook URLs included). A fragment is dropped. Returns 0, or -1
+ * with the reason in err. */
+int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t err_len);
+
+#endif

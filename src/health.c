@@ -1,0 +1,778 @@
+/* health.c - the health thread: active checks and their state machine.
+ *
+ * Shape. One thread, one struct loop, and one struct health_check per
+ * application, allocated at start and never again: its timer, its counter
+ * and the request text ("GET /health HTTP/1.1", with that application's
+ * Host) built once. A check is a struct health_http exchange, a small state
+ * machine driven by the edge-triggered loop:
+ *
+ *     CONNECTING -> [HANDSHAKING, for tsl] -> SENDING -> RECEIVING -> idle
+ *
+ * bounded as a whole by one timer. Nothing blocks, so 2,000 applications at
+ * a 1 s interval cost 2,000 short connections per second on one thread and
+ * no thread per check. Head buffers are borrowed from a free list for the
+ * duration of a check only: memory follows the checks in flight, not the
+ * number of applications.
+ *
+ * Schedule. Each application's first check comes at a random offset within
+ * one interval and each next one an interval +/- 10% after the previous
+ * started, so checks stay spread out even when the applications were all
+ * added at once. A check still running when the next is due (timeout >
+ * interval) makes that round skip rather than overlap.
+ *
+ * Decisions. health_record (pure) counts passes and failures in a row and
+ * says when `rise` or `fall` is reached; the change goes through
+ * pool_set_state, a compare-and-swap, so a worker's passive mark-down and a
+ * check finishing at the same moment never both report. A result whose
+ * application changed state while the check was in flight is discarded: it
+ * answers a question about a state that no longer holds.
+ */
+#include "health.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alert.h"
+#include "http1.h"
+#include "log.h"
+#include "net.h"
+#include "tls.h"
+
+/* A health endpoint's head fits easily; a bigger one is judged by its
+ * status line (see http_judge_status_line). */
+#define HEALTH_HEAD_MAX 4096
+#define HEALTH_HEADERS_MAX 64
+#define HEALTH_STATUS_LINE_MAX 256
+/* Alerts still being delivered at shutdown get this long. */
+#define HEALTH_ALERT_GRACE_MS 3000
+
+/* ---- the state machine ---- */
+
+void health_counter_reset(struct health_counter *c, enum app_state state)
+{
+    c->passes = 0;
+    c->failures = 0;
+    c->seen = state;
+}
+
+enum health_verdict health_record(struct health_counter *c, enum app_state current, bool pass,
+                                  int rise, int fall)
+{
+    if (c->seen != current)
+        health_counter_reset(c, current);
+    if (current == APP_MAINTENANCE)
+        return HEALTH_KEEP;
+    if (pass) {
+        c->passes++;
+        c->failures = 0;
+    } else {
+        c->failures++;
+        c->passes = 0;
+    }
+    /* A rise or fall below 1 would mean "change on no evidence"; config.c
+     * refuses it, and 1 is the safe reading if one slips through. */
+    if (current == APP_DOWN && c->passes >= (uint32_t)(rise > 0 ? rise : 1))
+        return HEALTH_MARK_UP;
+    if (current == APP_UP && c->failures >= (uint32_t)(fall > 0 ? fall : 1))
+        return HEALTH_MARK_DOWN;
+    return HEALTH_KEEP;
+}
+
+/* ---- the schedule ---- */
+
+int64_t health_first_delay(int64_t interval_ms, uint32_t random)
+{
+    return interval_ms > 0 ? (int64_t)(random % (uint64_t)interval_ms) : 0;
+}
+
+int64_t health_next_delay(int64_t interval_ms, uint32_t random)
+{
+    int64_t spread = interval_ms / 10;
+    int64_t delay = interval_ms;
+    if (spread > 0)
+        delay += (int64_t)(random % (uint64_t)(2 * spread + 1)) - spread;
+    return delay > 0 ? delay : 1;
+}
+
+/* ---- one-shot HTTP/1.1 client ---- */
+
+enum http_phase {
+    HTTP_IDLE = 0,
+    HTTP_CONNECTING,
+    HTTP_HANDSHAKING,
+    HTTP_SENDING,
+    HTTP_RECEIVING,
+};
+
+static const char *const http_phase_doing[] = {
+    [HTTP_IDLE] = "",
+    [HTTP_CONNECTING] = "while connecting",
+    [HTTP_HANDSHAKING] = "in the TLS handshake",
+    [HTTP_SENDING] = "sending the request",
+    [HTTP_RECEIVING] = "waiting for the response",
+};
+
+static void http_on_io(struct loop *loop, struct loop_io *io, uint32_t events);
+static void http_on_timer(struct loop *loop, struct loop_timer *timer);
+
+void health_http_init(struct health_http *x)
+{
+    x->fd = -1;
+    x->ssl = NULL;
+    x->phase = HTTP_IDLE;
+    x->io.fd = -1;
+    loop_timer_init(&x->timer, http_on_timer);
+}
+
+bool health_http_busy(const struct health_http *x)
+{
+    return x->phase != HTTP_IDLE;
+}
+
+static void http_close(struct health_http *x)
+{
+    loop_timer_cancel(x->loop, &x->timer);
+    if (x->fd >= 0) {
+        loop_del(x->loop, &x->io);
+        tls_close(x->ssl);
+        close(x->fd);
+    }
+    x->ssl = NULL;
+    x->fd = -1;
+    x->io.fd = -1;
+    x->phase = HTTP_IDLE;
+}
+
+void health_http_cancel(struct health_http *x)
+{
+    if (x->phase != HTTP_IDLE)
+        http_close(x);
+}
+
+static void http_finish(struct health_http *x, int status, const char *error)
+{
+    http_close(x);
+    x->done(x, status, error);
+}
+
+static void http_fail(struct health_http *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void http_fail(struct health_http *x, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->reason, sizeof(x->reason), fmt, ap);
+    va_end(ap);
+    http_finish(x, 0, x->reason);
+}
+
+/* Operators grep for these two; everything else carries the system's words. */
+static void http_fail_errno(struct health_http *x, int err)
+{
+    char text[80];
+    if (err == ECONNREFUSED)
+        http_fail(x, "connection refused");
+    else if (err == ECONNRESET)
+        http_fail(x, "connection reset");
+    else if (x->phase == HTTP_CONNECTING)
+        http_fail(x, "connect failed: %s", strerror_r(err, text, sizeof(text)));
+    else if (x->phase == HTTP_RECEIVING)
+        http_fail(x, "read failed: %s", strerror_r(err, text, sizeof(text)));
+    else
+        http_fail(x, "write failed: %s", strerror_r(err, text, sizeof(text)));
+}
+
+static void http_fail_tls(struct health_http *x, int rc)
+{
+    char text[96];
+    if (rc != -EPROTO) {
+        http_fail_errno(x, -rc);
+        return;
+    }
+    tls_error_text(x->ssl, text, sizeof(text));
+    if (x->phase == HTTP_HANDSHAKING)
+        http_fail(x, "TLS handshake failed: %s", text);
+    else
+        http_fail(x, "TLS error: %s", text);
+}
+
+static void http_on_timer(struct loop *loop, struct loop_timer *timer)
+{
+    struct health_http *x = container_of(timer, struct health_http, timer);
+    (void)loop;
+    if (x->pending_error) {
+        http_fail_errno(x, x->pending_error);
+        return;
+    }
+    http_fail(x, "timeout after %lld ms %s", (long long)x->timeout_ms, http_phase_doing[x->phase]);
+}
+
+int health_http_start(struct health_http *x, struct loop *loop)
+{
+    x->loop = loop;
+    x->sent = x->received = 0;
+    x->pending_error = 0;
+    x->phase = HTTP_CONNECTING;
+    if (loop_timer_arm(loop, &x->timer, x->timeout_ms) < 0) {
+        x->phase = HTTP_IDLE;
+        return -ENOMEM;
+    }
+    bool in_progress;
+    int fd = net_connect(x->address, &in_progress);
+    if (fd >= 0) {
+        int rc = loop_add(loop, &x->io, fd, http_on_io);
+        if (rc == 0) {
+            /* Registered edge-triggered: an already-connected socket still
+             * reports EPOLLOUT once, so both cases continue in http_on_io. */
+            x->fd = fd;
+            return 0;
+        }
+        close(fd);
+        fd = rc;
+    }
+    /* Reported from the loop, as promised to the caller: re-arm at once. */
+    x->pending_error = -fd;
+    loop_timer_arm(loop, &x->timer, 0);
+    return 0;
+}
+
+static ssize_t http_write(struct health_http *x)
+{
+    const char *p = x->request + x->sent;
+    size_t len = x->request_len - x->sent;
+    if (x->ssl)
+        return tls_write(x->ssl, p, len);
+    ssize_t n = send(x->fd, p, len, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t http_read(struct health_http *x)
+{
+    char *p = x->buf + x->received;
+    size_t len = x->buf_cap - x->received;
+    if (x->ssl)
+        return tls_read(x->ssl, p, len);
+    ssize_t n = recv(x->fd, p, len, 0);
+    return n < 0 ? -errno : n;
+}
+
+/* The status of a head too large for the buffer, from its first line alone
+ * (parsed by the same strict parser as an empty head). A health check asks
+ * only for the status; big headers (security policies, cookies) must not
+ * fail it. Returns the status, or 0 when the line is not a status line. */
+static int http_judge_status_line(const struct health_http *x)
+{
+    char line[HEALTH_STATUS_LINE_MAX + 4];
+    const char *end = memmem(x->buf, x->received < HEALTH_STATUS_LINE_MAX ? x->received
+                                                                          : HEALTH_STATUS_LINE_MAX,
+                             "\r\n", 2);
+    if (!end)
+        return 0;
+    size_t len = (size_t)(end - x->buf);
+    memcpy(line, x->buf, len);
+    memcpy(line + len, "\r\n\r\n", 4);
+    struct http1_header header;
+    struct http1_response res = {.headers = &header};
+    struct http1_limits lim = {.head_bytes = sizeof(line), .headers = 1};
+    if (http1_parse_response(line, len + 4, &lim, HTTP1_METHOD_GET, &res) != HTTP1_OK)
+        return 0;
+    return res.status;
+}
+
+/* Judges what has been received. Returns true when the exchange is over. */
+static bool http_judge(struct health_http *x, bool at_eof)
+{
+    struct http1_header headers[HEALTH_HEADERS_MAX];
+    struct http1_response res = {.headers = headers};
+    struct http1_limits lim = {.head_bytes = (uint32_t)x->buf_cap, .headers = HEALTH_HEADERS_MAX};
+    enum http1_result r = http1_parse_response(x->buf, x->received, &lim, HTTP1_METHOD_GET, &res);
+    if (r == HTTP1_OK) {
+        http_finish(x, res.status, NULL);
+        return true;
+    }
+    bool too_big = x->received == x->buf_cap || (r == HTTP1_ERROR && (res.error == HTTP1_E_HEAD_TOO_LARGE ||
+                                                                      res.error == HTTP1_E_TOO_MANY_HEADERS));
+    if (too_big) {
+        int status = http_judge_status_line(x);
+        if (status)
+            http_finish(x, status, NULL);
+        else
+            http_fail(x, "bad response");
+        return true;
+    }
+    if (r == HTTP1_ERROR) {
+        http_fail(x, "bad response");
+        return true;
+    }
+    if (at_eof) {
+        if (x->received == 0)
+            http_fail(x, "connection closed without a response");
+        else
+            http_fail(x, "bad response: connection closed in the head");
+        return true;
+    }
+    return false;
+}
+
+static void http_receive(struct health_http *x)
+{
+    for (;;) {
+        ssize_t n = http_read(x);
+        if (n == -EAGAIN)
+            return;
+        if (n < 0) {
+            if (x->ssl && n == -EPROTO)
+                http_fail_tls(x, (int)n);
+            else
+                http_fail_errno(x, (int)-n);
+            return;
+        }
+        x->received += (size_t)n;
+        if (http_judge(x, n == 0))
+            return;
+    }
+}
+
+/* Runs the exchange as far as the socket allows; the edge-triggered loop
+ * calls again on the next readiness change. */
+static void http_advance(struct health_http *x)
+{
+    if (x->phase == HTTP_HANDSHAKING) {
+        int rc = tls_handshake(x->ssl);
+        if (rc == -EAGAIN)
+            return;
+        if (rc < 0) {
+            http_fail_tls(x, rc);
+            return;
+        }
+        x->phase = HTTP_SENDING;
+    }
+    while (x->phase == HTTP_SENDING && x->sent < x->request_len) {
+        ssize_t n = http_write(x);
+        if (n == -EAGAIN)
+            return;
+        if (n < 0) {
+            if (x->ssl && n == -EPROTO)
+                http_fail_tls(x, (int)n);
+            else
+                http_fail_errno(x, (int)-n);
+            return;
+        }
+        x->sent += (size_t)n;
+    }
+    x->phase = HTTP_RECEIVING;
+    http_receive(x);
+}
+
+static void http_on_connected(struct health_http *x)
+{
+    if (!x->tls) {
+        x->phase = HTTP_SENDING;
+        return;
+    }
+    x->ssl = tls_client_new(x->tls, x->fd, x->server_name);
+    x->phase = HTTP_HANDSHAKING;
+}
+
+static void http_on_io(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    struct health_http *x = container_of(io, struct health_http, io);
+    (void)loop;
+    if (x->phase == HTTP_CONNECTING) {
+        int err = net_socket_error(x->fd);
+        if (err) {
+            http_fail_errno(x, err);
+            return;
+        }
+        if (!(events & EPOLLOUT))
+            return;
+        http_on_connected(x);
+        if (x->tls && !x->ssl) {
+            http_fail(x, "TLS setup failed: out of memory");
+            return;
+        }
+    }
+    http_advance(x);
+}
+
+/* ---- the checker ---- */
+
+/* A head buffer, lent to one check at a time. */
+struct health_buffer {
+    struct health_buffer *next;      /* in the free list */
+    char data[HEALTH_HEAD_MAX];
+};
+
+/* One application's checks; owned by struct health, for the process. */
+struct health_check {
+    struct health *health;
+    struct app *app;
+    struct health_counter counter;
+    struct loop_timer next;          /* start of the next check */
+    struct health_http http;         /* the check in flight */
+    struct health_buffer *buffer;    /* lent while a check is in flight */
+    enum app_state state_at_start;
+    char *request;                   /* the GET, built once; owned */
+};
+
+struct health {
+    struct pool *pool;
+    const struct config *cfg;
+    struct loop loop;                /* used by the health thread only */
+    pthread_t thread;
+    int wake_fd;                     /* eventfd: health_stop -> thread */
+    struct loop_io wake_io;
+    struct ssl_ctx_st *tls;          /* for tsl applications; NULL when none */
+    struct health_check *checks;     /* pool->count of them */
+    struct health_buffer *free_buffers;
+    uint64_t random_state;           /* xorshift64, health thread only */
+    struct alert *alert;
+};
+
+static uint32_t health_random(struct health *h)
+{
+    uint64_t x = h->random_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    h->random_state = x;
+    return (uint32_t)(x >> 32);
+}
+
+static int64_t wall_clock_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static struct health_buffer *buffer_take(struct health *h)
+{
+    struct health_buffer *b = h->free_buffers;
+    if (b) {
+        h->free_buffers = b->next;
+        return b;
+    }
+    return malloc(sizeof(*b));
+}
+
+static void buffer_give_back(struct health *h, struct health_buffer *b)
+{
+    b->next = h->free_buffers;
+    h->free_buffers = b;
+}
+
+static void check_apply(struct health_check *c, enum health_verdict verdict, const char *error)
+{
+    struct health *h = c->health;
+    struct app *app = c->app;
+    char reason[POOL_REASON_MAX];
+    enum app_state from = verdict == HEALTH_MARK_UP ? APP_DOWN : APP_UP;
+    enum app_state to = verdict == HEALTH_MARK_UP ? APP_UP : APP_DOWN;
+    if (verdict == HEALTH_MARK_UP)
+        snprintf(reason, sizeof(reason), "health check passed (%u consecutive)", c->counter.passes);
+    else
+        snprintf(reason, sizeof(reason), "health check: %s (%u consecutive)", error, c->counter.failures);
+    /* On success the counts start again in the new state; on failure
+     * someone else moved it first and the next result resets them. */
+    if (pool_set_state(h->pool, app, from, to, reason))
+        health_counter_reset(&c->counter, to);
+}
+
+/* A line for each result that moves an application toward a change; a
+ * down application failing again and again is news only at debug level. */
+static void check_log(const struct health_check *c, enum app_state state, bool pass, const char *error)
+{
+    const struct config *cfg = c->health->cfg;
+    const struct config_app *a = c->app->cfg;
+    if (state == APP_UP && !pass)
+        log_warn("application %s %s health check failed (%u of %d): %s", a->name, a->address.text,
+                 c->counter.failures, cfg->health_fall, error);
+    else if (state == APP_DOWN && pass)
+        log_info("application %s %s health check passed (%u of %d)", a->name, a->address.text,
+                 c->counter.passes, cfg->health_rise);
+    else if (!pass)
+        log_debug("application %s %s (%s) health check failed: %s", a->name, a->address.text,
+                  app_state_name(state), error);
+}
+
+static void check_done(struct health_http *http, int status, const char *error)
+{
+    struct health_check *c = container_of(http, struct health_check, http);
+    struct health *h = c->health;
+    const struct config *cfg = h->cfg;
+    char status_reason[32];
+    buffer_give_back(h, c->buffer);
+    c->buffer = NULL;
+
+    bool pass = !error && config_expect_has(cfg, status);
+    if (!error && !pass) {
+        snprintf(status_reason, sizeof(status_reason), "status %d", status);
+        error = status_reason;
+    }
+    atomic_store_explicit(&c->app->last_check_time_ms, wall_clock_ms(), memory_order_relaxed);
+    atomic_store_explicit(&c->app->last_check_ok, pass, memory_order_relaxed);
+
+    enum app_state now = app_state(c->app);
+    if (now != c->state_at_start) {
+        health_counter_reset(&c->counter, now);
+        return;
+    }
+    enum health_verdict verdict = health_record(&c->counter, now, pass, cfg->health_rise, cfg->health_fall);
+    if (verdict != HEALTH_KEEP)
+        check_apply(c, verdict, error);
+    else
+        check_log(c, now, pass, error);
+}
+
+static void check_start(struct health_check *c)
+{
+    struct health *h = c->health;
+    enum app_state state = app_state(c->app);
+    if (state == APP_MAINTENANCE) {
+        health_counter_reset(&c->counter, state);
+        return;
+    }
+    c->buffer = buffer_take(h);
+    if (!c->buffer) {
+        log_error("application %s: health check skipped: out of memory", c->app->cfg->name);
+        return;
+    }
+    c->state_at_start = state;
+    c->http.buf = c->buffer->data;
+    if (health_http_start(&c->http, &h->loop) < 0) {
+        buffer_give_back(h, c->buffer);
+        c->buffer = NULL;
+        log_error("application %s: health check skipped: out of memory", c->app->cfg->name);
+    }
+}
+
+static void check_on_timer(struct loop *loop, struct loop_timer *timer)
+{
+    struct health_check *c = container_of(timer, struct health_check, next);
+    struct health *h = c->health;
+    /* Re-armed from this start, not from the end: the rhythm does not
+     * drift with the applications' response times. */
+    if (loop_timer_arm(loop, &c->next, health_next_delay(h->cfg->health_interval_ms, health_random(h))) < 0)
+        log_error("application %s: health checks stopped: out of memory", c->app->cfg->name);
+    if (health_http_busy(&c->http)) {
+        log_debug("application %s: previous health check still running, round skipped",
+                  c->app->cfg->name);
+        return;
+    }
+    check_start(c);
+}
+
+/* "GET /health HTTP/1.1" with the application's own Host, so that a
+ * name-based virtual host answers as it would for real traffic. */
+static char *check_build_request(const struct config *cfg, const struct config_app *a)
+{
+    char host[300];
+    bool ipv6 = strchr(a->host, ':') != NULL;
+    if (a->default_port)
+        snprintf(host, sizeof(host), ipv6 ? "[%s]" : "%s", a->host);
+    else
+        snprintf(host, sizeof(host), ipv6 ? "[%s]:%u" : "%s:%u", a->host, (unsigned)a->port);
+    char *request = NULL;
+    if (asprintf(&request,
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice-health\r\n"
+                 "Accept: */*\r\nConnection: close\r\n\r\n",
+                 cfg->health_path, host) < 0)
+        return NULL;
+    return request;
+}
+
+/* A path or host with a space or control byte would let the config inject
+ * into the request line; config.c should refuse it, this makes sure. */
+static bool request_text_ok(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s <= ' ' || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static int check_init(struct health *h, struct health_check *c, struct app *app)
+{
+    const struct config *cfg = h->cfg;
+    c->health = h;
+    c->app = app;
+    health_counter_reset(&c->counter, app_state(app));
+    loop_timer_init(&c->next, check_on_timer);
+    health_http_init(&c->http);
+    if (!request_text_ok(app->cfg->host)) {
+        log_error("application %s: host \"%s\" cannot be used in a health check", app->cfg->name,
+                  app->cfg->host);
+        return -EINVAL;
+    }
+    c->request = check_build_request(cfg, app->cfg);
+    if (!c->request)
+        return -ENOMEM;
+    c->http.address = &app->cfg->address;
+    c->http.tls = app->cfg->tls ? h->tls : NULL;
+    c->http.server_name = app->cfg->host;
+    c->http.request = c->request;
+    c->http.request_len = strlen(c->request);
+    c->http.buf_cap = HEALTH_HEAD_MAX;
+    c->http.timeout_ms = cfg->health_timeout_ms > 0 ? cfg->health_timeout_ms : 1000;
+    c->http.done = check_done;
+    return 0;
+}
+
+/* ---- the thread ---- */
+
+static void health_on_wake(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    struct health *h = container_of(io, struct health, wake_io);
+    uint64_t value;
+    (void)events;
+    if (read(h->wake_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
+        log_error("health: wake-up read failed: %s", strerror(errno));
+    loop->stop = true;
+}
+
+static void *health_main(void *arg)
+{
+    struct health *h = arg;
+    int64_t interval = h->cfg->health_interval_ms;
+    for (int i = 0; i < h->pool->count; i++) {
+        struct health_check *c = &h->checks[i];
+        if (loop_timer_arm(&h->loop, &c->next, health_first_delay(interval, health_random(h))) < 0)
+            log_error("application %s: health checks disabled: out of memory", c->app->cfg->name);
+    }
+    int rc = loop_run(&h->loop);
+    if (rc < 0)
+        log_error("health: event loop failed: %s", strerror(-rc));
+    for (int i = 0; i < h->pool->count; i++) {
+        struct health_check *c = &h->checks[i];
+        health_http_cancel(&c->http);
+        if (c->buffer)
+            buffer_give_back(h, c->buffer);
+        c->buffer = NULL;
+        loop_timer_cancel(&h->loop, &c->next);
+    }
+    return NULL;
+}
+
+static void health_free(struct health *h)
+{
+    if (h->checks)
+        for (int i = 0; i < h->pool->count; i++)
+            free(h->checks[i].request);
+    free(h->checks);
+    while (h->free_buffers) {
+        struct health_buffer *b = h->free_buffers;
+        h->free_buffers = b->next;
+        free(b);
+    }
+    tls_context_free(h->tls);
+    if (h->wake_fd >= 0)
+        close(h->wake_fd);
+    if (h->loop.epfd >= 0)
+        loop_close(&h->loop);
+    free(h);
+}
+
+static bool pool_has_tls(const struct pool *pool)
+{
+    for (int i = 0; i < pool->count; i++)
+        if (pool->apps[i].cfg->tls)
+            return true;
+    return false;
+}
+
+/* Everything the thread needs, prepared while errors can still be returned
+ * to the caller. */
+static int health_prepare(struct health *h)
+{
+    char err[160];
+    if (!request_text_ok(h->cfg->health_path) || h->cfg->health_path[0] != '/') {
+        log_error("health: path \"%s\" cannot be used in a request", h->cfg->health_path);
+        return -EINVAL;
+    }
+    if (getrandom(&h->random_state, sizeof(h->random_state), GRND_NONBLOCK) != sizeof(h->random_state))
+        h->random_state = (uint64_t)loop_monotonic_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    h->random_state |= 1;    /* xorshift must not start at zero */
+    if (pool_has_tls(h->pool) && !(h->tls = tls_client_context(false, err, sizeof(err)))) {
+        log_error("health: %s", err);
+        return -EIO;
+    }
+    h->checks = calloc((size_t)(h->pool->count ? h->pool->count : 1), sizeof(*h->checks));
+    if (!h->checks)
+        return -ENOMEM;
+    for (int i = 0; i < h->pool->count; i++) {
+        int rc = check_init(h, &h->checks[i], &h->pool->apps[i]);
+        if (rc < 0)
+            return rc;
+    }
+    h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->wake_fd < 0)
+        return -errno;
+    return loop_add_reader(&h->loop, &h->wake_io, h->wake_fd, health_on_wake);
+}
+
+/* The thread takes no process signals: they belong to the main thread,
+ * and a pending SIGPIPE from an OpenSSL write stays harmless. */
+static int health_spawn(struct health *h)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&h->thread, NULL, health_main, h);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
+int health_start(struct health **out, struct pool *pool, const struct config *cfg)
+{
+    *out = NULL;
+    struct health *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->pool = pool;
+    h->cfg = cfg;
+    h->wake_fd = -1;
+    int rc = loop_init(&h->loop);
+    if (rc < 0) {
+        h->loop.epfd = -1;
+        health_free(h);
+        return rc;
+    }
+    rc = health_prepare(h);
+    if (rc == 0)
+        rc = alert_start(&h->alert, pool, cfg);
+    if (rc == 0 && (rc = health_spawn(h)) < 0)
+        alert_stop(h->alert, 0);
+    if (rc < 0) {
+        health_free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void health_stop(struct health *h)
+{
+    if (!h)
+        return;
+    uint64_t one = 1;
+    if (write(h->wake_fd, &one, sizeof(one)) < 0)
+        log_error("health: cannot wake the health thread: %s", strerror(errno));
+    pthread_join(h->thread, NULL);
+    /* After the checker: its last transitions are in the pipe by now. */
+    alert_stop(h->alert, HEALTH_ALERT_GRACE_MS);
+    health_free(h);
+}

@@ -1,0 +1,127 @@
+/* health.h - active health checks, off the request path (SPEC [health]).
+ *
+ * One health thread with its own struct loop checks every application that
+ * is not in maintenance: every `interval` (first at a random offset, then
+ * with up to 10% jitter, so that thousands of applications are not checked
+ * in one burst) it sends `GET <path>` and reads the status of the answer,
+ * the whole exchange bounded by `timeout`. `rise` passes in a row bring a
+ * down application up, `fall` failures in a row take an up one down; the
+ * change goes through pool_set_state, which workers see on their next load
+ * of the state. health_start also starts the alert dispatcher (alert.h).
+ *
+ * Three parts are exposed beyond start/stop:
+ *  - the state machine (health_record), a pure function the unit tests
+ *    drive without sockets;
+ *  - the check schedule (health_first_delay, health_next_delay);
+ *  - struct health_http, the one-shot non-blocking HTTP/1.1 client the
+ *    checks run on, which alert.c reuses for webhook POSTs.
+ */
+#ifndef SLUICE_HEALTH_H
+#define SLUICE_HEALTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "loop.h"
+#include "pool.h"
+
+struct health;
+
+/* Starts the health thread and the alert dispatcher for pool, which must
+ * outlive them (until health_stop returns). Returns 0 or -errno; on failure
+ * nothing is left running and *out is NULL. */
+int health_start(struct health **out, struct pool *pool, const struct config *cfg);
+
+/* Stops checking, gives alerts still being delivered a short grace, joins
+ * both threads and frees everything. NULL is ignored. */
+void health_stop(struct health *h);
+
+/* ---- the state machine ---- */
+
+/* Consecutive results of one application's checks, and the state they were
+ * counted in. A state changed by anyone else (passive detection, the admin
+ * API) restarts the count, so a passively failed application needs `rise`
+ * fresh passes to come back. */
+struct health_counter {
+    uint32_t passes;      /* in a row */
+    uint32_t failures;    /* in a row */
+    enum app_state seen;  /* the state the counts belong to */
+};
+
+enum health_verdict {
+    HEALTH_KEEP,          /* no change */
+    HEALTH_MARK_UP,       /* down, and `rise` passes in a row */
+    HEALTH_MARK_DOWN,     /* up, and `fall` failures in a row */
+};
+
+void health_counter_reset(struct health_counter *c, enum app_state state);
+
+/* Records one check result for an application now in state `current`.
+ * Only up and down move: draining and maintenance are operator states, kept
+ * until the operator says otherwise (results are still counted in draining,
+ * never in maintenance). After a verdict is applied, the caller resets the
+ * counter to the new state. */
+enum health_verdict health_record(struct health_counter *c, enum app_state current, bool pass,
+                                  int rise, int fall);
+
+/* ---- the schedule ---- */
+
+/* Delay of an application's first check: uniform in [0, interval). */
+int64_t health_first_delay(int64_t interval_ms, uint32_t random);
+/* Delay between two checks: interval +/- up to 10%, at least 1 ms. */
+int64_t health_next_delay(int64_t interval_ms, uint32_t random);
+
+/* ---- one-shot HTTP/1.1 client ---- */
+
+#define HEALTH_HTTP_REASON_MAX 120
+
+struct health_http;
+
+/* Called exactly once per health_http_start, from the loop, never from
+ * inside health_http_start. On success error is NULL and status is the
+ * response's status code; otherwise status is 0 and error says why
+ * ("connection refused", "timeout after 1000 ms waiting for the response");
+ * it is valid until the callback returns or restarts the exchange. The
+ * connection is already closed: the callback may start another exchange on
+ * the same struct or free its owner. */
+typedef void (*health_http_done_fn)(struct health_http *http, int status, const char *error);
+
+/* Connect (TCP, then TLS when tls is set), send `request`, read the response
+ * head, report its status, close. The owner fills the first block and keeps
+ * what it points to alive until done is called. */
+struct health_http {
+    const struct config_address *address;
+    struct ssl_ctx_st *tls;          /* NULL: plain TCP */
+    const char *server_name;         /* TLS: SNI and certificate name */
+    const char *request;
+    size_t request_len;
+    char *buf;                       /* response head; a head that does not fit */
+    size_t buf_cap;                  /* is judged by its status line alone */
+    int64_t timeout_ms;              /* the whole exchange */
+    health_http_done_fn done;
+
+    /* private to health.c */
+    struct loop *loop;
+    struct loop_io io;
+    struct loop_timer timer;
+    struct ssl_st *ssl;
+    int fd;
+    int phase;
+    int pending_error;               /* a failure found inside start, reported from the loop */
+    size_t sent, received;
+    char reason[HEALTH_HTTP_REASON_MAX];
+};
+
+/* Prepares a zeroed struct once, before its first exchange. */
+void health_http_init(struct health_http *http);
+/* Starts an exchange on loop. Returns 0, after which every outcome, an
+ * immediate failure to connect included, is reported through done; or
+ * -ENOMEM when not even the timeout could be armed (done is not called). */
+int health_http_start(struct health_http *http, struct loop *loop);
+/* Abandons an exchange in flight without calling done; harmless when idle. */
+void health_http_cancel(struct health_http *http);
+bool health_http_busy(const struct health_http *http);
+
+#endif

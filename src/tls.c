@@ -1,0 +1,166 @@
+/* tls.c - OpenSSL client sessions for non-blocking sockets; see tls.h.
+ *
+ * Every call clears this thread's OpenSSL error queue first: a stale entry
+ * left by an earlier session would otherwise be reported as the reason for
+ * the next failure.
+ */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+static void tls_format_queue(char *err, size_t err_len, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(err, err_len, "%s: %s", what, reason ? reason : "unknown error");
+}
+
+SSL_CTX *tls_client_context(bool verify, char *err, size_t err_len)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        tls_format_queue(err, err_len, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Servers that close after the response without close_notify are
+     * common; treat that as an ordinary end of stream, as browsers do. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* A partial SSL_write stays partial (we track the offset ourselves). */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    if (!verify) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return ctx;
+    }
+    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        tls_format_queue(err, err_len, "cannot load the system CA certificates");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
+void tls_context_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+static bool is_ip_literal(const char *name)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+}
+
+/* Sets SNI and the name the certificate must carry (checked only when the
+ * context verifies). */
+static bool tls_set_names(SSL *ssl, const char *server_name)
+{
+    if (!server_name || !*server_name)
+        return true;
+    if (is_ip_literal(server_name))
+        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name) == 1;
+    return SSL_set_tlsext_host_name(ssl, server_name) == 1 && SSL_set1_host(ssl, server_name) == 1;
+}
+
+SSL *tls_client_new(SSL_CTX *ctx, int fd, const char *server_name)
+{
+    ERR_clear_error();
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1 || !tls_set_names(ssl, server_name)) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+void tls_close(SSL *ssl)
+{
+    if (!ssl)
+        return;
+    ERR_clear_error();
+    /* One non-blocking attempt: the socket is closed right after, so the
+     * peer's close_notify is never awaited. Skipped after a fatal error,
+     * where OpenSSL forbids it. */
+    if (SSL_is_init_finished(ssl))
+        SSL_shutdown(ssl);
+    SSL_free(ssl);
+}
+
+/* Maps an OpenSSL result to the -errno convention of tls.h. */
+static int tls_result(SSL *ssl, int rc)
+{
+    int saved_errno = errno;
+    switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return -EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0)
+            return saved_errno ? -saved_errno : -ECONNRESET;
+        return -EPROTO;
+    default:
+        return -EPROTO;
+    }
+}
+
+int tls_handshake(SSL *ssl)
+{
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(ssl);
+    if (rc == 1)
+        return 0;
+    int r = tls_result(ssl, rc);
+    /* A handshake cut short by the peer is a reset, not a clean end. */
+    return r == 0 ? -ECONNRESET : r;
+}
+
+ssize_t tls_read(SSL *ssl, void *buf, size_t len)
+{
+    size_t n = 0;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_read_ex(ssl, buf, len, &n);
+    if (rc == 1)
+        return (ssize_t)n;
+    return tls_result(ssl, rc);
+}
+
+ssize_t tls_write(SSL *ssl, const void *buf, size_t len)
+{
+    size_t n = 0;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_write_ex(ssl, buf, len, &n);
+    if (rc == 1)
+        return (ssize_t)n;
+    int r = tls_result(ssl, rc);
+    return r == 0 ? -EPIPE : r;
+}
+
+const char *tls_error_text(SSL *ssl, char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+    long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && verify != X509_V_OK) {
+        snprintf(buf, len, "certificate verify failed: %s", X509_verify_cert_error_string(verify));
+        return buf;
+    }
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    snprintf(buf, len, "%s", reason ? reason : "TLS error");
+    return buf;
+}

@@ -1,0 +1,420 @@
+/* test_alert.c - what an alert says (RFC 3339 time, JSON escaping, the
+ * payload, the sentence), where it goes (webhook URLs), and the dispatcher
+ * end to end: transitions written by pool_set_state reach a webhook served
+ * by the test and a command writing to a file, a failed POST is retried,
+ * maintenance is not alerted on, and "all_down"/"restored" fire once each. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alert.h"
+#include "config.h"
+#include "loop.h"
+#include "pool.h"
+#include "unit.h"
+
+static void test_time(void)
+{
+    char out[40];
+    CHECK_INT(alert_format_time(out, sizeof(out), 0), 24);
+    CHECK_STR(out, "1970-01-01T00:00:00.000Z");
+    alert_format_time(out, sizeof(out), 1714564800123LL);
+    CHECK_STR(out, "2024-05-01T12:00:00.123Z");
+    alert_format_time(out, sizeof(out), 951782400000LL + 86399999);   /* a leap day's last ms */
+    CHECK_STR(out, "2000-02-29T23:59:59.999Z");
+    alert_format_time(out, sizeof(out), -1);
+    CHECK_STR(out, "1969-12-31T23:59:59.999Z");
+    CHECK_INT(alert_format_time(out, 24, 0), -1);                     /* no room for the NUL */
+}
+
+static void check_escape(const char *in, const char *want)
+{
+    char out[256];
+    size_t n = alert_json_escape(out, sizeof(out), in);
+    CHECK_MSG(strcmp(out, want) == 0 && n == strlen(want), "escape(%s) = %s, want %s", in, out, want);
+}
+
+static void test_json_escape(void)
+{
+    check_escape("api-1", "api-1");
+    check_escape("say \"hi\"", "say \\\"hi\\\"");
+    check_escape("C:\\path", "C:\\\\path");
+    check_escape("a\nb\rc\td", "a\\nb\\rc\\td");
+    check_escape("\x01\x1f\x7f", "\\u0001\\u001f\\u007f");
+    check_escape("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    check_escape("bad \xff byte", "bad \\ufffd byte");
+    check_escape("\xc0\xaf", "\\ufffd\\ufffd");                      /* overlong '/' */
+    check_escape("\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd");           /* a surrogate */
+    check_escape("cut \xe2\x82", "cut \\ufffd\\ufffd");              /* truncated at the end */
+    check_escape("</script>", "</script>");
+
+    /* snprintf-like: the needed length, a terminated prefix */
+    char small[6];
+    CHECK_INT(alert_json_escape(small, sizeof(small), "ab\"cd\"ef"), 10);
+    CHECK_STR(small, "ab\\\"c");
+}
+
+static struct alert_event sample_event(void)
+{
+    struct alert_event e = {.time_ms = 1714564800123LL};
+    snprintf(e.event, sizeof(e.event), "transition");
+    snprintf(e.application, sizeof(e.application), "api-1");
+    snprintf(e.address, sizeof(e.address), "127.0.0.1:8001");
+    snprintf(e.state, sizeof(e.state), "down");
+    snprintf(e.previous, sizeof(e.previous), "up");
+    snprintf(e.reason, sizeof(e.reason), "health check: \"status 500\" (3 consecutive)");
+    return e;
+}
+
+static void test_payload(void)
+{
+    char out[2048];
+    struct alert_event e = sample_event();
+    int n = alert_format_json(out, sizeof(out), &e, "lb-1");
+    const char *want =
+        "{\"application\":\"api-1\",\"address\":\"127.0.0.1:8001\",\"state\":\"down\","
+        "\"previous\":\"up\",\"reason\":\"health check: \\\"status 500\\\" (3 consecutive)\","
+        "\"time\":\"2024-05-01T12:00:00.123Z\",\"host\":\"lb-1\",\"event\":\"transition\","
+        "\"text\":\"sluice on lb-1: application api-1 (127.0.0.1:8001) is now down (was up): "
+        "health check: \\\"status 500\\\" (3 consecutive)\"}";
+    CHECK_STR(out, want);
+    CHECK_INT(n, strlen(want));
+    CHECK_INT(alert_format_json(out, 100, &e, "lb-1"), -1);
+
+    alert_format_text(out, sizeof(out), &e, "lb-1");
+    CHECK_STR(out, "sluice on lb-1: application api-1 (127.0.0.1:8001) is now down (was up): "
+                   "health check: \"status 500\" (3 consecutive)");
+    snprintf(e.event, sizeof(e.event), "all_down");
+    snprintf(e.application, sizeof(e.application), "*");
+    snprintf(e.reason, sizeof(e.reason), "0 of 2 applications up");
+    alert_format_text(out, sizeof(out), &e, "lb-1");
+    CHECK_STR(out, "sluice on lb-1: no application is up: 0 of 2 applications up");
+    snprintf(e.event, sizeof(e.event), "restored");
+    snprintf(e.reason, sizeof(e.reason), "1 of 2 applications up");
+    alert_format_text(out, sizeof(out), &e, "lb-1");
+    CHECK_STR(out, "sluice on lb-1: service restored: 1 of 2 applications up");
+}
+
+static void check_url(const char *url, bool tls, const char *host, const char *port, const char *authority,
+                      const char *path)
+{
+    struct alert_url u;
+    char err[128] = "";
+    int rc = alert_parse_url(url, &u, err, sizeof(err));
+    CHECK_MSG(rc == 0, "%s: %s", url, err);
+    if (rc != 0)
+        return;
+    CHECK_MSG(u.tls == tls && strcmp(u.host, host) == 0 && strcmp(u.port, port) == 0 &&
+                  strcmp(u.authority, authority) == 0 && strcmp(u.path, path) == 0,
+              "%s -> tls %d host %s port %s authority %s path %s", url, u.tls, u.host, u.port, u.authority,
+              u.path);
+}
+
+static void check_bad_url(const char *url, const char *want)
+{
+    struct alert_url u;
+    char err[128] = "";
+    CHECK_MSG(alert_parse_url(url, &u, err, sizeof(err)) == -1 && strstr(err, want),
+              "%s: got \"%s\", want \"%s\"", url, err, want);
+}
+
+static void test_urls(void)
+{
+    check_url("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX", true,
+              "hooks.slack.com", "443", "hooks.slack.com", "/services/T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX");
+    check_url("http://127.0.0.1:9555/hook", false, "127.0.0.1", "9555", "127.0.0.1:9555", "/hook");
+    check_url("HTTP://example.com", false, "example.com", "80", "example.com", "/");
+    check_url("http://example.com?x=1#frag", false, "example.com", "80", "example.com", "/?x=1");
+    check_url("http://[::1]:8080/a?b=c", false, "::1", "8080", "[::1]:8080", "/a?b=c");
+    check_url("https://[2001:db8::1]/", true, "2001:db8::1", "443", "[2001:db8::1]", "/");
+    check_url("http://example.com:/x", false, "example.com", "80", "example.com", "/x");
+
+    check_bad_url("ftp://example.com/", "http:// or https://");
+    check_bad_url("example.com/hook", "http:// or https://");
+    check_bad_url("http:///hook", "no host");
+    check_bad_url("http://user:pw@example.com/", "not supported");
+    check_bad_url("http://example.com:99999/", "bad port");
+    check_bad_url("http://example.com:8o/", "bad port");
+    check_bad_url("http://exa mple.com/", "bad host");
+    check_bad_url("http://[::1/", "unterminated");
+    check_bad_url("http://[::1]x/", "after ]");
+    check_bad_url("http://example.com/a b", "path");
+    check_bad_url("http://example.com/a\r\nX: y", "path");
+}
+
+/* ---- end to end ---- */
+
+/* A webhook receiver on its own thread: records each body, answers 500 to
+ * the first `fail_first` POSTs and 200 to the rest. */
+struct receiver {
+    int listener;
+    int port;
+    pthread_t thread;
+    _Atomic bool stop;
+    _Atomic int fail_first;
+    pthread_mutex_t lock;
+    int count;                          /* guarded by lock, with bodies */
+    char bodies[16][2048];
+    char heads[16][512];
+};
+
+static void receiver_read(int conn, char *head, size_t head_cap, char *body, size_t body_cap)
+{
+    char buf[4096];
+    size_t got = 0;
+    struct pollfd p = {.fd = conn, .events = POLLIN};
+    head[0] = body[0] = '\0';
+    while (got < sizeof(buf) - 1 && poll(&p, 1, 1000) == 1) {
+        ssize_t n = read(conn, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        const char *cl = strcasestr(buf, "\r\nContent-Length:");
+        if (end && cl && strlen(end + 4) >= (size_t)atoi(cl + 17)) {
+            snprintf(head, head_cap, "%.*s", (int)(end + 4 - buf), buf);
+            snprintf(body, body_cap, "%s", end + 4);
+            return;
+        }
+    }
+}
+
+static void *receiver_main(void *arg)
+{
+    struct receiver *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p = {.fd = r->listener, .events = POLLIN};
+        if (poll(&p, 1, 10) != 1)
+            continue;
+        int conn = accept4(r->listener, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0)
+            continue;
+        char head[512], body[2048];
+        receiver_read(conn, head, sizeof(head), body, sizeof(body));
+        bool fail = atomic_fetch_sub(&r->fail_first, 1) > 0;
+        const char *answer = fail ? "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"
+                                  : "HTTP/1.1 204 No Content\r\n\r\n";
+        if (write(conn, answer, strlen(answer)) < 0)
+            perror("receiver write");
+        close(conn);
+        pthread_mutex_lock(&r->lock);
+        if (r->count < 16) {
+            snprintf(r->heads[r->count], sizeof(r->heads[0]), "%s", head);
+            snprintf(r->bodies[r->count], sizeof(r->bodies[0]), "%s", body);
+            r->count++;
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
+    return NULL;
+}
+
+static int receiver_start(struct receiver *r)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    r->listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (r->listener < 0 || bind(r->listener, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        listen(r->listener, 16) < 0 || getsockname(r->listener, (struct sockaddr *)&sin, &len) < 0)
+        return -1;
+    r->port = ntohs(sin.sin_port);
+    pthread_mutex_init(&r->lock, NULL);
+    return pthread_create(&r->thread, NULL, receiver_main, r) == 0 ? 0 : -1;
+}
+
+static void receiver_stop(struct receiver *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    close(r->listener);
+    pthread_mutex_destroy(&r->lock);
+}
+
+static int receiver_count(struct receiver *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int n = r->count;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+/* How many received bodies contain every one of the given fragments. */
+static int bodies_with(struct receiver *r, const char *a, const char *b, const char *c)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->lock);
+    for (int i = 0; i < r->count; i++)
+        n += strstr(r->bodies[i], a) && strstr(r->bodies[i], b) && strstr(r->bodies[i], c);
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static int lines_in(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, ch;
+    if (!f)
+        return 0;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+static bool file_has(const char *path, const char *line)
+{
+    char buf[8192];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, line) != NULL;
+}
+
+static bool wait_until(struct receiver *r, int posts, const char *file, int lines, int64_t within_ms)
+{
+    int64_t deadline = loop_monotonic_ms() + within_ms;
+    while (loop_monotonic_ms() < deadline && (receiver_count(r) < posts || lines_in(file) < lines))
+        usleep(5000);
+    return receiver_count(r) >= posts && lines_in(file) >= lines;
+}
+
+static void set_string(char **field, const char *value)
+{
+    free(*field);
+    *field = strdup(value);
+}
+
+static void test_dispatcher(void)
+{
+    static struct receiver r;
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char file[] = "/tmp/sluice-alert-test-XXXXXX";
+    char errors[1024] = "", url[128], command[512];
+    const char *text = "[[applications]]\nname = \"api-1\"\nip = \"127.0.0.1\"\nport = 8001\n"
+                       "[[applications]]\nname = \"api-2\"\nip = \"127.0.0.1\"\nport = 8002\n";
+    int fd = mkstemp(file);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    close(fd);
+    atomic_store(&r.fail_first, 1);
+    CHECK_INT(receiver_start(&r), 0);
+    if (config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) != 0) {
+        CHECK_MSG(false, "%s", errors);
+        goto out_receiver;
+    }
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook/T0/B0?x=1", r.port);
+    set_string(&cfg.alert_webhook, url);
+    /* `read` at EOF proves stdin is /dev/null rather than a terminal. */
+    snprintf(command, sizeof(command),
+             "read line; echo \"[$?] $SLUICE_EVENT|$SLUICE_APP|$SLUICE_ADDRESS|$SLUICE_PREVIOUS|"
+             "$SLUICE_STATE|$SLUICE_REASON|${SLUICE_TIME:+time}|${SLUICE_HOST:+host}\" >> %s",
+             file);
+    set_string(&cfg.alert_command, command);
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(alert_start(&a, &pool, &cfg), 0);
+    if (!a)
+        goto out_pool;
+    struct app *one = &pool.apps[0], *two = &pool.apps[1];
+
+    CHECK(pool_set_state(&pool, one, APP_UP, APP_DOWN, "health check: connection refused (3 consecutive)"));
+    CHECK(pool_set_state(&pool, two, APP_UP, APP_DRAINING, "admin: drain"));    /* none up now */
+    CHECK(pool_set_state(&pool, two, APP_DRAINING, APP_MAINTENANCE, "drained")); /* not alerted */
+    CHECK(pool_set_state(&pool, one, APP_DOWN, APP_UP, "health check passed (2 consecutive)"));
+
+    /* 5 alerts each way (3 transitions, all_down, restored), and one more
+     * POST: the first one was answered 500 and retried after 1 s. */
+    CHECK(wait_until(&r, 6, file, 5, 5000));
+    usleep(100 * 1000);                          /* nothing more arrives */
+    CHECK_INT(receiver_count(&r), 6);
+    CHECK_INT(lines_in(file), 5);
+
+    /* the retried one arrived twice; any of them may have been first */
+    CHECK(bodies_with(&r, "\"application\":\"api-1\"", "\"state\":\"down\"", "\"previous\":\"up\"") >= 1);
+    CHECK(bodies_with(&r, "\"reason\":\"health check: connection refused (3 consecutive)\"",
+                          "\"address\":\"127.0.0.1:8001\"", "\"event\":\"transition\"") >= 1);
+    CHECK(bodies_with(&r, "\"application\":\"api-2\"", "\"state\":\"draining\"", "\"text\":\"sluice on ") >= 1);
+    CHECK(bodies_with(&r, "\"application\":\"*\"", "\"event\":\"all_down\"", "\"state\":\"down\"") >= 1);
+    CHECK(bodies_with(&r, "\"application\":\"*\"", "\"event\":\"restored\"", "\"state\":\"up\"") >= 1);
+    CHECK_INT(bodies_with(&r, "maintenance", "", ""), 0);
+    CHECK(bodies_with(&r, "\"application\":\"api-1\"", "\"state\":\"up\"", "\"previous\":\"down\"") >= 1);
+    CHECK_INT(bodies_with(&r, "\"time\":\"20", "Z\"", "\"host\":\""), 6);
+    pthread_mutex_lock(&r.lock);
+    CHECK_MSG(strncmp(r.heads[0], "POST /hook/T0/B0?x=1 HTTP/1.1\r\n", 31) == 0 &&
+                  strcasestr(r.heads[0], "\r\nContent-Type: application/json\r\n"),
+              "%s", r.heads[0]);
+    pthread_mutex_unlock(&r.lock);
+
+    CHECK(file_has(file, "[1] transition|api-1|127.0.0.1:8001|up|down|health check: connection refused "
+                         "(3 consecutive)|time|host\n"));
+    CHECK(file_has(file, "[1] transition|api-2|127.0.0.1:8002|up|draining|admin: drain|time|host\n"));
+    CHECK(file_has(file, "[1] all_down|*||up|down|0 of 2 applications up"));
+    CHECK(file_has(file, "[1] restored|*||down|up|1 of 2 applications up"));
+    CHECK(file_has(file, "[1] transition|api-1|127.0.0.1:8001|down|up|health check passed (2 consecutive)|"));
+    alert_stop(a, 1000);
+out_pool:
+    pool_free(&pool);
+    config_free(&cfg);
+out_receiver:
+    receiver_stop(&r);
+    unlink(file);
+}
+
+/* A webhook nobody answers: stop gives up after the grace, without hanging. */
+static void test_stop_with_pending(void)
+{
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char errors[512] = "";
+    const char *text = "[alerts]\nwebhook = \"http://127.0.0.1:9/unreachable\"\n"
+                       "[[applications]]\nname = \"x\"\nip = \"127.0.0.1\"\nport = 8001\n";
+    if (config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) != 0) {
+        CHECK_MSG(false, "%s", errors);
+        return;
+    }
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(alert_start(&a, &pool, &cfg), 0);
+    CHECK(pool_set_state(&pool, &pool.apps[0], APP_UP, APP_DOWN, "test"));
+    usleep(50 * 1000);
+    int64_t t0 = loop_monotonic_ms();
+    alert_stop(a, 200);
+    int64_t took = loop_monotonic_ms() - t0;
+    CHECK_MSG(took >= 150 && took < 1000, "stop took %lld ms", (long long)took);
+    pool_free(&pool);
+    config_free(&cfg);
+
+    /* a webhook URL that cannot be used is refused at start */
+    text = "[alerts]\nwebhook = \"http://user@example.com/\"\n";
+    if (config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) != 0)
+        return;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(alert_start(&a, &pool, &cfg), -EINVAL);
+    CHECK(a == NULL);
+    pool_free(&pool);
+    config_free(&cfg);
+}
+
+void unit_test_alert(void)
+{
+    test_time();
+    test_json_escape();
+    test_payload();
+    test_urls();
+    test_dispatcher();
+    test_stop_with_pending();
+}

@@ -1,0 +1,533 @@
+/* test_health.c - the health state machine, the check schedule, passive
+ * detection as pool.c counts it, the check client against a socket served
+ * by the test itself, and the health thread end to end against a tiny
+ * backend thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "health.h"
+#include "loop.h"
+#include "pool.h"
+#include "unit.h"
+
+/* ---- the state machine ---- */
+
+static enum health_verdict feed(struct health_counter *c, enum app_state state, const char *results,
+                                int rise, int fall)
+{
+    enum health_verdict v = HEALTH_KEEP;
+    for (const char *p = results; *p; p++) {
+        v = health_record(c, state, *p == '+', rise, fall);
+        if (v != HEALTH_KEEP && p[1]) {
+            fprintf(stderr, "FAIL %s:%d: verdict before the end of \"%s\"\n", __FILE__, __LINE__, results);
+            unit_failed++;
+        }
+    }
+    return v;
+}
+
+static void test_fall_and_rise(void)
+{
+    struct health_counter c;
+    health_counter_reset(&c, APP_UP);
+    CHECK_INT(feed(&c, APP_UP, "--", 2, 3), HEALTH_KEEP);
+    CHECK_INT(c.failures, 2);
+    CHECK_INT(feed(&c, APP_UP, "-", 2, 3), HEALTH_MARK_DOWN);
+
+    /* a pass in between starts the count again */
+    health_counter_reset(&c, APP_UP);
+    CHECK_INT(feed(&c, APP_UP, "--+--", 2, 3), HEALTH_KEEP);
+    CHECK_INT(feed(&c, APP_UP, "-", 2, 3), HEALTH_MARK_DOWN);
+
+    health_counter_reset(&c, APP_DOWN);
+    CHECK_INT(feed(&c, APP_DOWN, "+", 2, 3), HEALTH_KEEP);
+    CHECK_INT(feed(&c, APP_DOWN, "+", 2, 3), HEALTH_MARK_UP);
+
+    health_counter_reset(&c, APP_DOWN);
+    CHECK_INT(feed(&c, APP_DOWN, "+-+-+", 2, 3), HEALTH_KEEP);
+    CHECK_INT(feed(&c, APP_DOWN, "+", 2, 3), HEALTH_MARK_UP);
+
+    /* passes while up and failures while down change nothing */
+    health_counter_reset(&c, APP_UP);
+    CHECK_INT(feed(&c, APP_UP, "++++++++", 2, 3), HEALTH_KEEP);
+    health_counter_reset(&c, APP_DOWN);
+    CHECK_INT(feed(&c, APP_DOWN, "--------", 2, 3), HEALTH_KEEP);
+
+    /* rise = fall = 1: one result decides */
+    health_counter_reset(&c, APP_UP);
+    CHECK_INT(feed(&c, APP_UP, "-", 1, 1), HEALTH_MARK_DOWN);
+    health_counter_reset(&c, APP_DOWN);
+    CHECK_INT(feed(&c, APP_DOWN, "+", 1, 1), HEALTH_MARK_UP);
+    /* nonsense limits read as 1 rather than "change on no evidence" */
+    health_counter_reset(&c, APP_DOWN);
+    CHECK_INT(feed(&c, APP_DOWN, "+", 0, 0), HEALTH_MARK_UP);
+}
+
+static void test_external_change_resets(void)
+{
+    struct health_counter c;
+    /* two failures counted while up; then a worker marks it down */
+    health_counter_reset(&c, APP_UP);
+    CHECK_INT(feed(&c, APP_UP, "--", 2, 3), HEALTH_KEEP);
+    /* rise fresh passes are needed, the old failures are forgotten */
+    CHECK_INT(health_record(&c, APP_DOWN, true, 2, 3), HEALTH_KEEP);
+    CHECK_INT(c.seen, APP_DOWN);
+    CHECK_INT(c.passes, 1);
+    CHECK_INT(c.failures, 0);
+    CHECK_INT(health_record(&c, APP_DOWN, true, 2, 3), HEALTH_MARK_UP);
+
+    /* one pass counted while down; then the admin enables it (up) */
+    health_counter_reset(&c, APP_DOWN);
+    CHECK_INT(feed(&c, APP_DOWN, "+", 3, 3), HEALTH_KEEP);
+    CHECK_INT(health_record(&c, APP_UP, false, 3, 3), HEALTH_KEEP);
+    CHECK_INT(c.failures, 1);
+    CHECK_INT(c.passes, 0);
+}
+
+static void test_operator_states_are_immune(void)
+{
+    struct health_counter c;
+    health_counter_reset(&c, APP_MAINTENANCE);
+    CHECK_INT(feed(&c, APP_MAINTENANCE, "----------", 2, 3), HEALTH_KEEP);
+    CHECK_INT(feed(&c, APP_MAINTENANCE, "++++++++++", 2, 3), HEALTH_KEEP);
+    CHECK_INT(c.passes + c.failures, 0);
+
+    health_counter_reset(&c, APP_DRAINING);
+    CHECK_INT(feed(&c, APP_DRAINING, "----------", 2, 3), HEALTH_KEEP);
+    CHECK_INT(c.failures, 10);
+    CHECK_INT(feed(&c, APP_DRAINING, "++++++++++", 2, 3), HEALTH_KEEP);
+
+    /* counts from before maintenance do not survive it */
+    health_counter_reset(&c, APP_UP);
+    CHECK_INT(feed(&c, APP_UP, "--", 2, 3), HEALTH_KEEP);
+    CHECK_INT(health_record(&c, APP_MAINTENANCE, false, 2, 3), HEALTH_KEEP);
+    CHECK_INT(feed(&c, APP_UP, "--", 2, 3), HEALTH_KEEP);
+    CHECK_INT(feed(&c, APP_UP, "-", 2, 3), HEALTH_MARK_DOWN);
+}
+
+/* ---- the schedule ---- */
+
+static void test_schedule(void)
+{
+    bool low = false, high = false, wide_first = false;
+    uint32_t r = 12345;
+    for (int i = 0; i < 10000; i++) {
+        r = r * 1664525u + 1013904223u;
+        int64_t first = health_first_delay(1000, r);
+        int64_t next = health_next_delay(1000, r);
+        if (first < 0 || first >= 1000 || next < 900 || next > 1100) {
+            CHECK_MSG(false, "first %lld next %lld", (long long)first, (long long)next);
+            break;
+        }
+        low |= next < 920;
+        high |= next > 1080;
+        wide_first |= first > 900;
+    }
+    CHECK(low && high && wide_first);
+    CHECK_INT(health_next_delay(5, 77), 5);     /* below 10 ms: no room to jitter */
+    CHECK_INT(health_first_delay(0, 77), 0);
+    CHECK(health_next_delay(0, 77) >= 1);
+}
+
+/* ---- config and pool for the tests below ---- */
+
+static int parse_config(struct config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int parse_config(struct config *cfg, const char *fmt, ...)
+{
+    char text[4096], errors[2048] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    int rc = config_parse(cfg, "test.toml", text, strlen(text), errors, sizeof(errors));
+    CHECK_MSG(rc == 0, "config: %s", errors);
+    return rc;
+}
+
+/* Transitions in the pool's pipe, read without blocking. */
+static int drain_transitions(struct pool *pool, struct pool_transition *out, int max)
+{
+    int n = 0;
+    while (n < max && read(pool->notify_read_fd, &out[n], sizeof(out[n])) == (ssize_t)sizeof(out[n]))
+        n++;
+    return n;
+}
+
+static void test_passive_detection(void)
+{
+    struct config cfg;
+    struct pool pool;
+    struct pool_transition t[8];
+    if (parse_config(&cfg, "[passive]\nconnect_failures = 3\nserver_errors = 2\n"
+                           "[[applications]]\nname = \"a\"\nip = \"127.0.0.1\"\nport = 1\n"
+                           "[[applications]]\nname = \"b\"\nip = \"127.0.0.1\"\nport = 2\n") != 0)
+        return;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    struct app *a = &pool.apps[0], *b = &pool.apps[1];
+
+    pool_note_connect_failure(&pool, a, "connection refused");
+    pool_note_connect_failure(&pool, a, "connection refused");
+    pool_note_connect_success(a);                       /* the run is broken */
+    pool_note_connect_failure(&pool, a, "connection refused");
+    pool_note_connect_failure(&pool, a, "connection refused");
+    CHECK_INT(app_state(a), APP_UP);
+    pool_note_connect_failure(&pool, a, "connect timeout");
+    CHECK_INT(app_state(a), APP_DOWN);                  /* at once, before any check */
+    CHECK_INT(drain_transitions(&pool, t, 8), 1);
+    CHECK_INT(t[0].app_index, 0);
+    CHECK_INT(t[0].from, APP_UP);
+    CHECK_INT(t[0].to, APP_DOWN);
+    CHECK_MSG(strstr(t[0].reason, "connect timeout") && strstr(t[0].reason, "3 consecutive"), "%s", t[0].reason);
+    /* live traffic never brings it back: only checks do */
+    for (int i = 0; i < 5; i++)
+        pool_note_connect_success(a);
+    CHECK_INT(app_state(a), APP_DOWN);
+
+    pool_note_status(&pool, b, 500);
+    pool_note_status(&pool, b, 200);
+    pool_note_status(&pool, b, 502);
+    CHECK_INT(app_state(b), APP_UP);
+    pool_note_status(&pool, b, 503);
+    CHECK_INT(app_state(b), APP_DOWN);
+    CHECK_INT(drain_transitions(&pool, t, 8), 1);
+    CHECK_INT(pool_up_count(&pool), 0);
+
+    /* the checker's counter for b restarts: rise fresh passes needed */
+    struct health_counter c;
+    health_counter_reset(&c, APP_UP);
+    health_record(&c, APP_UP, false, 2, 3);
+    CHECK_INT(health_record(&c, app_state(b), true, 2, 3), HEALTH_KEEP);
+    CHECK_INT(health_record(&c, app_state(b), true, 2, 3), HEALTH_MARK_UP);
+    pool_free(&pool);
+    config_free(&cfg);
+
+    /* server_errors = 0 (the default): 5xx never mark down */
+    if (parse_config(&cfg, "[[applications]]\nip = \"127.0.0.1\"\nport = 1\n") != 0)
+        return;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    for (int i = 0; i < 50; i++)
+        pool_note_status(&pool, &pool.apps[0], 500);
+    CHECK_INT(app_state(&pool.apps[0]), APP_UP);
+    pool_free(&pool);
+    config_free(&cfg);
+}
+
+/* ---- the check client, served by the test on one thread ---- */
+
+struct exchange_result {
+    bool done;
+    int status;
+    char error[HEALTH_HTTP_REASON_MAX];
+};
+
+static struct exchange_result result;
+
+static void on_done(struct health_http *http, int status, const char *error)
+{
+    (void)http;
+    result.done = true;
+    result.status = status;
+    snprintf(result.error, sizeof(result.error), "%s", error ? error : "");
+}
+
+static int listen_local(struct config_address *address)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 16) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        CHECK_MSG(false, "listen: %s", strerror(errno));
+        return -1;
+    }
+    memset(address, 0, sizeof(*address));
+    memcpy(&address->addr, &sin, sizeof(sin));
+    address->addr_len = sizeof(sin);
+    snprintf(address->text, sizeof(address->text), "127.0.0.1:%u", ntohs(sin.sin_port));
+    return fd;
+}
+
+enum serve_mode { SERVE_RESPOND, SERVE_SPLIT, SERVE_HANG };
+
+/* Runs the loop and plays the server: accepts, reads the request head,
+ * writes `response` (in two parts for SERVE_SPLIT) and closes. Returns the
+ * request it read. */
+static void serve(struct loop *loop, int listener, enum serve_mode mode, const char *response,
+                  char *request, size_t request_cap)
+{
+    int conn = -1;
+    size_t got = 0;
+    bool answered = false;
+    int64_t deadline = loop_monotonic_ms() + 3000;
+    request[0] = '\0';
+    while (!result.done && loop_monotonic_ms() < deadline) {
+        loop_run_once(loop, 5);
+        if (conn < 0)
+            conn = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (conn < 0 || answered)
+            continue;
+        ssize_t n = read(conn, request + got, request_cap - 1 - got);
+        if (n > 0)
+            got += (size_t)n;
+        request[got] = '\0';
+        if (!strstr(request, "\r\n\r\n") || mode == SERVE_HANG)
+            continue;
+        size_t len = strlen(response), half = mode == SERVE_SPLIT ? len / 2 : len;
+        CHECK(write(conn, response, half) == (ssize_t)half);
+        if (mode == SERVE_SPLIT) {
+            for (int i = 0; i < 3; i++)
+                loop_run_once(loop, 5);
+            CHECK(write(conn, response + half, len - half) == (ssize_t)(len - half));
+        }
+        close(conn);
+        conn = -1;
+        answered = true;
+    }
+    if (conn >= 0)
+        close(conn);
+    CHECK_MSG(result.done, "the exchange never finished");
+}
+
+static void run_case(struct loop *loop, struct health_http *http, int listener, enum serve_mode mode,
+                     const char *response, int want_status, const char *want_error)
+{
+    char request[1024];
+    result = (struct exchange_result){0};
+    CHECK_INT(health_http_start(http, loop), 0);
+    CHECK(!result.done);                     /* never reported from inside start */
+    serve(loop, listener, mode, response, request, sizeof(request));
+    CHECK_INT(result.status, want_status);
+    CHECK_MSG(strcmp(result.error, want_error) == 0, "error \"%s\", want \"%s\" (response %.40s)",
+              result.error, want_error, response);
+    CHECK(!health_http_busy(http));
+    if (mode != SERVE_HANG && listener >= 0)
+        CHECK_STR(request, http->request);
+}
+
+static void test_check_client(void)
+{
+    struct loop loop;
+    struct config_address address;
+    struct health_http http = {0};
+    static char big[8000];
+    CHECK_INT(loop_init(&loop), 0);
+    int listener = listen_local(&address);
+    if (listener < 0)
+        return;
+    health_http_init(&http);
+    http.address = &address;
+    http.request = "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    http.request_len = strlen(http.request);
+    char buf[4096];
+    http.buf = buf;
+    http.buf_cap = sizeof(buf);
+    http.timeout_ms = 1000;
+    http.done = on_done;
+
+    run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", 200, "");
+    run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.0 503 Service Unavailable\r\n\r\n", 503, "");
+    run_case(&loop, &http, listener, SERVE_SPLIT, "HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", 204, "");
+    run_case(&loop, &http, listener, SERVE_RESPOND, "SSH-2.0-OpenSSH_9.2\r\n\r\n", 0, "bad response");
+    run_case(&loop, &http, listener, SERVE_RESPOND, "", 0, "connection closed without a response");
+    run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.1 200 OK\r\nContent-", 0,
+             "bad response: connection closed in the head");
+    /* a head bigger than the buffer is judged by its status line */
+    snprintf(big, sizeof(big), "HTTP/1.1 299 Fine\r\nX-Pad: %06000d\r\n\r\n", 0);
+    run_case(&loop, &http, listener, SERVE_RESPOND, big, 299, "");
+    snprintf(big, sizeof(big), "HTTP/1.1 2x0 Fine\r\nX-Pad: %06000d\r\n\r\n", 0);
+    run_case(&loop, &http, listener, SERVE_RESPOND, big, 0, "bad response");
+
+    http.timeout_ms = 100;
+    run_case(&loop, &http, listener, SERVE_HANG, "", 0, "timeout after 100 ms waiting for the response");
+
+    /* nobody listening any more: refused, reported from the loop */
+    close(listener);
+    run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
+    loop_close(&loop);
+}
+
+/* ---- the health thread end to end ---- */
+
+/* A backend on its own thread answering every request with `status`. */
+struct backend {
+    int listener;
+    pthread_t thread;
+    _Atomic int status;
+    _Atomic int requests;
+    _Atomic bool stop;
+    char last_request[512];            /* guarded by lock */
+    pthread_mutex_t lock;
+};
+
+static void backend_answer(struct backend *b, int conn)
+{
+    char request[512];
+    size_t got = 0;
+    struct pollfd p = {.fd = conn, .events = POLLIN};
+    while (got < sizeof(request) - 1 && poll(&p, 1, 500) == 1) {
+        ssize_t n = read(conn, request + got, sizeof(request) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        request[got] = '\0';
+        if (strstr(request, "\r\n\r\n"))
+            break;
+    }
+    request[got] = '\0';
+    pthread_mutex_lock(&b->lock);
+    snprintf(b->last_request, sizeof(b->last_request), "%s", request);
+    pthread_mutex_unlock(&b->lock);
+    char response[128];
+    int n = snprintf(response, sizeof(response), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", atomic_load(&b->status));
+    if (write(conn, response, (size_t)n) < 0)
+        perror("backend write");
+    atomic_fetch_add(&b->requests, 1);
+}
+
+static void *backend_main(void *arg)
+{
+    struct backend *b = arg;
+    while (!atomic_load(&b->stop)) {
+        struct pollfd p = {.fd = b->listener, .events = POLLIN};
+        if (poll(&p, 1, 10) != 1)
+            continue;
+        int conn = accept4(b->listener, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0)
+            continue;
+        backend_answer(b, conn);
+        close(conn);
+    }
+    return NULL;
+}
+
+static bool wait_for_state(struct app *app, enum app_state want, int64_t within_ms)
+{
+    int64_t deadline = loop_monotonic_ms() + within_ms;
+    while (app_state(app) != want && loop_monotonic_ms() < deadline)
+        usleep(2000);
+    return app_state(app) == want;
+}
+
+static void test_health_thread(void)
+{
+    static struct backend b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct config_address address;
+    struct config cfg;
+    struct pool pool;
+    struct health *h = NULL;
+    b.listener = listen_local(&address);
+    if (b.listener < 0)
+        return;
+    atomic_store(&b.status, 200);
+    CHECK_INT(pthread_create(&b.thread, NULL, backend_main, &b), 0);
+    const char *port = strchr(address.text, ':') + 1;
+    if (parse_config(&cfg,
+                     "[health]\ninterval = \"20ms\"\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n"
+                     "path = \"/ready?deep=1\"\n"
+                     "[[applications]]\nname = \"a\"\nip = \"127.0.0.1\"\nport = %s\n"
+                     "[[applications]]\nname = \"b\"\nalive = false\nip = \"127.0.0.1\"\nport = \"%s\"\n"
+                     "[[applications]]\nname = \"c\"\nip = \"127.0.0.1\"\nport = %s\n",
+                     port, port, port) != 0)
+        goto out_backend;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    struct app *a = &pool.apps[0], *bb = &pool.apps[1], *c = &pool.apps[2];
+    CHECK_INT(app_state(bb), APP_DOWN);                 /* alive = false */
+    CHECK_INT(health_start(&h, &pool, &cfg), 0);
+    if (!h)
+        goto out_pool;
+
+    CHECK(wait_for_state(bb, APP_UP, 3000));            /* rise passes */
+    CHECK(atomic_load(&bb->last_check_time_ms) > 0 && atomic_load(&bb->last_check_ok));
+    char want[128];
+    snprintf(want, sizeof(want), "GET /ready?deep=1 HTTP/1.1\r\nHost: 127.0.0.1:%s\r\n", port);
+    pthread_mutex_lock(&b.lock);
+    CHECK_MSG(strncmp(b.last_request, want, strlen(want)) == 0, "request:\n%s", b.last_request);
+    pthread_mutex_unlock(&b.lock);
+
+    /* maintenance is immune; draining is kept */
+    CHECK(pool_set_state(&pool, c, APP_UP, APP_MAINTENANCE, "test"));
+    CHECK(pool_set_state(&pool, a, APP_UP, APP_DRAINING, "test"));
+    atomic_store(&b.status, 500);
+    CHECK(wait_for_state(bb, APP_DOWN, 3000));          /* fall failures */
+    CHECK(!atomic_load(&bb->last_check_ok));
+    usleep(100 * 1000);
+    CHECK_INT(app_state(c), APP_MAINTENANCE);
+    CHECK_INT(app_state(a), APP_DRAINING);
+
+    atomic_store(&b.status, 200);
+    CHECK(wait_for_state(bb, APP_UP, 3000));
+    /* passive mark-down; checks bring it back */
+    for (int i = 0; i < cfg.passive_connect_failures; i++)
+        pool_note_connect_failure(&pool, bb, "connection refused");
+    CHECK_INT(app_state(bb), APP_DOWN);
+    CHECK(wait_for_state(bb, APP_UP, 3000));
+
+    /* the expect list decides what passes */
+    atomic_store(&b.status, 302);
+    CHECK(wait_for_state(bb, APP_DOWN, 3000));
+    health_stop(h);
+out_pool:
+    pool_free(&pool);
+    config_free(&cfg);
+out_backend:
+    atomic_store(&b.stop, true);
+    pthread_join(b.thread, NULL);
+    close(b.listener);
+}
+
+/* Thousands of applications: one thread, no per-check allocation, and the
+ * checks spread over the interval. Only run for the count, not timed. */
+static void test_many_applications(void)
+{
+    enum { APPS = 2000 };
+    struct config cfg;
+    struct pool pool;
+    struct health *h = NULL;
+    static char text[APPS * 64 + 256];
+    size_t len = (size_t)snprintf(text, sizeof(text), "[health]\ninterval = \"1s\"\ntimeout = \"100ms\"\n");
+    /* Ports nobody serves: each check is refused, quietly (already down). */
+    for (int i = 0; i < APPS; i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                "[[applications]]\nalive = false\nip = \"127.0.0.1\"\nport = %d\n", 20000 + i);
+    char errors[512] = "";
+    int rc = config_parse(&cfg, "many.toml", text, len, errors, sizeof(errors));
+    CHECK_MSG(rc == 0, "%s", errors);
+    if (rc != 0)
+        return;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    struct timespec cpu0, cpu1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+    CHECK_INT(health_start(&h, &pool, &cfg), 0);
+    usleep(300 * 1000);
+    health_stop(h);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+    double cpu = (double)(cpu1.tv_sec - cpu0.tv_sec) + (double)(cpu1.tv_nsec - cpu0.tv_nsec) / 1e9;
+    /* ~600 checks in 0.3 s; generous bound, this is no benchmark */
+    CHECK_MSG(cpu < 0.5, "%.3f s of CPU", cpu);
+    pool_free(&pool);
+    config_free(&cfg);
+}
+
+void unit_test_health(void)
+{
+    test_fall_and_rise();
+    test_external_change_resets();
+    test_operator_states_are_immune();
+    test_schedule();
+    test_passive_detection();
+    test_check_client();
+    test_health_thread();
+    test_many_applications();
+}
