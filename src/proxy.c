@@ -77,6 +77,7 @@ struct upstream {
     struct buf in;
     struct ssl_st *ssl;             /* NULL unless the application has tls = true */
     bool can_read, can_write;
+    bool peer_closed;               /* EPOLLRDHUP/HUP/ERR seen */
     bool connecting;
     bool handshaking;               /* TLS handshake under way */
     bool reused;                    /* came from the idle list */
@@ -95,6 +96,7 @@ struct client {
     struct upstream *up;
     enum client_phase phase;
     bool can_read, can_write;
+    bool peer_closed;               /* EPOLLRDHUP/HUP/ERR seen */
     bool eof;                       /* the client shut down its sending side */
     bool keep_alive;                /* the connection stays open after this answer */
     bool in_pending;
@@ -102,8 +104,9 @@ struct client {
     char ip[48];
 
     /* the request in flight */
-    struct http1_request req;
-    struct http1_header *req_headers;   /* owned; limits.headers entries */
+    struct http1_request req;           /* its header views are valid only in the step
+                                           that parsed it (w->headers is shared) */
+    uint64_t hash_key;                  /* for algorithm = "hash", kept for retries */
     enum request_side req_side;
     uint64_t req_body_left;
     struct http1_chunked req_chunked;
@@ -114,8 +117,7 @@ struct client {
     int tried[MAX_ATTEMPTS];
 
     /* the response */
-    struct http1_response res;
-    struct http1_header *res_headers;   /* owned; limits.headers entries */
+    struct http1_response res;          /* the same holds for its header views */
     enum response_side resp_side;
     uint64_t resp_body_left;
     struct http1_chunked resp_chunked;
@@ -193,16 +195,18 @@ static void mark_pending(struct client *c)
 }
 
 /* Reads into b. Returns bytes read, 0 when nothing is there now, -1 at end
- * of stream or on error (errno says which; 0 for end of stream). */
-static ssize_t read_into(int fd, struct buf *b, bool *can_read)
+ * of stream or on error (errno says which; 0 for end of stream). peer_closed
+ * says the peer's FIN or reset was already reported: its edge has passed. */
+static ssize_t read_into(int fd, struct buf *b, bool *can_read, bool peer_closed)
 {
     size_t room = buf_room(b);
     ssize_t n = read(fd, buf_end(b), room);
     if (n > 0) {
         b->tail += (uint32_t)n;
         /* A short read drained the socket; the next edge will tell us
-         * when more arrives. */
-        if ((size_t)n < room)
+         * when more arrives - unless the end of the stream already came,
+         * which no further edge will announce. */
+        if ((size_t)n < room && !peer_closed)
             *can_read = false;
         return n;
     }
@@ -245,7 +249,7 @@ static ssize_t write_two(int fd, const char *a, size_t alen, const char *b, size
 static ssize_t upstream_read(struct upstream *u)
 {
     if (!u->ssl)
-        return read_into(u->io.fd, &u->in, &u->can_read);
+        return read_into(u->io.fd, &u->in, &u->can_read, u->peer_closed);
     ssize_t n = tls_read(u->ssl, buf_end(&u->in), buf_room(&u->in));
     if (n > 0) {
         /* No short-read shortcut here: OpenSSL may hold decrypted bytes
@@ -286,24 +290,10 @@ static struct client *client_alloc(struct worker *w)
     struct client *c = w->free_clients;
     if (c) {
         w->free_clients = c->next;
-        struct http1_header *rh = c->req_headers, *sh = c->res_headers;
         memset(c, 0, sizeof(*c));
-        c->req_headers = rh;
-        c->res_headers = sh;
         return c;
     }
-    c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->req_headers = calloc(w->limits.headers, sizeof(*c->req_headers));
-    c->res_headers = calloc(w->limits.headers, sizeof(*c->res_headers));
-    if (!c->req_headers || !c->res_headers) {
-        free(c->req_headers);
-        free(c->res_headers);
-        free(c);
-        return NULL;
-    }
-    return c;
+    return calloc(1, sizeof(*c));
 }
 
 static struct upstream *upstream_alloc(struct worker *w)
@@ -767,7 +757,7 @@ static const char *connect_error_text(int err)
 static void dispatch(struct client *c)
 {
     struct worker *w = c->w;
-    uint64_t key = w->cfg->algorithm == ALG_HASH ? request_hash(c) : 0;
+    uint64_t key = c->hash_key;
     while (c->attempts <= w->cfg->retries) {
         struct app *app = balance_pick(&w->balance, key, c->tried, c->attempts);
         if (!app)
@@ -839,7 +829,7 @@ static void reset_request(struct client *c)
 static void answer_redirect(struct client *c)
 {
     struct worker *w = c->w;
-    struct app *app = balance_pick(&w->balance, request_hash(c), NULL, 0);
+    struct app *app = balance_pick(&w->balance, c->hash_key, NULL, 0);
     if (!app) {
         answer_error(c, 503);
         return;
@@ -878,6 +868,7 @@ static void start_request(struct client *c)
     c->req_side = r->body == HTTP1_BODY_NONE ? REQ_DONE : REQ_BODY;
     c->req_body_left = r->content_length;
     c->retryable = r->body == HTTP1_BODY_NONE && method_is_idempotent(r->method);
+    c->hash_key = cfg->algorithm == ALG_HASH ? request_hash(c) : 0;
     loop_timer_arm(&w->loop, &c->timer, cfg->client_idle_timeout_ms);
 
     if (r->method == HTTP1_METHOD_CONNECT) {
@@ -926,7 +917,7 @@ static int step_head(struct client *c)
     }
     if (c->head_dirty && buf_len(&c->in)) {
         c->head_dirty = false;
-        c->req.headers = c->req_headers;
+        c->req.headers = w->headers;
         enum http1_result rc = http1_parse_request(buf_start(&c->in), buf_len(&c->in), &w->limits, &c->req);
         if (rc == HTTP1_OK) {
             start_request(c);
@@ -953,7 +944,7 @@ static int step_head(struct client *c)
         answer_error(c, 431);
         return 1;
     }
-    ssize_t n = read_into(c->io.fd, &c->in, &c->can_read);
+    ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
     if (n == 0)
         return 0;
     if (n < 0) {
@@ -1037,7 +1028,7 @@ static int pump_request(struct client *c)
     if (c->req_side != REQ_BODY || c->req_ready)
         return progress;
     if (buf_len(&c->in) == 0 && c->can_read && !c->eof) {
-        ssize_t n = read_into(c->io.fd, &c->in, &c->can_read);
+        ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
         if (n < 0) {
             client_close(c);   /* the client left in the middle of its body */
             return -1;
@@ -1141,7 +1132,7 @@ static int read_response_head(struct client *c)
     struct worker *w = c->w;
     struct upstream *u = c->up;
     if (buf_len(&u->in)) {
-        c->res.headers = c->res_headers;
+        c->res.headers = w->headers;
         enum http1_result rc = http1_parse_response(buf_start(&u->in), buf_len(&u->in), &w->limits,
                                                     c->req.method, &c->res);
         if (rc == HTTP1_OK)
@@ -1419,7 +1410,7 @@ static int tunnel_client_to_upstream(struct client *c)
         return n > 0;
     }
     if (buf_len(&c->in) == 0 && c->can_read) {
-        ssize_t n = read_into(c->io.fd, &c->in, &c->can_read);
+        ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
         return n < 0 ? -1 : n > 0;
     }
     return 0;
@@ -1500,6 +1491,8 @@ static void client_event(struct loop *loop, struct loop_io *io, uint32_t events)
     struct client *c = container_of(io, struct client, io);
     if (c->phase == PHASE_CLOSED)
         return;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->peer_closed = true;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->can_read = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -1516,6 +1509,10 @@ static void client_timeout(struct loop *loop, struct loop_timer *timer)
     int64_t limit = c->w->cfg->client_idle_timeout_ms;
     switch (c->phase) {
     case PHASE_HEAD:
+        if (buf_len(&c->in) == 0 && !c->head_dirty) {
+            client_close(c);   /* nothing was asked: nothing to answer */
+            return;
+        }
         log_info("client %s: request head not received within %" PRId64 " ms", c->ip,
                  c->w->cfg->client_header_timeout_ms);
         reset_request(c);
@@ -1580,6 +1577,8 @@ static void upstream_event(struct loop *loop, struct loop_io *io, uint32_t event
     struct upstream *u = container_of(io, struct upstream, io);
     if (u->closed)
         return;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->peer_closed = true;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         u->can_read = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
@@ -1731,8 +1730,6 @@ static void free_client_list(struct client *c)
 {
     while (c) {
         struct client *next = c->next;
-        free(c->req_headers);
-        free(c->res_headers);
         free(c);
         c = next;
     }

@@ -19,7 +19,10 @@
 /* Accepts per readiness event, so one busy listener cannot starve the
  * connections already open. */
 #define ACCEPT_BATCH 64
-#define FREE_BUFFERS_MAX 512
+/* Buffers kept for reuse per worker: enough for bursts of a few dozen
+ * requests in flight without malloc, few enough that an idle worker does not
+ * sit on megabytes. */
+#define FREE_BUFFERS_MAX 64
 
 static void listener_event(struct loop *loop, struct loop_io *io, uint32_t events)
 {
@@ -152,7 +155,8 @@ int worker_init(struct worker *w, int index, const struct config *cfg, struct po
     if ((rc = balance_init(&w->balance, pool, index)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
         return rc;
     w->idle = calloc((size_t)pool->count, sizeof(*w->idle));
-    if (!w->idle)
+    w->headers = calloc(cfg->header_count, sizeof(*w->headers));
+    if (!w->idle || !w->headers)
         return -ENOMEM;
     if ((rc = open_tls_context(w, error)) < 0)
         return rc;
@@ -205,6 +209,8 @@ void worker_free(struct worker *w)
         proxy_free(w);
     free(w->idle);
     w->idle = NULL;
+    free(w->headers);
+    w->headers = NULL;
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     log_access_free(&w->access_log);

@@ -46,6 +46,8 @@ struct worker {
     struct log_access access_log;
     struct buf_pool buffers;
     struct http1_limits limits;
+    struct http1_header *headers;    /* limits.headers entries: the parser's views, used
+                                        only within the step that parsed a head */
     struct ssl_ctx_st *tls;    /* client context for tls = true applications; NULL if none */
 
     struct listener listeners[CONFIG_MAX_LISTEN];

@@ -26,8 +26,8 @@
  * done until it would block.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -42,7 +42,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include "http1.h"
 #include "loop.h"
