@@ -37,8 +37,11 @@
  * re-read from the pool whenever the pipe is empty: two threads' records
  * for one application can reach the pipe in the opposite order of their
  * compare-and-swaps, and a record can be in the pipe before the copy is
- * first taken. Transitions into or out of maintenance are not alerted on
- * (SPEC section 4) but do count here.
+ * first taken.
+ *
+ * Every transition is alerted on, the operator's too (SPEC section 4: "every
+ * transition is ... sent"). An application in maintenance is "not alerted
+ * on" because nothing happens to it: it is not checked, so it cannot fail.
  */
 #include "alert.h"
 
@@ -74,6 +77,7 @@
 #define ALERT_JSON_MAX 8192
 #define ALERT_RESPONSE_MAX 2048
 #define ALERT_HOST_MAX 256
+#define ALERT_COMMAND_VARS 8
 
 extern char **environ;
 
@@ -420,23 +424,40 @@ static void delivery_describe(const struct delivery *d, char *out, size_t len)
              d->event.previous, d->event.state);
 }
 
+/* Kills a command and everything it started (its process group). */
+static void command_kill(pid_t pid)
+{
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);      /* in case it left the group */
+}
+
+/* Kills and reaps at once; SIGKILL cannot be caught, so the wait is short. */
+static void command_kill_and_reap(pid_t pid)
+{
+    command_kill(pid);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Leaves the running phase, freeing a slot for the next delivery. */
+static void delivery_settle(struct delivery *d, enum delivery_phase next)
+{
+    if (d->phase == DELIVERY_RUNNING)
+        d->alert->running--;
+    d->phase = next;
+}
+
 /* Stops whatever is in progress, without reporting. */
 static void delivery_abort(struct delivery *d)
 {
     if (d->phase != DELIVERY_RUNNING)
         return;
-    if (d->kind == DELIVERY_WEBHOOK) {
+    if (d->kind == DELIVERY_WEBHOOK)
         health_http_cancel(&d->http);
-    } else if (d->pid > 0) {
-        kill(-d->pid, SIGKILL);
-        kill(d->pid, SIGKILL);
-        /* SIGKILL cannot be caught: the wait is short. */
-        while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        d->pid = 0;
-    }
-    d->alert->running--;
-    d->phase = DELIVERY_QUEUED;
+    else if (d->pid > 0)
+        command_kill_and_reap(d->pid);
+    d->pid = 0;
+    delivery_settle(d, DELIVERY_QUEUED);
 }
 
 static void delivery_remove(struct delivery *d)
@@ -462,8 +483,7 @@ static void delivery_succeeded(struct delivery *d, const char *note)
     char what[200];
     delivery_describe(d, what, sizeof(what));
     log_info("alert: %s delivered%s", what, note);
-    d->alert->running--;
-    d->phase = DELIVERY_QUEUED;
+    delivery_settle(d, DELIVERY_QUEUED);
     delivery_remove(d);
 }
 
@@ -479,8 +499,7 @@ static void delivery_failed(struct delivery *d, const char *why)
     struct alert *a = d->alert;
     char what[200];
     delivery_describe(d, what, sizeof(what));
-    a->running--;
-    d->phase = DELIVERY_WAITING;
+    delivery_settle(d, DELIVERY_WAITING);
     if (d->attempts < ALERT_ATTEMPTS) {
         int64_t backoff = (int64_t)ALERT_FIRST_BACKOFF_MS << (d->attempts - 1);
         loop_timer_init(&d->timer, delivery_on_backoff);
@@ -569,17 +588,15 @@ static char *webhook_request(const struct alert *a, const struct alert_event *e,
 
 /* ---- command delivery ---- */
 
-#define COMMAND_VARS 8
-
 /* The current environment with the SLUICE_* variables set for this alert.
  * Returns a malloc'd array pointing into vars and environ. */
-static char **command_environment(const struct delivery *d, char vars[COMMAND_VARS][400])
+static char **command_environment(const struct delivery *d, char vars[ALERT_COMMAND_VARS][400])
 {
     const struct alert_event *e = &d->event;
     char time_text[40];
     if (alert_format_time(time_text, sizeof(time_text), e->time_ms) < 0)
         time_text[0] = '\0';
-    const char *values[COMMAND_VARS][2] = {
+    const char *values[ALERT_COMMAND_VARS][2] = {
         {"SLUICE_APP", e->application}, {"SLUICE_ADDRESS", e->address},
         {"SLUICE_STATE", e->state},     {"SLUICE_PREVIOUS", e->previous},
         {"SLUICE_REASON", e->reason},   {"SLUICE_TIME", time_text},
@@ -588,28 +605,45 @@ static char **command_environment(const struct delivery *d, char vars[COMMAND_VA
     size_t count = 0;
     while (environ && environ[count])
         count++;
-    char **env = calloc(count + COMMAND_VARS + 1, sizeof(*env));
+    char **env = calloc(count + ALERT_COMMAND_VARS + 1, sizeof(*env));
     if (!env)
         return NULL;
     size_t n = 0;
     for (size_t i = 0; i < count; i++)
         if (strncmp(environ[i], "SLUICE_", 7) != 0)   /* ours win over inherited ones */
             env[n++] = environ[i];
-    for (int i = 0; i < COMMAND_VARS; i++) {
+    for (int i = 0; i < ALERT_COMMAND_VARS; i++) {
         snprintf(vars[i], sizeof(vars[i]), "%s=%s", values[i][0], values[i][1]);
         env[n++] = vars[i];
     }
     return env;
 }
 
+/* stdin from /dev/null, stdout to stderr, a process group of its own, and
+ * every signal at its default and unblocked (this thread blocks them all,
+ * and main ignores SIGPIPE; a child must not inherit either). */
+static int command_settings(posix_spawn_file_actions_t *actions, posix_spawnattr_t *attr)
+{
+    sigset_t none, all;
+    int rc;
+    sigemptyset(&none);
+    sigfillset(&all);
+    if ((rc = posix_spawn_file_actions_addopen(actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) ||
+        (rc = posix_spawn_file_actions_adddup2(actions, STDERR_FILENO, STDOUT_FILENO)) ||
+        (rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF)) ||
+        (rc = posix_spawnattr_setpgroup(attr, 0)) || (rc = posix_spawnattr_setsigmask(attr, &none)) ||
+        (rc = posix_spawnattr_setsigdefault(attr, &all)))
+        return rc;
+    return 0;
+}
+
+/* Returns 0 or an errno value, as posix_spawn does. */
 static int command_spawn(struct delivery *d, char **env)
 {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
-    sigset_t none, all;
     char *argv[] = {"sh", "-c", d->alert->cfg->alert_command, NULL};
-    sigemptyset(&none);
-    sigfillset(&all);
     int rc = posix_spawn_file_actions_init(&actions);
     if (rc)
         return rc;
@@ -617,12 +651,7 @@ static int command_spawn(struct delivery *d, char **env)
         posix_spawn_file_actions_destroy(&actions);
         return rc;
     }
-    if (!(rc = posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) &&
-        !(rc = posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO)) &&
-        !(rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                   POSIX_SPAWN_SETSIGDEF)) &&
-        !(rc = posix_spawnattr_setpgroup(&attr, 0)) && !(rc = posix_spawnattr_setsigmask(&attr, &none)) &&
-        !(rc = posix_spawnattr_setsigdefault(&attr, &all)))
+    if (!(rc = command_settings(&actions, &attr)))
         rc = posix_spawn(&d->pid, "/bin/sh", &actions, &attr, argv, env);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&actions);
@@ -633,7 +662,7 @@ static void command_on_poll(struct loop *loop, struct loop_timer *timer);
 
 static int command_attempt(struct delivery *d, char *err, size_t err_len)
 {
-    char vars[COMMAND_VARS][400];
+    char vars[ALERT_COMMAND_VARS][400];
     char **env = command_environment(d, vars);
     if (!env) {
         snprintf(err, err_len, "out of memory");
@@ -651,9 +680,7 @@ static int command_attempt(struct delivery *d, char *err, size_t err_len)
     loop_timer_init(&d->timer, command_on_poll);
     if (loop_timer_arm(&d->alert->loop, &d->timer, ALERT_COMMAND_POLL_MS) < 0) {
         /* Without a timer it could never be reaped: stop it now. */
-        kill(-d->pid, SIGKILL);
-        while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        command_kill_and_reap(d->pid);
         d->pid = 0;
         snprintf(err, err_len, "out of memory");
         return -1;
@@ -695,8 +722,7 @@ static void command_on_poll(struct loop *loop, struct loop_timer *timer)
         return;
     }
     if (!d->killed && loop->now - d->started >= ALERT_COMMAND_LIMIT_MS) {
-        kill(-d->pid, SIGKILL);
-        kill(d->pid, SIGKILL);
+        command_kill(d->pid);
         d->killed = true;
     }
     if (loop_timer_arm(loop, &d->timer, ALERT_COMMAND_POLL_MS) < 0) {
@@ -840,16 +866,14 @@ static void alert_on_transition(struct alert *a, const struct pool_transition *t
         return;
     }
     const struct config_app *app = a->pool->apps[t->app_index].cfg;
-    if (t->from != APP_MAINTENANCE && t->to != APP_MAINTENANCE) {
-        struct alert_event e = {.time_ms = t->time_ms};
-        snprintf(e.event, sizeof(e.event), "transition");
-        snprintf(e.application, sizeof(e.application), "%s", app->name);
-        snprintf(e.address, sizeof(e.address), "%s", app->address.text);
-        snprintf(e.state, sizeof(e.state), "%s", app_state_name((enum app_state)t->to));
-        snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
-        snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
-        alert_send(a, &e);
-    }
+    struct alert_event e = {.time_ms = t->time_ms};
+    snprintf(e.event, sizeof(e.event), "transition");
+    snprintf(e.application, sizeof(e.application), "%s", app->name);
+    snprintf(e.address, sizeof(e.address), "%s", app->address.text);
+    snprintf(e.state, sizeof(e.state), "%s", app_state_name((enum app_state)t->to));
+    snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
+    snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
+    alert_send(a, &e);
     alert_track(a, t->app_index, (enum app_state)t->to);
     alert_service_check(a, t->time_ms, t);
 }
@@ -1021,6 +1045,8 @@ int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
         pthread_sigmask(SIG_SETMASK, &all, &old);
         rc = -pthread_create(&a->thread, NULL, alert_main, a);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc == 0)
+            pthread_setname_np(a->thread, "sluice-alert");
     }
     if (rc < 0) {
         alert_free(a);

@@ -19,6 +19,14 @@ void buf_pool_free(struct buf_pool *bp)
     bp->free_count = 0;
 }
 
+void buf_pool_resize(struct buf_pool *bp, uint32_t block_size)
+{
+    if (block_size == bp->block_size)
+        return;
+    buf_pool_free(bp);
+    bp->block_size = block_size;
+}
+
 int buf_acquire(struct buf_pool *bp, struct buf *b)
 {
     if (b->data)
@@ -41,7 +49,7 @@ void buf_release(struct buf_pool *bp, struct buf *b)
 {
     if (!b->data)
         return;
-    if (bp->free_count < bp->free_max) {
+    if (bp->free_count < bp->free_max && b->cap == bp->block_size) {
         *(void **)b->data = bp->free_list;
         bp->free_list = b->data;
         bp->free_count++;

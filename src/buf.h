@@ -26,6 +26,9 @@ struct buf_pool {
 
 void buf_pool_init(struct buf_pool *bp, uint32_t block_size, uint32_t free_max);
 void buf_pool_free(struct buf_pool *bp);
+/* Changes the size of blocks handed out from now on (a reload changed
+ * header_bytes); blocks of the old size are freed as they come back. */
+void buf_pool_resize(struct buf_pool *bp, uint32_t block_size);
 
 /* Gives b a block if it has none. Returns 0 or -ENOMEM. */
 int buf_acquire(struct buf_pool *bp, struct buf *b);

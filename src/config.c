@@ -25,6 +25,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -822,6 +823,11 @@ static void load_hash_key(struct loader *ld, const struct field *f, const struct
             return;
         }
         store_string(ld, kv->value, &cfg->hash_key_name, name);
+        /* Header names compare case-insensitively: the proxy matches the
+         * lower-case form. Cookie names are case-sensitive (RFC 6265). */
+        if (key == HASH_HEADER && cfg->hash_key_name)
+            for (char *p = cfg->hash_key_name; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
     } else {
         free(cfg->hash_key_name);
         cfg->hash_key_name = NULL;

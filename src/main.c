@@ -40,7 +40,7 @@ static void usage(FILE *out)
             "  --workers N        worker threads (0 = one per CPU) instead of [server] workers\n"
             "  --version          print the version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP is logged (reload: see docs).\n");
+            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.\n");
 }
 
 /* Returns 0 to go on, or exit status + 1 to stop with. */
@@ -94,17 +94,18 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
-static int load_config(const struct options *o, struct config *cfg)
+/* Loads the file and applies the command line's overrides. Errors go into
+ * errors as "FILE:LINE:COL: message" lines. */
+static int load_config(const struct options *o, struct config *cfg, char *errors, size_t errors_len)
 {
-    char errors[ERRORS_MAX];
-    if (config_load(cfg, o->config_path, errors, sizeof(errors)) != 0) {
-        fputs(errors, stderr);
+    errors[0] = '\0';
+    if (config_load(cfg, o->config_path, errors, errors_len) != 0)
         return -1;
-    }
     if (o->listen) {
         struct config_address address;
         if (config_parse_address(o->listen, &address) < 0) {
-            fprintf(stderr, "sluice: --listen: '%s' is not an address like 0.0.0.0:8080\n", o->listen);
+            snprintf(errors, errors_len, "sluice: --listen: '%s' is not an address like 0.0.0.0:8080\n",
+                     o->listen);
             return -1;
         }
         cfg->listen[0] = address;
@@ -119,29 +120,56 @@ static int load_config(const struct options *o, struct config *cfg)
     return 0;
 }
 
+/* Owned by main: every generation ever served (the newest is published to
+ * the workers), the workers and the health thread. */
 struct runtime {
-    struct config cfg;
-    struct pool pool;
+    const struct options *options;
+    struct generation *newest;
+    struct generation *_Atomic published;
+    _Atomic bool stop_requested;
     struct worker *workers;
     int worker_count;
     struct health *health;
 };
 
+static struct generation *generation_new(void)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    if (g) {
+        g->pool.notify_read_fd = -1;
+        g->pool.notify_write_fd = -1;
+    }
+    return g;
+}
+
+static void generations_free(struct generation *g)
+{
+    while (g) {
+        struct generation *older = g->previous;
+        pool_free(&g->pool);
+        config_free(&g->cfg);
+        free(g);
+        g = older;
+    }
+}
+
 static int start(struct runtime *rt)
 {
-    const struct config *cfg = &rt->cfg;
-    int rc = pool_init(&rt->pool, cfg);
+    struct generation *g = rt->newest;
+    const struct config *cfg = &g->cfg;
+    int rc = pool_init(&g->pool, cfg);
     if (rc < 0) {
         log_error("cannot set up the applications: %s", strerror(-rc));
         return -1;
     }
+    atomic_store(&rt->published, g);
     rt->workers = calloc((size_t)cfg->workers, sizeof(*rt->workers));
     if (!rt->workers)
         return -1;
     int per_worker = cfg->max_connections / cfg->workers;
     for (int i = 0; i < cfg->workers; i++) {
         const char *what;
-        rc = worker_init(&rt->workers[i], i, cfg, &rt->pool, &what);
+        rc = worker_init(&rt->workers[i], i, &rt->published, &rt->stop_requested, &what);
         rt->worker_count = i + 1;
         if (rc < 0) {
             log_error("cannot listen on %s: %s", what ? what : "-", strerror(-rc));
@@ -149,7 +177,7 @@ static int start(struct runtime *rt)
         }
         rt->workers[i].client_limit = per_worker > 0 ? per_worker : 1;
     }
-    if ((rc = health_start(&rt->health, &rt->pool, cfg)) < 0) {
+    if ((rc = health_start(&rt->health, &g->pool, cfg)) < 0) {
         log_error("cannot start health checks: %s", strerror(-rc));
         return -1;
     }
@@ -164,11 +192,17 @@ static int start(struct runtime *rt)
     return 0;
 }
 
-static void stop(struct runtime *rt)
+static void wake_workers(struct runtime *rt)
 {
     for (int i = 0; i < rt->worker_count; i++)
         if (rt->workers[i].thread_started)
-            worker_request_stop(&rt->workers[i]);
+            worker_wake(&rt->workers[i]);
+}
+
+static void stop(struct runtime *rt)
+{
+    atomic_store(&rt->stop_requested, true);
+    wake_workers(rt);
     for (int i = 0; i < rt->worker_count; i++)
         if (rt->workers[i].thread_started)
             worker_join(&rt->workers[i]);
@@ -176,31 +210,124 @@ static void stop(struct runtime *rt)
     for (int i = 0; i < rt->worker_count; i++)
         worker_free(&rt->workers[i]);
     free(rt->workers);
-    pool_free(&rt->pool);
+    generations_free(rt->newest);
 }
 
 static void announce(const struct runtime *rt)
 {
+    const struct generation *g = rt->newest;
     char where[CONFIG_MAX_LISTEN * 84] = "";
-    for (int i = 0; i < rt->cfg.listen_count; i++) {
+    for (int i = 0; i < g->cfg.listen_count; i++) {
         strcat(where, i ? ", " : "");
-        strcat(where, rt->cfg.listen[i].text);
+        strcat(where, g->cfg.listen[i].text);
     }
     log_info("sluice %s listening on %s (%s mode, %d workers, %d applications, %d up)", SLUICE_VERSION,
-             where, rt->cfg.mode == MODE_PROXY ? "proxy" : "redirect", rt->worker_count,
-             rt->pool.count, pool_up_count(&rt->pool));
+             where, g->cfg.mode == MODE_PROXY ? "proxy" : "redirect", rt->worker_count,
+             g->pool.count, pool_up_count(&g->pool));
 }
 
-static int wait_for_stop(sigset_t *signals)
+/* ---- reload (SIGHUP) ---- */
+
+static void log_lines(const char *text)
+{
+    while (*text) {
+        const char *end = strchr(text, '\n');
+        int len = end ? (int)(end - text) : (int)strlen(text);
+        log_error("reload: %.*s", len, text);
+        text += len + (end != NULL);
+    }
+}
+
+/* An application that keeps its name, address and protocol keeps its state
+ * and counters (SPEC section 6). */
+static void carry_over_state(struct pool *to, const struct pool *from)
+{
+    for (int i = 0; i < to->count; i++) {
+        struct app *a = &to->apps[i];
+        for (int j = 0; j < from->count; j++) {
+            const struct app *old = &from->apps[j];
+            if (strcmp(a->cfg->name, old->cfg->name) != 0 ||
+                strcmp(a->cfg->address.text, old->cfg->address.text) != 0 || a->cfg->tls != old->cfg->tls)
+                continue;
+            atomic_store(&a->state, app_state(old));
+            atomic_store(&a->requests, atomic_load(&old->requests));
+            atomic_store(&a->failures, atomic_load(&old->failures));
+            for (int s = 0; s < APP_STATE_COUNT; s++)
+                atomic_store(&a->transitions[s], atomic_load(&old->transitions[s]));
+            atomic_store(&a->last_check_time_ms, atomic_load(&old->last_check_time_ms));
+            atomic_store(&a->last_check_ok, atomic_load(&old->last_check_ok));
+            break;
+        }
+    }
+}
+
+/* What a reload cannot change in a running process: said, not hidden. */
+static void keep_fixed_settings(struct config *next, const struct config *now)
+{
+    bool same_listen = next->listen_count == now->listen_count;
+    for (int i = 0; same_listen && i < now->listen_count; i++)
+        same_listen = strcmp(next->listen[i].text, now->listen[i].text) == 0;
+    if (!same_listen)
+        log_warn("reload: [server] listen changed; the listeners change only on restart");
+    if (next->workers != now->workers)
+        log_warn("reload: [server] workers changed; the worker count changes only on restart");
+    if (strcmp(next->log_access, now->log_access) != 0 || next->log_format != now->log_format ||
+        next->log_level != now->log_level)
+        log_warn("reload: [log] changed; log settings change only on restart");
+    next->listen_count = now->listen_count;
+    memcpy(next->listen, now->listen, sizeof(next->listen));
+    next->workers = now->workers;
+}
+
+static void reload(struct runtime *rt)
+{
+    static char errors[ERRORS_MAX];
+    struct generation *now = rt->newest;
+    struct generation *next = generation_new();
+    if (!next) {
+        log_error("reload: out of memory; still serving the previous configuration");
+        return;
+    }
+    if (load_config(rt->options, &next->cfg, errors, sizeof(errors)) < 0) {
+        log_lines(errors);
+        log_error("reload: %s has errors; still serving the previous configuration", rt->options->config_path);
+        generations_free(next);
+        return;
+    }
+    keep_fixed_settings(&next->cfg, &now->cfg);
+    int rc = pool_init(&next->pool, &next->cfg);
+    if (rc < 0) {
+        log_error("reload: %s; still serving the previous configuration", strerror(-rc));
+        generations_free(next);
+        return;
+    }
+    /* Checks stop first so that no state changes in the old pool between
+     * the copy and the switch. */
+    health_stop(rt->health);
+    rt->health = NULL;
+    carry_over_state(&next->pool, &now->pool);
+    next->previous = now;
+    rt->newest = next;
+    atomic_store(&rt->published, next);
+    wake_workers(rt);
+    if ((rc = health_start(&rt->health, &next->pool, &next->cfg)) < 0)
+        log_error("reload: cannot restart health checks: %s", strerror(-rc));
+    log_info("reload: %s loaded: %d applications, %d up", rt->options->config_path, next->pool.count,
+             pool_up_count(&next->pool));
+}
+
+static void serve_until_stop(struct runtime *rt, sigset_t *signals)
 {
     for (;;) {
         int sig = sigwaitinfo(signals, NULL);
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            return 0;
+            return;
         }
-        if (sig == SIGHUP)
-            log_warn("received SIGHUP: configuration reload is not available yet; restart to apply changes");
+        if (sig == SIGHUP) {
+            log_info("received SIGHUP: reloading %s", rt->options->config_path);
+            reload(rt);
+        }
     }
 }
 
@@ -210,28 +337,33 @@ int main(int argc, char **argv)
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc - 1;
-    struct runtime rt = {0};
-    if (load_config(&o, &rt.cfg) < 0) {
-        config_free(&rt.cfg);
+    static char errors[ERRORS_MAX];
+    struct runtime rt = {.options = &o, .newest = generation_new()};
+    if (!rt.newest)
+        return 1;
+    struct config *cfg = &rt.newest->cfg;
+    if (load_config(&o, cfg, errors, sizeof(errors)) < 0) {
+        fputs(errors, stderr);
+        generations_free(rt.newest);
         return 1;
     }
     /* Accepted by the config (SPEC section 2) but not served yet: refuse
      * rather than listen in plain text where TLS was asked for. */
-    if (rt.cfg.tls_cert) {
+    if (cfg->tls_cert) {
         fprintf(stderr, "%s: [server.tls]: TLS termination on the listener is not available in "
                         "this version; remove the table or terminate TLS in front of sluice\n",
-                rt.cfg.path);
-        config_free(&rt.cfg);
+                cfg->path);
+        generations_free(rt.newest);
         return 1;
     }
     if (o.check) {
         printf("config ok\n");
-        config_free(&rt.cfg);
+        generations_free(rt.newest);
         return 0;
     }
-    if ((rc = log_init(&rt.cfg)) < 0) {
-        fprintf(stderr, "sluice: cannot open access log %s: %s\n", rt.cfg.log_access, strerror(-rc));
-        config_free(&rt.cfg);
+    if ((rc = log_init(cfg)) < 0) {
+        fprintf(stderr, "sluice: cannot open access log %s: %s\n", cfg->log_access, strerror(-rc));
+        generations_free(rt.newest);
         return 1;
     }
     /* Block the signals in every thread; the main thread takes them. */
@@ -248,14 +380,13 @@ int main(int argc, char **argv)
         status = 1;
     } else {
         announce(&rt);
-        if (rt.cfg.cache_enabled)
+        if (cfg->cache_enabled)
             log_warn("[cache] is enabled but the cache is not available in this version: "
                      "every request goes to an application");
-        wait_for_stop(&signals);
+        serve_until_stop(&rt, &signals);
     }
     stop(&rt);
     if (status == 0)
         log_info("stopped");
-    config_free(&rt.cfg);
     return status;
 }

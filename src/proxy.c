@@ -320,12 +320,20 @@ static void idle_remove(struct upstream *u)
     list->count--;
 }
 
+/* After a reload, requests in flight may still use an application of the
+ * previous pool; their connections are not filed in the new idle lists. */
+static bool app_is_current(const struct worker *w, const struct app *app)
+{
+    return app->index < w->pool->count && &w->pool->apps[app->index] == app;
+}
+
 static void upstream_close(struct upstream *u)
 {
     struct worker *w = u->w;
     if (u->closed)
         return;
-    if (!u->client && !u->connecting && u->app && (u->prev || w->idle[u->app->index].first == u))
+    if (!u->client && !u->connecting && app_is_current(w, u->app) &&
+        (u->prev || w->idle[u->app->index].first == u))
         idle_remove(u);
     loop_timer_cancel(&w->loop, &u->timer);
     loop_del(&w->loop, &u->io);
@@ -353,11 +361,12 @@ static void upstream_detach(struct client *c, bool reusable)
     atomic_fetch_sub_explicit(&u->app->active, 1, memory_order_relaxed);
     c->up = NULL;
     u->client = NULL;
-    struct upstream_list *list = &w->idle[u->app->index];
-    if (!reusable || w->stopping || list->count >= IDLE_UPSTREAMS_PER_APP || buf_len(&u->in)) {
+    if (!reusable || w->stopping || !app_is_current(w, u->app) || buf_len(&u->in) ||
+        w->idle[u->app->index].count >= IDLE_UPSTREAMS_PER_APP) {
         upstream_close(u);
         return;
     }
+    struct upstream_list *list = &w->idle[u->app->index];
     buf_release(&w->buffers, &u->in);
     u->reused = true;
     u->prev = NULL;
@@ -1543,9 +1552,21 @@ static void client_timeout(struct loop *loop, struct loop_timer *timer)
 /* Begins TLS on a connected socket to an application with tls = true. */
 static int upstream_start_tls(struct upstream *u)
 {
+    struct worker *w = u->w;
     if (!u->app->cfg->tls)
         return 0;
-    u->ssl = tls_client_new(u->w->tls, u->io.fd, u->app->cfg->host);
+    if (!w->tls) {
+        /* Applications behind a load balancer commonly have self-signed
+         * certificates on an inside network: like HAProxy's "verify none"
+         * and nginx's default, the certificate is not checked. */
+        char why[160];
+        w->tls = tls_client_context(false, why, sizeof(why));
+        if (!w->tls) {
+            log_error("TLS client context: %s", why);
+            return EPROTO;
+        }
+    }
+    u->ssl = tls_client_new(w->tls, u->io.fd, u->app->cfg->host);
     if (!u->ssl)
         return EPROTO;
     u->handshaking = true;
@@ -1712,6 +1733,11 @@ void proxy_begin_shutdown(struct worker *w)
             client_close(c);
         c = next;
     }
+    proxy_drop_idle(w);
+}
+
+void proxy_drop_idle(struct worker *w)
+{
     for (int i = 0; i < w->pool->count; i++)
         while (w->idle[i].first)
             upstream_close(w->idle[i].first);
@@ -1721,9 +1747,7 @@ void proxy_close_all(struct worker *w)
 {
     while (w->clients)
         client_close(w->clients);
-    for (int i = 0; i < w->pool->count; i++)
-        while (w->idle[i].first)
-            upstream_close(w->idle[i].first);
+    proxy_drop_idle(w);
 }
 
 static void free_client_list(struct client *c)

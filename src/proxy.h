@@ -23,6 +23,8 @@ bool proxy_has_pending(const struct worker *w);
 /* Graceful stop: idle clients are closed now, busy ones after their
  * current response. */
 void proxy_begin_shutdown(struct worker *w);
+/* Closes every idle upstream connection (before adopting a new pool). */
+void proxy_drop_idle(struct worker *w);
 /* Closes every connection at once (the grace period is over). */
 void proxy_close_all(struct worker *w);
 /* Frees the recycled objects and idle upstreams of a stopped worker. */

@@ -155,6 +155,9 @@ static int fail_at(struct parser *p, size_t offset, const char *fmt, ...)
 
 #define fail(p, ...) fail_at((p), (p)->pos, __VA_ARGS__)
 
+/* How much of a key or a bad token an error message quotes. */
+#define SHOWN(n) ((int)((n) > 64 ? 64 : (n)))
+
 static int fail_memory(struct parser *p)
 {
     return fail(p, "out of memory");
@@ -745,9 +748,9 @@ static int conflict(struct parser *p, const struct key_part *part, const struct 
     else if (v->type == TOML_ARRAY)
         what = "an array, which cannot be extended";
     if (what)
-        return fail_at(p, part->offset, "'%.*s' is already %s", (int)part->len, part->text, what);
+        return fail_at(p, part->offset, "'%.*s' is already %s", SHOWN(part->len), part->text, what);
     const char *name = toml_type_name(v->type);
-    return fail_at(p, part->offset, "'%.*s' is already %s %s", (int)part->len, part->text,
+    return fail_at(p, part->offset, "'%.*s' is already %s %s", SHOWN(part->len), part->text,
                    strchr("aeiou", name[0]) ? "an" : "a", name);
 }
 
@@ -802,7 +805,7 @@ static int open_table(struct parser *p, const struct key_path *path, int line, i
         table = kv->value;
         table->flags = TABLE_DEFINED;
     } else if (kv->value->type == TOML_TABLE && kv->value->flags == TABLE_DEFINED) {
-        return fail_at(p, last->offset, "table '%.*s' is already defined", (int)last->len,
+        return fail_at(p, last->offset, "table '%.*s' is already defined", SHOWN(last->len),
                        last->text);
     } else {
         return conflict(p, last, kv->value);
@@ -861,7 +864,7 @@ static struct toml_value *dotted_parent(struct parser *p, struct toml_value *tab
         return NULL;
     const struct key_part *last = &path->parts[path->count - 1];
     if (table_find(p, table, last->text, last->len)) {
-        fail_at(p, last->offset, "duplicate key '%.*s'", (int)last->len, last->text);
+        fail_at(p, last->offset, "duplicate key '%.*s'", SHOWN(last->len), last->text);
         return NULL;
     }
     return table;
@@ -1107,7 +1110,7 @@ static struct toml_value *make_date_time(struct parser *p, const char *s, size_t
 {
     enum toml_type type;
     if (!date_time_kind(s, n, &type)) {
-        fail_at(p, start, "invalid date or time '%.*s'", (int)n, s);
+        fail_at(p, start, "invalid date or time '%.*s'", SHOWN(n), s);
         return NULL;
     }
     struct toml_value *v = value_new(p, type);
@@ -1130,8 +1133,8 @@ static struct toml_value *make_date_time(struct parser *p, const char *s, size_t
 static struct toml_value *make_number(struct parser *p, const char *s, size_t n, size_t start)
 {
     bool is_float = false;      /* '.', an exponent, inf or nan; but 0xE is hex */
-    for (size_t i = 0; i < n && radix_of(s, n) == 10; i++)
-        is_float |= memchr(".eEin", s[i], 5) != NULL;
+    for (size_t i = 0; i < n && radix_of(s, n) == 10 && !is_float; i++)
+        is_float = memchr(".eEin", s[i], 5) != NULL;
     const char *problem;
     int64_t integer = 0;
     double floating = 0;
@@ -1140,7 +1143,7 @@ static struct toml_value *make_number(struct parser *p, const char *s, size_t n,
     else
         problem = integer_value(s, n, &integer);
     if (problem) {
-        fail_at(p, start, "%s '%.*s'", problem, (int)(n > 64 ? 64 : n), s);
+        fail_at(p, start, "%s '%.*s'", problem, SHOWN(n), s);
         return NULL;
     }
     struct toml_value *v = value_new(p, is_float ? TOML_FLOAT : TOML_INTEGER);
@@ -1172,7 +1175,7 @@ static struct toml_value *parse_unquoted(struct parser *p)
     size_t sign = s[0] == '+' || s[0] == '-';
     if (sign < n && (is_digit((unsigned char)s[sign]) || s[sign] == 'i' || s[sign] == 'n'))
         return make_number(p, s, n, start);
-    fail_at(p, start, "invalid value '%.*s' (strings need quotes)", (int)(n > 64 ? 64 : n), s);
+    fail_at(p, start, "invalid value '%.*s' (strings need quotes)", SHOWN(n), s);
     return NULL;
 }
 
@@ -1299,6 +1302,8 @@ static int parse_keyval(struct parser *p, struct toml_value *table, int depth)
 {
     struct key_path path = {0};
     int r = parse_key(p, &path);
+    if (r == 0 && depth + path.count > TOML_MAX_DEPTH)   /* before creating its tables */
+        r = fail_at(p, path.parts[0].offset, "key nested deeper than %d levels", TOML_MAX_DEPTH);
     if (r == 0 && peek(p) != '=')
         r = fail(p, "expected '=' after key, found %s", describe(p));
     if (r == 0) {

@@ -78,12 +78,20 @@ static void grace_expired(struct loop *loop, struct loop_timer *timer)
     loop->stop = true;
 }
 
+static int adopt(struct worker *w, struct generation *g);
+
 static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
 {
     (void)events;
     struct worker *w = container_of(io, struct worker, wake_io);
     uint64_t value;
     if (read(w->wake_fd, &value, sizeof(value)) < 0 || w->stopping)
+        return;
+    struct generation *g = atomic_load(w->published);
+    if (g != w->generation && adopt(w, g) < 0)
+        log_error("worker %d: out of memory adopting the new configuration; keeping the old one",
+                  w->index);
+    if (!atomic_load(w->stop_requested))
         return;
     w->stopping = true;
     close_listeners(w);
@@ -118,31 +126,51 @@ static int open_listeners(struct worker *w, const char **error)
     return 0;
 }
 
-/* Applications behind a load balancer commonly have self-signed
- * certificates, and the link is usually inside one network: like HAProxy's
- * "verify none" and nginx's default proxy_ssl_verify off, the certificate is
- * not checked (docs/proxying.md). */
-static int open_tls_context(struct worker *w, const char **error)
+/* Everything a worker derives from its generation. Listeners stay: a
+ * changed listen address needs a restart (main.c says so). */
+static int derive(struct worker *w, struct generation *g)
 {
-    bool any = false;
-    for (int i = 0; i < w->cfg->app_count; i++)
-        any |= w->cfg->apps[i].tls;
-    if (!any)
-        return 0;
-    char why[160];
-    w->tls = tls_client_context(false, why, sizeof(why));
-    if (!w->tls) {
-        log_error("TLS client context: %s", why);
-        *error = "TLS context";
-        return -EPROTO;
+    const struct config *cfg = &g->cfg;
+    struct upstream_list *idle = calloc((size_t)g->pool.count, sizeof(*idle));
+    struct http1_header *headers = calloc(cfg->header_count, sizeof(*headers));
+    struct balance balance;
+    if (!idle || !headers || balance_init(&balance, &g->pool, w->index) < 0) {
+        free(idle);
+        free(headers);
+        return -ENOMEM;
     }
+    if (w->idle)
+        balance_free(&w->balance);
+    free(w->idle);
+    free(w->headers);
+    w->idle = idle;
+    w->headers = headers;
+    w->balance = balance;
+    w->generation = g;
+    w->cfg = cfg;
+    w->pool = &g->pool;
+    w->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
+    buf_pool_resize(&w->buffers, cfg->header_bytes + 8192);
     return 0;
 }
 
-int worker_init(struct worker *w, int index, const struct config *cfg, struct pool *pool,
-                const char **error)
+static int adopt(struct worker *w, struct generation *g)
 {
-    *w = (struct worker){.index = index, .cfg = cfg, .pool = pool, .wake_fd = -1};
+    /* Idle upstreams are filed by application index in the old pool. */
+    proxy_drop_idle(w);
+    if (derive(w, g) < 0)
+        return -ENOMEM;
+    log_debug("worker %d: serving the new configuration", w->index);
+    return 0;
+}
+
+int worker_init(struct worker *w, int index, struct generation *_Atomic *published,
+                _Atomic bool *stop_requested, const char **error)
+{
+    struct generation *g = atomic_load(published);
+    const struct config *cfg = &g->cfg;
+    *w = (struct worker){.index = index, .wake_fd = -1, .published = published,
+                         .stop_requested = stop_requested};
     int rc = loop_init(&w->loop);
     *error = "event loop";
     if (rc < 0)
@@ -150,15 +178,8 @@ int worker_init(struct worker *w, int index, const struct config *cfg, struct po
     w->loop.after_iteration = after_iteration;
     w->loop.after_iteration_arg = w;
     loop_timer_init(&w->grace_timer, grace_expired);
-    w->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
-    if ((rc = balance_init(&w->balance, pool, index)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
-        return rc;
-    w->idle = calloc((size_t)pool->count, sizeof(*w->idle));
-    w->headers = calloc(cfg->header_count, sizeof(*w->headers));
-    if (!w->idle || !w->headers)
-        return -ENOMEM;
-    if ((rc = open_tls_context(w, error)) < 0)
+    if ((rc = derive(w, g)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
         return rc;
     if (getrandom(&w->request_id_prefix, sizeof(w->request_id_prefix), 0) < 0)
         w->request_id_prefix = (uint64_t)loop_monotonic_ms() * 2654435761u + (uint64_t)index;
@@ -190,11 +211,11 @@ int worker_start(struct worker *w)
     return -pthread_create(&w->thread, NULL, worker_main, w);
 }
 
-void worker_request_stop(struct worker *w)
+void worker_wake(struct worker *w)
 {
     uint64_t one = 1;
     if (write(w->wake_fd, &one, sizeof(one)) < 0)
-        log_error("worker %d: cannot signal stop: %s", w->index, strerror(errno));
+        log_error("worker %d: cannot wake: %s", w->index, strerror(errno));
 }
 
 void worker_join(struct worker *w)

@@ -25,6 +25,16 @@ struct client;
 struct upstream;
 struct ssl_ctx_st;
 
+/* What workers serve: a config and the pool built from it. main.c makes a
+ * new one on reload and publishes it through an atomic pointer; each worker
+ * adopts it between two loop iterations. Old generations are kept until
+ * exit, because requests in flight still point at their applications. */
+struct generation {
+    struct config cfg;
+    struct pool pool;
+    struct generation *previous;     /* older generations, freed by main.c at exit */
+};
+
 struct listener {
     struct loop_io io;
     struct worker *worker;
@@ -56,6 +66,9 @@ struct worker {
 
     int wake_fd;               /* eventfd written by the main thread */
     struct loop_io wake_io;
+    _Atomic bool *stop_requested;               /* set by the main thread */
+    struct generation *_Atomic *published;      /* the generation to serve */
+    struct generation *generation;              /* the one being served */
     bool stopping;
     struct loop_timer grace_timer;
 
@@ -79,11 +92,12 @@ struct worker {
 
 /* Builds a worker: loop, listeners (SO_REUSEPORT), buffers. 0 or -errno;
  * *error names what failed. */
-int worker_init(struct worker *w, int index, const struct config *cfg, struct pool *pool,
-                const char **error);
+int worker_init(struct worker *w, int index, struct generation *_Atomic *published,
+                _Atomic bool *stop_requested, const char **error);
 int worker_start(struct worker *w);
-/* Asks the worker to stop gracefully (from any thread). */
-void worker_request_stop(struct worker *w);
+/* Wakes the worker to look at *stop_requested and *published (from any
+ * thread). */
+void worker_wake(struct worker *w);
 void worker_join(struct worker *w);
 void worker_free(struct worker *w);
 
