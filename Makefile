@@ -1,7 +1,9 @@
 # sluice - build, test, demo, benchmark. `make help` lists the targets.
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -pthread -D_GNU_SOURCE -MMD -MP
+# Kept apart from CFLAGS so that `make CFLAGS=...` (as `make asan` does)
+# changes optimisation and instrumentation, never the language or warnings.
+STRICT  := -std=gnu11 -Wall -Wextra -Werror -pthread -D_GNU_SOURCE -MMD -MP
 LDLIBS  += -lssl -lcrypto -lm -pthread
 BUILD   ?= build
 
@@ -15,22 +17,22 @@ all: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/unit_tests
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+	$(CC) $(STRICT) $(CFLAGS) -Isrc -c $< -o $@
 
 $(BUILD)/libsluice.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/sluice: $(BUILD)/src/main.o $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/backend: $(BUILD)/tools/backend.o $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit suites are linked whole (not through the archive) so every suite's
 # weak entry point is resolved.
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsluice.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 deps:
 	@bash scripts/install-deps

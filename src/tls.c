@@ -34,8 +34,10 @@ SSL_CTX *tls_client_context(bool verify, char *err, size_t err_len)
     /* Servers that close after the response without close_notify are
      * common; treat that as an ordinary end of stream, as browsers do. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* A partial SSL_write stays partial (we track the offset ourselves). */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    /* A partial SSL_write stays partial (callers track the offset), and a
+     * write retried after -EAGAIN may come from a buffer that has moved
+     * (compacted) as long as the bytes are the same. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (!verify) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return ctx;

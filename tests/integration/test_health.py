@@ -274,7 +274,7 @@ def _check_alert(doc, b, state, previous):
 
 def test_webhook_one_alert_per_transition(backends, sluice, webhook):
     b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts": {"webhook": webhook.url}})
+    sluice([b1, b2], sections={"health": HEALTH, "alerts": {"webhook": webhook.url}})
     time.sleep(0.5)
     assert webhook.snapshot() == [], "alerts without any transition"
     b2.kill()
@@ -307,7 +307,7 @@ def test_command_hook_environment(backends, sluice, tmp_path):
     script.write_text(HOOK % out)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts": {"command": str(script)}})
+    sluice([b1, b2], sections={"health": HEALTH, "alerts": {"command": str(script)}})
 
     def runs():
         found = []

@@ -166,6 +166,8 @@ def test_forwarded_headers_and_hop_by_hop_removed(backends, sluice):
                "TE: trailers\r\n"
                "Proxy-Connection: keep-alive\r\n"
                "X-End-To-End: kept\r\n"
+               "X-Forwarded-Proto: https\r\n"
+               "X-Forwarded-Host: spoofed.example\r\n"
                "\r\n")
         r = c.read_response()
     assert r.status == 200
@@ -175,7 +177,7 @@ def test_forwarded_headers_and_hop_by_hop_removed(backends, sluice):
     assert _values(h, "x-forwarded-proto") == ["http"]
     assert _values(h, "x-forwarded-host") in (["example.test:8443"], ["example.test"])
     ids = _values(h, "x-request-id")
-    assert len(ids) == 1 and ids[0].strip(), h
+    assert len(ids) == 1 and re.fullmatch(r"[0-9a-fA-F]{32}", ids[0]), h
     assert _values(h, "x-end-to-end") == ["kept"]
     assert len(_values(h, "host")) == 1
     for hop in ("x-hop", "keep-alive", "te", "proxy-connection"):
@@ -195,6 +197,9 @@ def test_request_id_added_unique_and_kept(backends, sluice):
         assert len(v) == 1 and v[0]
         ids.add(v[0])
     assert len(ids) == 5, "X-Request-Id values repeat: %r" % ids
+    # the id the application saw is the one in the access log
+    some = sorted(ids)[0]
+    assert wait_until(lambda: some in s.stdout(), scaled(3)), "request id not in the access log"
     r = get(s.port, "/headers", headers={"X-Request-Id": "client-chosen-42"})
     _, h = _received_headers(r.body)
     assert _values(h, "x-request-id") == ["client-chosen-42"]
@@ -480,11 +485,22 @@ def test_body_limit_413(backends, sluice):
     assert http_request(s.port, "POST", "/ok", body=b"x" * 1000).status == 200
     r = http_request(s.port, "POST", "/too-big", body=b"x" * 1001)
     assert r.status == 413
+    assert r.body.strip()
+    # Content-Length is checked up front (docs/proxying.md): nothing is sent
+    # on, and a client that asked for 100-continue never gets to send
+    with RawConnection(s.port) as c:
+        c.send("POST /too-big-expect HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+               "Expect: 100-continue\r\n\r\n")
+        r = c.read_response(interim=True)
+        assert r.status == 413, "expected 413 instead of %d" % r.status
     with RawConnection(s.port) as c:
         c.send("POST /too-big-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                + "200\r\n" + "y" * 512 + "\r\n" + "200\r\n" + "y" * 512 + "\r\n0\r\n\r\n")
         r = c.read_response()
     assert r.status == 413
+    time.sleep(0.1)
+    assert not any("/too-big" == l.split(" ")[-1] or "/too-big-expect" in l for l in b1.logged()), \
+        b1.logged()
 
 
 def test_header_limits_431(backends, sluice):
@@ -555,6 +571,8 @@ def test_silent_connection_closed_by_header_timeout(backends, sluice):
         t0 = time.monotonic()
         assert c.closed_within(scaled(3)), "a connection that never sends stays open"
         assert 0.4 <= time.monotonic() - t0
+        # docs/proxying.md: "a connection that sent nothing is closed silently"
+        assert c.buf == b"", "sluice answered a connection that sent nothing: %r" % c.buf[:60]
 
 
 def test_client_idle_keep_alive_closed(backends, sluice):
@@ -765,3 +783,131 @@ def test_access_log_line(backends, sluice):
     assert line, "no access log line on stdout"
     assert re.search(r'"GET /logged-path\?x=1 HTTP/1\.1" 200 ', line[0]), line[0]
     assert "itest-agent" in line[0]
+
+
+def test_access_log_json_and_off(backends, sluice):
+    import json
+    b1, = backends(1)
+    s = sluice([b1], sections={"log": {"format": "json"}})
+    get(s.port, "/json-logged?y=2")
+    lines = wait_until(lambda: [l for l in s.stdout().splitlines() if "/json-logged?y=2" in l],
+                       scaled(3))
+    assert lines, "no access log line on stdout"
+    doc = json.loads(lines[0])
+    assert 200 in doc.values() or "200" in doc.values(), doc
+    off = sluice([b1], sections={"log": {"access": "off"}})
+    get(off.port, "/not-logged")
+    time.sleep(0.3)
+    assert "/not-logged" not in off.stdout()
+
+
+# --------------------------------------------------------------- connections
+
+def test_client_connection_close_is_honoured(backends, sluice):
+    b1, = backends(1)
+    s = sluice([b1])
+    with RawConnection(s.port) as c:
+        c.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert (r.header("Connection") or "").lower() == "close"
+        assert c.closed_within(scaled(2)) and c.buf == b""
+
+
+def test_http10_client(backends, sluice):
+    b1, = backends(1)
+    s = sluice([b1])
+    # forwarded as HTTP/1.0, and closed after the response
+    with RawConnection(s.port) as c:
+        c.send("GET /headers HTTP/1.0\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert r.body.startswith(b"GET /headers HTTP/1.0\r\n"), r.body[:80]
+        assert r.header("Transfer-Encoding") is None
+        assert c.closed_within(scaled(2))
+    # keep-alive when asked for
+    with RawConnection(s.port) as c:
+        for i in range(3):
+            c.send("GET /bytes?n=100&chunked=1 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")
+            r = c.read_response()
+            assert r.status == 200 and len(r.body) == 100
+            assert (r.header("Connection") or "").lower() == "keep-alive", r.headers
+            assert r.header("Transfer-Encoding") is None, "chunked framing to an HTTP/1.0 client"
+
+
+def test_connect_method_refused(backends, sluice):
+    b1, = backends(1)
+    s = sluice([b1])
+    responses, rest, closed = raw_exchange(
+        s.port, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert [r.status for r in responses] == [405]
+    assert not any(l.startswith("CONNECT") for l in b1.logged())
+
+
+def test_pipelined_requests_answered_in_order(backends, sluice):
+    b1, b2 = backends(2)
+    s = sluice([b1, b2])
+    paths = []
+    for i in range(24):
+        paths.append("/status/%d" % (200 + i % 7) if i % 2 else "/bytes?n=%d" % (i * 1000 + 1))
+    data = "".join("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p for p in paths)
+    data += "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with RawConnection(s.port, timeout=scaled(10)) as c:
+        c.send(data)
+        for i, p in enumerate(paths):
+            r = c.read_response()
+            if i % 2:
+                assert r.status == 200 + i % 7, (i, p, r)
+            else:
+                assert (r.status, len(r.body)) == (200, i * 1000 + 1), (i, p, r.status)
+        assert c.read_response().status == 200
+        assert c.closed_within(scaled(2)) and c.buf == b""
+
+
+def test_post_right_after_application_restart(backends, sluice):
+    b1, = backends(1)
+    s = sluice([b1], workers=1, sections={"health": {"interval": "10s"}})
+    with KeepAlive(s.port) as c:
+        for _ in range(5):
+            assert c.get("/").status == 200    # leaves idle upstream connections
+    b1.restart()                               # they are all dead now
+    r = http_request(s.port, "POST", "/upload", body=b"z" * 100)
+    assert (r.status, r.body) == (200, b"b1 received 100 bytes\n")
+
+
+def test_application_dies_mid_body_client_sees_truncation(backends, sluice):
+    b1, b2 = backends(2)
+    s = sluice([b1, b2])
+    with RawConnection(s.port, timeout=scaled(10)) as c:
+        c.send("GET /bytes?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % BIG)
+        while b"\r\n\r\n" not in c.buf:
+            assert c._fill(time.monotonic() + scaled(5))
+        head = c.buf.split(b"\r\n\r\n", 1)[0]
+        assert head.startswith(b"HTTP/1.1 200")
+        victim = b1 if b"X-Backend: b1" in head else b2
+        time.sleep(0.3)     # the client lags: sluice's buffers towards it fill up
+        victim.kill()
+        t0 = time.monotonic()
+        received, closed = c.read_until_close(scaled(5))
+        assert closed, "client connection left open after the application died mid-body"
+        assert len(c.buf) + len(received) < BIG, "complete body after the application was killed"
+        assert time.monotonic() - t0 < scaled(5)
+    assert get(s.port, "/").status == 200
+
+
+def test_clients_abandoning_transfers_leave_sluice_healthy(backends, sluice):
+    b1, = backends(1)
+    s = sluice([b1])
+    for i in range(5):
+        c = RawConnection(s.port)
+        c.send("GET /bytes?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % BIG)
+        c.sock.recv(65536)
+        c.close()
+        c = RawConnection(s.port)
+        c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + "p" * 100000)
+        c.close()
+    for _ in range(10):
+        assert get(s.port, "/").status == 200
+    rss = s.rss_kb()
+    if not ASAN:
+        assert rss and rss < RSS_LIMIT_KB, rss

@@ -300,7 +300,7 @@ static void test_full(const char *dir)
     CHECK_INT(cfg.mode, MODE_REDIRECT);
     CHECK_INT(cfg.algorithm, ALG_HASH);
     CHECK_INT(cfg.hash_key, HASH_HEADER);
-    CHECK_STR(cfg.hash_key_name, "X-User");
+    CHECK_STR(cfg.hash_key_name, "x-user");   /* header names are matched in lower case */
     CHECK_INT(cfg.workers, 4);
     CHECK_INT(cfg.max_connections, 500);
     CHECK_INT(cfg.shutdown_grace_ms, 60000);

@@ -339,6 +339,10 @@ static void test_check_client(void)
     run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", 200, "");
     run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.0 503 Service Unavailable\r\n\r\n", 503, "");
     run_case(&loop, &http, listener, SERVE_SPLIT, "HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", 204, "");
+    /* interim 1xx heads come before the final one */
+    run_case(&loop, &http, listener, SERVE_SPLIT,
+             "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
+             "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", 500, "");
     run_case(&loop, &http, listener, SERVE_RESPOND, "SSH-2.0-OpenSSH_9.2\r\n\r\n", 0, "bad response");
     run_case(&loop, &http, listener, SERVE_RESPOND, "", 0, "connection closed without a response");
     run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.1 200 OK\r\nContent-", 0,

@@ -30,10 +30,8 @@ static char *read_whole_file(const char *path, size_t *len)
         if (n < cap - 1)
             break;
         char *bigger = realloc(data, cap * 2);
-        if (!bigger) {
+        if (!bigger)
             free(data);
-            data = NULL;
-        }
         data = bigger;
         cap *= 2;
     }
@@ -91,14 +89,14 @@ static void json_skip_space(struct json_reader *r)
 
 static bool json_hex4(struct json_reader *r, unsigned *out)
 {
-    if (r->end - r->s < 4)
-        return false;
-    char digits[5] = {0};
-    memcpy(digits, r->s, 4);
-    char *stop;
-    *out = (unsigned)strtoul(digits, &stop, 16);
-    r->s += 4;
-    return stop == digits + 4;
+    *out = 0;
+    for (int i = 0; i < 4; i++, r->s++) {
+        const char *hex = "0123456789abcdef", *d;
+        if (r->s == r->end || !*r->s || !(d = strchr(hex, *r->s | 0x20)))
+            return false;
+        *out = *out << 4 | (unsigned)(d - hex);
+    }
+    return true;
 }
 
 static void put_utf8(char *out, size_t *n, unsigned cp)
@@ -138,28 +136,33 @@ static bool json_unicode_escape(struct json_reader *r, char *out, size_t *n)
     return true;
 }
 
+/* One escape, after its backslash. */
+static bool json_escape(struct json_reader *r, char *out, size_t *n)
+{
+    char c = *r->s++;
+    switch (c) {
+    case '"': case '\\': case '/': out[(*n)++] = c; return true;
+    case 'b': out[(*n)++] = '\b'; return true;
+    case 'f': out[(*n)++] = '\f'; return true;
+    case 'n': out[(*n)++] = '\n'; return true;
+    case 'r': out[(*n)++] = '\r'; return true;
+    case 't': out[(*n)++] = '\t'; return true;
+    case 'u': return json_unicode_escape(r, out, n);
+    default: return false;
+    }
+}
+
 /* The string at r->s (on its opening quote); decoded text is never longer
  * than the encoded one, so one allocation of that size suffices. */
 static bool json_string(struct json_reader *r, char **text, size_t *len)
 {
-    const char *escapes = "\"\"\\\\//b\bf\fn\nr\rt\t";
     char *out = malloc((size_t)(r->end - r->s) + 1);
     size_t n = 0;
     for (r->s++; out && r->s < r->end && *r->s != '"';) {
-        if (*r->s != '\\') {
+        if (*r->s != '\\')
             out[n++] = *r->s++;
-            continue;
-        }
-        if (++r->s == r->end)
+        else if (++r->s == r->end || !json_escape(r, out, &n))
             break;
-        char c = *r->s++;
-        const char *e = c ? strchr(escapes, c) : NULL;
-        if (c == 'u' && !json_unicode_escape(r, out, &n))
-            break;
-        if (c != 'u' && (!e || (e - escapes) % 2 != 0))
-            break;
-        if (c != 'u')
-            out[n++] = e[1];
     }
     if (!out || r->s >= r->end || *r->s != '"') {
         free(out);
@@ -340,18 +343,21 @@ static bool scalar_text_matches(const struct toml_value *v, const char *want, si
     }
 }
 
+/* where: the innermost key, for the failure message. */
 static bool matches(const struct toml_value *v, const struct json *j, const char *where);
 
-static bool table_matches(const struct toml_value *v, const struct json *j)
+static bool table_matches(const struct toml_value *v, const struct json *j, const char *where)
 {
-    if (j->type != JSON_OBJECT || j->count != v->u.table.len)
-        return differ("table with %zu keys where %s expected", v->u.table.len,
-                      j->type == JSON_OBJECT ? "another count was" : "no table was");
+    if (j->type != JSON_OBJECT)
+        return differ("%s: a table where no table was expected", where);
+    if (j->count != v->u.table.len)
+        return differ("%s: a table of %zu keys where %zu were expected", where, v->u.table.len,
+                      j->count);
     for (size_t i = 0; i < v->u.table.len; i++) {
         const struct toml_keyval *kv = &v->u.table.items[i];
         const struct json *want = json_get(j, kv->key, kv->key_len);
         if (!want)
-            return differ("unexpected key '%s'", kv->key);
+            return differ("%s: unexpected key '%s'", where, kv->key);
         if (!matches(kv->value, want, kv->key))
             return false;
     }
@@ -360,9 +366,11 @@ static bool table_matches(const struct toml_value *v, const struct json *j)
 
 static bool array_matches(const struct toml_value *v, const struct json *j, const char *where)
 {
-    if (j->type != JSON_ARRAY || j->count != v->u.array.len)
-        return differ("%s: array of %zu where something else was expected", where,
-                      v->u.array.len);
+    if (j->type != JSON_ARRAY)
+        return differ("%s: an array where no array was expected", where);
+    if (j->count != v->u.array.len)
+        return differ("%s: an array of %zu items where %zu were expected", where,
+                      v->u.array.len, j->count);
     for (size_t i = 0; i < v->u.array.len; i++)
         if (!matches(v->u.array.items[i], &j->members[i].value, where))
             return false;
@@ -372,7 +380,7 @@ static bool array_matches(const struct toml_value *v, const struct json *j, cons
 static bool matches(const struct toml_value *v, const struct json *j, const char *where)
 {
     if (v->type == TOML_TABLE)
-        return table_matches(v, j);
+        return table_matches(v, j, where);
     if (v->type == TOML_ARRAY)
         return array_matches(v, j, where);
     const struct json *type = json_get(j, "type", 4), *value = json_get(j, "value", 5);
@@ -634,7 +642,8 @@ static void test_values(void)
     const struct toml_value *v;
     CHECK((v = get(root, "min")) && v->u.integer == INT64_MIN);
     CHECK((v = get(root, "max")) && v->u.integer == INT64_MAX);
-    CHECK((v = get(root, "nul")) && v->u.string.len == 3 && memcmp(v->u.string.ptr, "a\0b", 4) == 0);
+    v = get(root, "nul");
+    CHECK(v && v->u.string.len == 3 && memcmp(v->u.string.ptr, "a\0b", 4) == 0);
     CHECK((v = get(root, "crlf")) && strcmp(v->u.string.ptr, "one\ntwo") == 0);
     CHECK((v = get(root, "when")) && v->type == TOML_DATETIME);
     if (v)

@@ -1,0 +1,97 @@
+"""Balancing algorithms and weights (SPEC section 2 [server] algorithm,
+hash_key, [[applications]] weight), as the traffic split a user sees."""
+
+import collections
+import threading
+
+import pytest
+
+from conftest import KeepAlive, app_entry, get, scaled, wait_until
+
+
+def _spread(port, n, path="/", headers=None):
+    seen = collections.Counter()
+    for i in range(n):
+        r = get(port, path if "%" not in path else path % i, headers=headers)
+        assert r.status == 200
+        seen[r.backend] += 1
+    return seen
+
+
+def test_round_robin_weights(backends, sluice):
+    b1, b2 = backends(2)
+    s = sluice([app_entry(b1, weight=1), app_entry(b2, weight=3)], workers=1)
+    seen = _spread(s.port, 40)
+    assert abs(seen["b1"] - 10) <= 1 and abs(seen["b2"] - 30) <= 1, seen
+
+
+def test_least_conn_avoids_the_busy_application(backends, sluice):
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"server": {"algorithm": "least_conn"}}, workers=1)
+    result = []
+    t = threading.Thread(target=lambda: result.append(get(s.port, "/slow?ms=1500",
+                                                          timeout=scaled(10))), daemon=True)
+    t.start()
+    busy = wait_until(lambda: [b for b in (b1, b2) if "GET /slow?ms=1500" in b.logged()], scaled(3))
+    assert busy, "the slow request reached no application"
+    busy = busy[0]
+    other = b2 if busy is b1 else b1
+    with KeepAlive(s.port) as c:
+        served = collections.Counter(c.get("/").backend for _ in range(10))
+    assert served == {other.name: 10}, served
+    t.join(scaled(10))
+    assert result and result[0].status == 200
+
+
+def test_random_two_uses_every_application(backends, sluice):
+    apps = backends(3)
+    s = sluice(apps, sections={"server": {"algorithm": "random_two"}})
+    seen = _spread(s.port, 90)
+    for b in apps:
+        assert seen[b.name] >= 10, seen
+
+
+def test_hash_client_ip_is_sticky(backends, sluice):
+    apps = backends(3)
+    s = sluice(apps, sections={"server": {"algorithm": "hash", "hash_key": "client_ip"}})
+    seen = _spread(s.port, 20)
+    assert len(seen) == 1, "one client was spread over %r" % seen
+
+
+def test_hash_uri_is_sticky_per_uri(backends, sluice):
+    apps = backends(3)
+    s = sluice(apps, sections={"server": {"algorithm": "hash", "hash_key": "uri"}})
+    first = {}
+    for i in range(30):
+        first[i] = get(s.port, "/item/%d" % i).backend
+    for i in range(30):
+        assert get(s.port, "/item/%d" % i).backend == first[i]
+    assert len(set(first.values())) >= 2, "30 URIs all hashed to one application"
+
+
+@pytest.mark.parametrize("name", ["X-User", "x-user"])
+def test_hash_header_is_sticky_per_value(backends, sluice, name):
+    # header names are case-insensitive (RFC 9110 section 5.1), however the
+    # operator spells the name in hash_key
+    apps = backends(3)
+    s = sluice(apps, sections={"server": {"algorithm": "hash", "hash_key": "header:" + name}})
+    first = {}
+    for u in range(20):
+        first[u] = get(s.port, "/", headers={"X-User": "user-%d" % u}).backend
+    for u in range(20):
+        for _ in range(2):
+            assert get(s.port, "/", headers={"X-User": "user-%d" % u}).backend == first[u]
+    assert len(set(first.values())) >= 2
+
+
+def test_hash_cookie_is_sticky_per_value(backends, sluice):
+    apps = backends(3)
+    s = sluice(apps, sections={"server": {"algorithm": "hash", "hash_key": "cookie:session"}})
+    first = {}
+    for u in range(20):
+        cookie = "theme=dark; session=s%d; lang=en" % u
+        first[u] = get(s.port, "/", headers={"Cookie": cookie}).backend
+    for u in range(20):
+        cookie = "session=s%d" % u
+        assert get(s.port, "/", headers={"Cookie": cookie}).backend == first[u]
+    assert len(set(first.values())) >= 2

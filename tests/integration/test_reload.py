@@ -1,0 +1,68 @@
+"""Configuration reload on SIGHUP (SPEC sections 1 and 6): new settings
+apply, unchanged applications keep their state, open connections survive,
+and a bad file changes nothing."""
+
+import collections
+import re
+import signal
+import time
+
+from conftest import KeepAlive, build_config, get, scaled, wait_until
+
+HEALTH = {"health": {"interval": "200ms", "fall": 2, "rise": 2}}
+
+
+def _reload(s, apps, sections=HEALTH):
+    s.config_path.write_text(build_config(s.port, apps, sections))
+    s.proc.send(signal.SIGHUP)
+
+
+def test_sighup_adds_and_removes_applications(backends, sluice):
+    b1, b2, b3 = backends(3)
+    s = sluice([b1, b2], sections=HEALTH)
+    with KeepAlive(s.port) as c:
+        assert {c.get("/").backend for _ in range(4)} == {"b1", "b2"}
+        _reload(s, [b1, b3])
+        # poll until the new set serves (bounded)
+        served = collections.deque(maxlen=6)
+
+        def new_set():
+            served.append(c.get("/").backend)
+            return len(served) == 6 and set(served) == {"b1", "b3"}
+
+        assert wait_until(new_set, scaled(3)), "after SIGHUP traffic went to %r" % list(served)
+        assert c.same_socket(), "the reload closed an open client connection"
+    assert s.proc.alive()
+
+
+def test_sighup_keeps_state_of_unchanged_applications(backends, sluice):
+    b1, = backends(1)
+    sick = backends.start("sick", health_status=503)
+    s = sluice([b1, sick], sections=HEALTH)
+    assert s.wait_stderr(r"application sick \S+ up -> down", scaled(3))
+    b3 = backends.start("b3")
+    _reload(s, [b1, sick, b3])
+    seen = collections.Counter()
+    deadline = time.monotonic() + scaled(2)
+    while time.monotonic() < deadline:
+        r = get(s.port, "/")
+        assert r.status == 200
+        seen[r.backend] += 1
+    assert seen["sick"] == 0, "reload put a down application back in rotation: %r" % seen
+    assert seen["b3"] > 0, "the added application got no traffic: %r" % seen
+
+
+def test_sighup_with_bad_config_keeps_serving(backends, sluice):
+    b1, = backends(1)
+    s = sluice([b1], sections=HEALTH)
+    good = s.config_path.read_text()
+    s.config_path.write_text(good + "\n[server.bogus]\nx = 1\n")
+    mark = len(s.stderr())
+    s.proc.send(signal.SIGHUP)
+    name = re.escape(s.config_path.name)
+    assert s.wait_stderr(r"%s:\d+:\d+:" % name, scaled(3), start=mark), \
+        "the reload's config error is not logged as FILE:LINE:COL"
+    assert s.proc.alive()
+    for _ in range(10):
+        r = get(s.port, "/")
+        assert (r.status, r.backend) == (200, "b1")
