@@ -112,6 +112,7 @@ struct client {
     struct http1_chunked req_chunked;
     uint32_t req_ready;                 /* body bytes at c->in's start, checked, not yet sent */
     bool sent_any;                      /* this attempt wrote bytes to the application */
+    bool upload_failed;                 /* a write to the application failed: send no more */
     bool retryable;                     /* idempotent and bodiless: may be sent again */
     int attempts;
     int tried[MAX_ATTEMPTS];
@@ -361,7 +362,7 @@ static void upstream_detach(struct client *c, bool reusable)
     atomic_fetch_sub_explicit(&u->app->active, 1, memory_order_relaxed);
     c->up = NULL;
     u->client = NULL;
-    if (!reusable || w->stopping || !app_is_current(w, u->app) || buf_len(&u->in) ||
+    if (!reusable || w->stopping || u->peer_closed || !app_is_current(w, u->app) || buf_len(&u->in) ||
         w->idle[u->app->index].count >= IDLE_UPSTREAMS_PER_APP) {
         upstream_close(u);
         return;
@@ -409,7 +410,8 @@ static void client_close(struct client *c)
     c->next = w->closed_clients;
     w->closed_clients = c;
     w->client_count--;
-    if (!w->accepting && !w->stopping && w->client_count < w->client_limit)
+    if (!w->accepting && !w->stopping && w->client_count < w->client_limit &&
+        !loop_timer_armed(&w->accept_timer))
         worker_set_accepting(w, true);
 }
 
@@ -437,12 +439,24 @@ static void log_finish(struct client *c, int status)
 /* ------------------------------------------------------------------ */
 /* sluice's own answers                                                */
 
+/* Body bytes of the current request that were read but will not be sent
+ * (the request is answered otherwise): they must never be parsed as the
+ * next request. */
+static void drop_unsent_body(struct client *c)
+{
+    if (c->req_ready) {
+        buf_consume(&c->in, c->req_ready);
+        c->req_ready = 0;
+    }
+}
+
 static void answer_local(struct client *c, int status, const char *extra_headers, const char *body)
 {
     struct worker *w = c->w;
     if (c->up)
         upstream_detach(c, false);
-    buf_release(&w->buffers, &c->fwd);
+    drop_unsent_body(c);
+    /* c->fwd stays: the access log line still reads from it. */
     if (buf_acquire(&w->buffers, &c->out) < 0) {
         client_close(c);
         return;
@@ -683,6 +697,7 @@ static void attach(struct client *c, struct upstream *u)
     u->client = c;
     c->app = u->app;
     c->sent_any = false;
+    c->upload_failed = false;
     c->fwd.head = 0;
     u->last_activity = w->loop.now;
     atomic_fetch_add_explicit(&u->app->active, 1, memory_order_relaxed);
@@ -780,6 +795,12 @@ static void dispatch(struct client *c)
             attach(c, u);
             return;
         }
+        if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
+            /* sluice's own shortage, not the application's fault. */
+            log_error("cannot connect to application %s: %s", app->cfg->name, strerror(err));
+            answer_error(c, 503);
+            return;
+        }
         log_warn("application %s %s: %s", app->cfg->name, app->cfg->address.text,
                  connect_error_text(err));
         pool_note_connect_failure(w->pool, app, connect_error_text(err));
@@ -791,6 +812,14 @@ static void dispatch(struct client *c)
 static void attempt_failed(struct client *c, const char *why, bool connect_failure)
 {
     struct upstream *u = c->up;
+    if (c->resp_started) {
+        /* Part of the answer is with the client: nothing can be retried or
+         * answered any more, only cut short. */
+        log_warn("application %s %s: %s during the response", u->app->cfg->name,
+                 u->app->cfg->address.text, why);
+        client_close(c);
+        return;
+    }
     struct app *app = u->app;
     bool was_reused = u->reused;
     bool sent = c->sent_any;
@@ -879,6 +908,11 @@ static void start_request(struct client *c)
     c->retryable = r->body == HTTP1_BODY_NONE && method_is_idempotent(r->method);
     c->hash_key = cfg->algorithm == ALG_HASH ? request_hash(c) : 0;
     loop_timer_arm(&w->loop, &c->timer, cfg->client_idle_timeout_ms);
+    /* The head leaves the buffer now, so that whatever is answered, the
+     * next parse starts after it. Its bytes stay in place (the views above
+     * point at them) until the next read, which comes after this request's
+     * rewrite or answer. */
+    buf_consume(&c->in, r->head_len);
 
     if (r->method == HTTP1_METHOD_CONNECT) {
         c->req_side = REQ_BODY;   /* what follows is not HTTP: close after */
@@ -900,7 +934,6 @@ static void start_request(struct client *c)
         answer_error(c, 431);
         return;
     }
-    buf_consume(&c->in, r->head_len);
     /* Body bytes that came with the head are checked before any application
      * hears of the request: a request with bad framing in its first packet
      * never reaches one. */
@@ -1017,11 +1050,17 @@ static int pump_request(struct client *c)
     struct upstream *u = c->up;
     struct worker *w = c->w;
     int progress = 0;
+    if (c->upload_failed)
+        return 0;
     if ((buf_len(&c->fwd) || c->req_ready) && u->can_write) {
         uint32_t head = buf_len(&c->fwd);
         ssize_t n = upstream_write(u, buf_start(&c->fwd), head, buf_start(&c->in), c->req_ready);
         if (n < 0) {
-            attempt_failed(c, errno == EPIPE ? "connection closed" : "connection reset", false);
+            /* The application stopped reading; it may have answered first
+             * (an early 413, say). Read what it said before deciding. */
+            c->upload_failed = true;
+            c->keep_alive = false;
+            u->can_read = true;
             return 1;
         }
         if (n > 0) {
@@ -1233,7 +1272,7 @@ static int pump_response(struct client *c)
         finish_transaction(c);
         return 1;
     }
-    if (buf_len(&u->in) > c->resp_ready) {
+    if (buf_len(&u->in) > c->resp_ready && !c->resp_complete) {
         if (account_response_body(c) < 0) {
             log_warn("application %s %s: malformed chunked body", u->app->cfg->name,
                      u->app->cfg->address.text);
@@ -1339,6 +1378,7 @@ static void linger(struct client *c)
 
 static void end_response(struct client *c)
 {
+    drop_unsent_body(c);
     if (c->keep_alive && !c->eof && c->req_side == REQ_DONE && !c->w->stopping)
         begin_next_request(c);
     else if (c->req_side == REQ_DONE && buf_len(&c->in) == 0 && !c->eof)
@@ -1350,7 +1390,7 @@ static void end_response(struct client *c)
 static void finish_transaction(struct client *c)
 {
     bool reusable = c->upstream_reusable && c->req_side == REQ_DONE && c->req_ready == 0 &&
-                    buf_len(&c->fwd) == 0;
+                    buf_len(&c->fwd) == 0 && !c->upload_failed;
     log_finish(c, c->log.status);
     upstream_detach(c, reusable);
     c->resp_side = RESP_DONE;
@@ -1428,6 +1468,15 @@ static int tunnel_client_to_upstream(struct client *c)
 static int tunnel_upstream_to_client(struct client *c)
 {
     struct upstream *u = c->up;
+    if (buf_len(&c->out)) {   /* the 101 head goes first */
+        if (!c->can_write)
+            return 0;
+        ssize_t n = write_two(c->io.fd, buf_start(&c->out), buf_len(&c->out), NULL, 0, &c->can_write);
+        if (n < 0)
+            return -1;
+        buf_consume(&c->out, (uint32_t)n);
+        return n > 0;
+    }
     if (buf_len(&u->in) && c->can_write) {
         ssize_t n = write_two(c->io.fd, buf_start(&u->in), buf_len(&u->in), NULL, 0, &c->can_write);
         if (n < 0)

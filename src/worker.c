@@ -19,10 +19,29 @@
 /* Accepts per readiness event, so one busy listener cannot starve the
  * connections already open. */
 #define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
 /* Buffers kept for reuse per worker: enough for bursts of a few dozen
  * requests in flight without malloc, few enough that an idle worker does not
  * sit on megabytes. */
 #define FREE_BUFFERS_MAX 64
+
+/* Out of file descriptors: the listener stays readable, so accepting again
+ * at once would spin. Pause, and say so at most once per pause. */
+static void pause_accepting(struct worker *w, int err)
+{
+    log_error("worker %d: accept: %s; pausing new connections for %d ms (raise ulimit -n or "
+              "lower max_connections)", w->index, strerror(err), ACCEPT_PAUSE_MS);
+    worker_set_accepting(w, false);
+    loop_timer_arm(&w->loop, &w->accept_timer, ACCEPT_PAUSE_MS);
+}
+
+static void resume_accepting(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    struct worker *w = container_of(timer, struct worker, accept_timer);
+    if (!w->stopping && w->client_count < w->client_limit)
+        worker_set_accepting(w, true);
+}
 
 static void listener_event(struct loop *loop, struct loop_io *io, uint32_t events)
 {
@@ -35,8 +54,8 @@ static void listener_event(struct loop *loop, struct loop_io *io, uint32_t event
         socklen_t len = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                log_error("accept: %s: raise the file descriptor limit (ulimit -n)", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(w, errno);
             break;
         }
         proxy_accept(w, fd, &peer);
@@ -178,6 +197,7 @@ int worker_init(struct worker *w, int index, struct generation *_Atomic *publish
     w->loop.after_iteration = after_iteration;
     w->loop.after_iteration_arg = w;
     loop_timer_init(&w->grace_timer, grace_expired);
+    loop_timer_init(&w->accept_timer, resume_accepting);
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
     if ((rc = derive(w, g)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
         return rc;

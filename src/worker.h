@@ -71,6 +71,7 @@ struct worker {
     struct generation *generation;              /* the one being served */
     bool stopping;
     struct loop_timer grace_timer;
+    struct loop_timer accept_timer;  /* resumes accepting after running out of fds */
 
     /* connections: every client and upstream object is owned by exactly one
      * of these lists (or is attached to a client that owns it) */
