@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -118,6 +119,26 @@ static int load_config(const struct options *o, struct config *cfg, char *errors
         cfg->workers = cpus > 0 ? (int)cpus : 1;
     }
     return 0;
+}
+
+/* Each connection through sluice takes two descriptors; the soft limit is
+ * often 1024 while the hard one is far higher. Take what is allowed, as
+ * HAProxy does, and say when max_connections still cannot fit. */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t need = (rlim_t)cfg->max_connections * 2 + (rlim_t)cfg->app_count + 64;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        log_warn("file descriptor limit %llu is below the %llu that max_connections = %d needs; "
+                 "raise it (ulimit -n) or lower max_connections",
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)need, cfg->max_connections);
 }
 
 /* Owned by main: every generation ever served (the newest is published to
@@ -375,6 +396,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    raise_fd_limit(cfg);
     int status = 0;
     if (start(&rt) < 0) {
         status = 1;
