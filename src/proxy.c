@@ -1093,6 +1093,19 @@ static int pump_request(struct client *c)
     return progress;
 }
 
+/* A chunked body is forwarded as it came, so its Transfer-Encoding goes
+ * with it as written: "gzip, chunked" must not lose the gzip. */
+static bool put_codings(struct buf *b, const struct http1_response *res)
+{
+    for (uint32_t i = 0; i < res->header_count; i++) {
+        const struct http1_header *h = &res->headers[i];
+        if (HTTP1_NAME_IS(h, "transfer-encoding") &&
+            !put_header(b, h->name, h->name_len, h->value, h->value_len))
+            return false;
+    }
+    return true;
+}
+
 static bool put_response_head(struct client *c, const struct http1_response *res)
 {
     struct buf *b = &c->out;
@@ -1111,8 +1124,7 @@ static bool put_response_head(struct client *c, const struct http1_response *res
             (up && !put_header(b, "Upgrade", 7, up->value, up->value_len)))
             return false;
     } else if (res->status >= 200) {
-        if (c->resp_side == RESP_BODY && res->body == HTTP1_BODY_CHUNKED &&
-            !PUT_LITERAL(b, "Transfer-Encoding: chunked\r\n"))
+        if (c->resp_side == RESP_BODY && res->body == HTTP1_BODY_CHUNKED && !put_codings(b, res))
             return false;
         if (!c->keep_alive && !PUT_LITERAL(b, "Connection: close\r\n"))
             return false;

@@ -83,12 +83,17 @@ def port_open(port, host="127.0.0.1"):
 
 
 def read_text(path, limit=None):
+    """A file's text; with limit, only its last limit bytes."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - limit) if limit is not None else 0
+            f.seek(start)
+            data = f.read()
     except OSError:
         return ""
-    if limit is not None and len(data) > limit:
-        data = b"...[%d bytes cut]...\n" % (len(data) - limit) + data[-limit:]
+    if start:
+        data = b"...[%d bytes cut]...\n" % start + data
     return data.decode("utf-8", "replace")
 
 
@@ -198,7 +203,7 @@ class ProcessRegistry:
         if p.crashed():
             self.problems.append("%s (pid %d) died of signal %d" % (p.label, p.pid, -p.returncode))
         if p.label.startswith("sluice"):
-            err = p.stderr()
+            err = read_text(p.err_path, limit=32 << 20)
             for marker in SANITIZER_MARKERS:
                 if marker in err:
                     self.problems.append("%s (pid %d) stderr has a sanitizer report: %s"
@@ -681,26 +686,30 @@ class RawConnection:
         resp.body = body
         return resp
 
-    def read_until_close(self, timeout):
+    def read_until_close(self, timeout, max_bytes=16 << 20):
         """(bytes read, closed?) — closed is False when the bound passed
-        with the connection still open."""
+        with the connection still open, or more than max_bytes arrived (a
+        runaway peer must not exhaust the test's memory)."""
         deadline = time.monotonic() + timeout
         try:
             while self._fill(deadline):
-                pass
+                if len(self.buf) > max_bytes:
+                    data, self.buf = self.buf, b""
+                    return data, False
         except socket.timeout:
             data, self.buf = self.buf, b""
             return data, False
         data, self.buf = self.buf, b""
         return data, True
 
-    def closed_within(self, timeout):
+    def closed_within(self, timeout, max_bytes=16 << 20):
         """True when sluice closes the connection within timeout; data it
         sends before closing is kept in self.buf."""
         deadline = time.monotonic() + timeout
         try:
             while self._fill(deadline):
-                pass
+                if len(self.buf) > max_bytes:
+                    return False
         except socket.timeout:
             return False
         return True
