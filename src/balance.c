@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-static bool is_candidate(const struct app *app, const int *tried, int ntried)
+static bool is_candidate(const struct app *app, const uint16_t *tried, int ntried)
 {
     if (app_state(app) != APP_UP)
         return false;
@@ -47,7 +47,7 @@ void balance_free(struct balance *b)
     b->current = NULL;
 }
 
-static struct app *pick_round_robin(struct balance *b, const int *tried, int ntried)
+static struct app *pick_round_robin(struct balance *b, const uint16_t *tried, int ntried)
 {
     int n = b->pool->count;
     uint32_t start = atomic_fetch_add_explicit(&b->pool->rr_cursor, 1, memory_order_relaxed);
@@ -62,7 +62,7 @@ static struct app *pick_round_robin(struct balance *b, const int *tried, int ntr
 /* Smooth weighted round robin: each candidate gains its weight, the richest
  * is chosen and pays the total. Spreads a 5:1:1 split as a,a,b,a,c,a,a
  * rather than a,a,a,a,a,b,c. */
-static struct app *pick_weighted(struct balance *b, const int *tried, int ntried)
+static struct app *pick_weighted(struct balance *b, const uint16_t *tried, int ntried)
 {
     struct app *best = NULL;
     int64_t total = 0;
@@ -96,7 +96,7 @@ static int64_t load_of(const struct app *app)
     return atomic_load_explicit(&app->active, memory_order_relaxed) * 1000 / app->cfg->weight;
 }
 
-static struct app *pick_least_conn(struct balance *b, const int *tried, int ntried)
+static struct app *pick_least_conn(struct balance *b, const uint16_t *tried, int ntried)
 {
     struct app *best = NULL;
     int n = b->pool->count;
@@ -109,24 +109,22 @@ static struct app *pick_least_conn(struct balance *b, const int *tried, int ntri
     return best;
 }
 
-static struct app *pick_random_two(struct balance *b, const int *tried, int ntried)
+/* Power of two choices: two different applications at random, the less
+ * loaded wins. If either drawn is out (down, tried), a full least-loaded
+ * scan decides instead of drawing again. */
+static struct app *pick_random_two(struct balance *b, const uint16_t *tried, int ntried)
 {
-    int n = b->pool->count;
-    struct app *first = NULL, *second = NULL;
-    for (int attempt = 0; attempt < 2 * n && !second; attempt++) {
-        struct app *app = &b->pool->apps[next_random(b) % (uint64_t)n];
-        if (!is_candidate(app, tried, ntried) || app == first)
-            continue;
-        if (!first)
-            first = app;
-        else
-            second = app;
-    }
-    if (!first)   /* few candidates left: fall back to a scan */
+    uint32_t n = (uint32_t)b->pool->count;
+    if (n < 2)
         return pick_least_conn(b, tried, ntried);
-    if (!second)
-        return first;
-    return load_of(second) < load_of(first) ? second : first;
+    uint64_t r = next_random(b);
+    uint32_t i = (uint32_t)(r % n), j = (uint32_t)((r >> 32) % (n - 1));
+    if (j >= i)
+        j++;
+    struct app *x = &b->pool->apps[i], *y = &b->pool->apps[j];
+    if (!is_candidate(x, tried, ntried) || !is_candidate(y, tried, ntried))
+        return pick_least_conn(b, tried, ntried);
+    return load_of(y) < load_of(x) ? y : x;
 }
 
 static uint64_t mix(uint64_t x)
@@ -140,7 +138,7 @@ static uint64_t mix(uint64_t x)
 
 /* Rendezvous hashing: the key goes to the candidate with the highest score,
  * so when an application leaves only its own keys move. */
-static struct app *pick_hash(struct balance *b, uint64_t key_hash, const int *tried, int ntried)
+static struct app *pick_hash(struct balance *b, uint64_t key_hash, const uint16_t *tried, int ntried)
 {
     struct app *best = NULL;
     double best_score = 0;
@@ -159,7 +157,7 @@ static struct app *pick_hash(struct balance *b, uint64_t key_hash, const int *tr
     return best;
 }
 
-struct app *balance_pick(struct balance *b, uint64_t key_hash, const int *tried, int ntried)
+struct app *balance_pick(struct balance *b, uint64_t key_hash, const uint16_t *tried, int ntried)
 {
     if (b->pool->count == 0)
         return NULL;

@@ -28,7 +28,7 @@ void balance_free(struct balance *b);
 
 /* Returns an application that is up and not among the ntried already tried,
  * or NULL when there is none. key_hash is used by the hash algorithm only. */
-struct app *balance_pick(struct balance *b, uint64_t key_hash, const int *tried, int ntried);
+struct app *balance_pick(struct balance *b, uint64_t key_hash, const uint16_t *tried, int ntried);
 
 /* 64-bit FNV-1a, for hash keys. */
 uint64_t balance_hash(const void *data, size_t len);

@@ -55,6 +55,7 @@ void buf_release(struct buf_pool *bp, struct buf *b)
         bp->free_count++;
     } else {
         free(b->data);
+        bp->returned = true;
     }
     b->data = NULL;
     b->head = b->tail = b->cap = 0;

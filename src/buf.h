@@ -22,6 +22,7 @@ struct buf_pool {
     void *free_list;     /* singly linked through the first word of each block */
     uint32_t block_size;
     uint32_t free_count, free_max;
+    bool returned;       /* blocks went back to malloc since the owner last trimmed */
 };
 
 void buf_pool_init(struct buf_pool *bp, uint32_t block_size, uint32_t free_max);

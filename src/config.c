@@ -1404,6 +1404,11 @@ static void load_applications(struct loader *ld, const struct field *f,
         add_error(ld, v->line, v->col, "no applications defined");
         return;
     }
+    if (v->u.array.len > CONFIG_MAX_APPS) {
+        add_error(ld, v->line, v->col, "%zu applications: at most %d are supported",
+                  v->u.array.len, CONFIG_MAX_APPS);
+        return;
+    }
     cfg->apps = calloc(v->u.array.len, sizeof(*cfg->apps));
     if (!cfg->apps) {
         value_error(ld, v, "out of memory");

@@ -13,6 +13,7 @@
 
 #define CONFIG_MAX_LISTEN 8
 #define CONFIG_NAME_MAX 64
+#define CONFIG_MAX_APPS 65535           /* an application's index fits 16 bits */
 
 enum config_mode { MODE_PROXY, MODE_REDIRECT };
 enum config_algorithm { ALG_ROUND_ROBIN, ALG_LEAST_CONN, ALG_RANDOM_TWO, ALG_HASH };

@@ -115,7 +115,7 @@ struct client {
     bool upload_failed;                 /* a write to the application failed: send no more */
     bool retryable;                     /* idempotent and bodiless: may be sent again */
     int attempts;
-    int tried[MAX_ATTEMPTS];
+    uint16_t tried[MAX_ATTEMPTS];       /* application indexes (config caps their count) */
 
     /* the response */
     struct http1_response res;          /* the same holds for its header views */
@@ -786,7 +786,7 @@ static void dispatch(struct client *c)
         struct app *app = balance_pick(&w->balance, key, c->tried, c->attempts);
         if (!app)
             break;
-        c->tried[c->attempts++] = app->index;
+        c->tried[c->attempts++] = (uint16_t)app->index;
         struct upstream *u = idle_take(w, app);
         int err = 0;
         if (!u)
@@ -830,10 +830,9 @@ static void attempt_failed(struct client *c, const char *why, bool connect_failu
     if (connect_failure || !was_reused)
         pool_note_connect_failure(c->w->pool, app, why);
     if (was_reused && c->attempts > 0 && (!sent || c->retryable))
-        c->attempts--;   /* the retry of a stale connection is free */
+        c->attempts--;   /* the retry of a stale connection is free (and may go to
+                            the same application: it leaves the tried list) */
     if (!sent || c->retryable) {
-        if (was_reused)
-            c->tried[c->attempts] = -1;
         dispatch(c);
         return;
     }
@@ -953,10 +952,6 @@ static void start_request(struct client *c)
 static int step_head(struct client *c)
 {
     struct worker *w = c->w;
-    if (buf_acquire(&w->buffers, &c->in) < 0) {
-        client_close(c);
-        return -1;
-    }
     if (c->head_dirty && buf_len(&c->in)) {
         c->head_dirty = false;
         c->req.headers = w->headers;
@@ -978,6 +973,12 @@ static int step_head(struct client *c)
     }
     if (!c->can_read)
         return 0;
+    /* A buffer is held only while a head is arriving: an idle keep-alive
+     * connection costs its struct client and nothing more. */
+    if (buf_acquire(&w->buffers, &c->in) < 0) {
+        client_close(c);
+        return -1;
+    }
     if (buf_room(&c->in) == 0)
         buf_compact(&c->in);
     if (buf_room(&c->in) == 0) {
@@ -987,8 +988,11 @@ static int step_head(struct client *c)
         return 1;
     }
     ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
-    if (n == 0)
+    if (n == 0) {
+        if (buf_len(&c->in) == 0)
+            buf_release(&w->buffers, &c->in);
         return 0;
+    }
     if (n < 0) {
         client_close(c);   /* the client left; nothing to answer */
         return -1;

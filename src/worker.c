@@ -3,6 +3,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -118,11 +119,36 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
     loop_timer_arm(loop, &w->grace_timer, w->cfg->shutdown_grace_ms);
 }
 
+/* After a burst, buffers beyond the free list went back to malloc, which
+ * keeps their pages. Handing them to the kernel, at most once a second,
+ * is what keeps an idle sluice small after a busy minute. */
+static void trim_after_burst(struct worker *w)
+{
+    if (!w->buffers.returned)
+        return;
+    int64_t wait = w->last_trim_ms + 1000 - w->loop.now;
+    if (wait > 0) {
+        if (!loop_timer_armed(&w->trim_timer))
+            loop_timer_arm(&w->loop, &w->trim_timer, wait);
+        return;
+    }
+    w->buffers.returned = false;
+    w->last_trim_ms = w->loop.now;
+    malloc_trim(0);
+}
+
+static void trim_later(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    trim_after_burst(container_of(timer, struct worker, trim_timer));
+}
+
 static void after_iteration(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
     proxy_after_iteration(w);
     log_access_flush(&w->access_log);
+    trim_after_burst(w);
     if (w->stopping && w->client_count == 0)
         loop->stop = true;
 }
@@ -198,6 +224,7 @@ int worker_init(struct worker *w, int index, struct generation *_Atomic *publish
     w->loop.after_iteration_arg = w;
     loop_timer_init(&w->grace_timer, grace_expired);
     loop_timer_init(&w->accept_timer, resume_accepting);
+    loop_timer_init(&w->trim_timer, trim_later);
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
     if ((rc = derive(w, g)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
         return rc;

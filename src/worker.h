@@ -72,6 +72,8 @@ struct worker {
     bool stopping;
     struct loop_timer grace_timer;
     struct loop_timer accept_timer;  /* resumes accepting after running out of fds */
+    int64_t last_trim_ms;            /* see trim_after_burst */
+    struct loop_timer trim_timer;
 
     /* connections: every client and upstream object is owned by exactly one
      * of these lists (or is attached to a client that owns it) */
