@@ -744,11 +744,6 @@ def raw_exchange(port, data, timeout=None):
         return responses, rest + c.buf, closed
 
 
-def status_of(raw):
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
-    return int(m.group(1)) if m else None
-
-
 # ---------------------------------------------------------------- alerts
 
 class WebhookReceiver:
@@ -799,3 +794,85 @@ def webhook():
     w = WebhookReceiver()
     yield w
     w.close()
+
+
+# ---------------------------------------------------------------- scripted applications
+
+class RawApp:
+    """An application written in the test: a thread accepting on a free
+    port that answers `GET /health` with 200 and hands every other request
+    to respond(sock, head_bytes, rest_bytes). heads lists every request head
+    it received (health checks excluded)."""
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.heads = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.name = "raw"
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        buf = b""
+        try:
+            while not self.stopping.is_set():
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                head += b"\r\n\r\n"
+                if head.startswith(b"GET /health "):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+                    return
+                with self.lock:
+                    self.heads.append(head)
+                keep = self.respond(conn, head, buf)
+                buf = b""
+                if not keep:
+                    return
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self):
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.thread.join(2)
+
+
+@pytest.fixture
+def raw_app():
+    """Factory: raw_app(respond) -> RawApp; closed after the test."""
+    apps = []
+
+    def make(respond):
+        a = RawApp(respond)
+        apps.append(a)
+        return a
+
+    yield make
+    for a in apps:
+        a.close()

@@ -104,6 +104,9 @@ def test_killed_application_goes_down_and_comes_back(backends, sluice):
         seen = t.until(lambda: re.search(up_rx(b2), s.stderr()), bound + 2 * SCALE)
         assert seen, "no 'down -> up' for b2 in sluice's log"
         assert seen - restarted <= bound, "up after %.2fs (bound %.2fs)" % (seen - restarted, bound)
+        # rise passes, about an interval apart, counted once it listens again
+        assert seen - restarted >= (RISE - 1) * INTERVAL * 0.9 - 0.1, \
+            "up %.2fs after the restart: fewer than %d checks can have passed" % (seen - restarted, RISE)
         assert t.burst(30)["b2"] >= 5, "b2 is up but gets no traffic"
         assert t.failures == [], t.failures
     finally:
@@ -127,6 +130,27 @@ def test_health_status_500_takes_application_down(backends, sluice):
         assert t.failures == [], t.failures
     finally:
         t.close()
+
+
+def test_fall_and_rise_count_consecutive_checks(backends, sluice):
+    b1, b2 = backends(2)
+    fall, rise = 3, 2
+    s = sluice([b1, b2], sections={"health": {"interval": "400ms", "timeout": duration(TIMEOUT * 1000),
+                                              "fall": fall, "rise": rise}})
+
+    def checks_since(marker):
+        lines = b2.logged()
+        idx = max(i for i, l in enumerate(lines) if l.startswith(marker))
+        return sum(1 for l in lines[idx + 1:] if l == "GET /health")
+
+    b2.set_health(500)
+    assert wait_until(lambda: re.search(down_rx(b2), s.stderr()), scaled(4), interval=0.01)
+    assert checks_since("POST /control/health?status=500") == fall, \
+        "down after %d failing checks, fall = %d" % (checks_since("POST /control/health"), fall)
+    b2.set_health(200)
+    assert wait_until(lambda: re.search(up_rx(b2), s.stderr()), scaled(4), interval=0.01)
+    assert checks_since("POST /control/health?status=200") == rise, \
+        "up after %d passing checks, rise = %d" % (checks_since("POST /control/health"), rise)
 
 
 def test_hanging_health_check_times_out(backends, sluice):
