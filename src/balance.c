@@ -33,10 +33,17 @@ int balance_init(struct balance *b, struct pool *pool, int worker_index)
     for (int i = 1; i < pool->count; i++)
         if (pool->apps[i].cfg->weight != pool->apps[0].cfg->weight)
             b->weighted = true;
+    b->up = calloc((size_t)(pool->count ? pool->count : 1), sizeof(*b->up));
+    if (!b->up)
+        return -ENOMEM;
+    b->seen_version = UINT64_MAX;
     if (b->weighted) {
         b->current = calloc((size_t)pool->count, sizeof(*b->current));
-        if (!b->current)
+        if (!b->current) {
+            free(b->up);
+            b->up = NULL;
             return -ENOMEM;
+        }
     }
     return 0;
 }
@@ -44,15 +51,29 @@ int balance_init(struct balance *b, struct pool *pool, int worker_index)
 void balance_free(struct balance *b)
 {
     free(b->current);
+    free(b->up);
     b->current = NULL;
+    b->up = NULL;
+}
+
+static void refresh_up_list(struct balance *b)
+{
+    uint64_t version = atomic_load_explicit(&b->pool->state_version, memory_order_acquire);
+    if (version == b->seen_version)
+        return;
+    b->seen_version = version;
+    b->up_count = 0;
+    for (int i = 0; i < b->pool->count; i++)
+        if (app_state(&b->pool->apps[i]) == APP_UP)
+            b->up[b->up_count++] = (uint16_t)i;
 }
 
 static struct app *pick_round_robin(struct balance *b, const uint16_t *tried, int ntried)
 {
-    int n = b->pool->count;
+    uint32_t n = (uint32_t)b->up_count;
     uint32_t start = atomic_fetch_add_explicit(&b->pool->rr_cursor, 1, memory_order_relaxed);
-    for (int i = 0; i < n; i++) {
-        struct app *app = &b->pool->apps[(start + (uint32_t)i) % (uint32_t)n];
+    for (uint32_t i = 0; i < n; i++) {
+        struct app *app = &b->pool->apps[b->up[(start + i) % n]];
         if (is_candidate(app, tried, ntried))
             return app;
     }
@@ -66,7 +87,8 @@ static struct app *pick_weighted(struct balance *b, const uint16_t *tried, int n
 {
     struct app *best = NULL;
     int64_t total = 0;
-    for (int i = 0; i < b->pool->count; i++) {
+    for (int k = 0; k < b->up_count; k++) {
+        int i = b->up[k];
         struct app *app = &b->pool->apps[i];
         if (!is_candidate(app, tried, ntried))
             continue;
@@ -99,10 +121,10 @@ static int64_t load_of(const struct app *app)
 static struct app *pick_least_conn(struct balance *b, const uint16_t *tried, int ntried)
 {
     struct app *best = NULL;
-    int n = b->pool->count;
+    uint32_t n = (uint32_t)b->up_count;
     uint32_t start = b->cursor++;   /* rotate ties instead of always the first */
-    for (int k = 0; k < n; k++) {
-        struct app *app = &b->pool->apps[(start + (uint32_t)k) % (uint32_t)n];
+    for (uint32_t k = 0; k < n; k++) {
+        struct app *app = &b->pool->apps[b->up[(start + k) % n]];
         if (is_candidate(app, tried, ntried) && (!best || load_of(app) < load_of(best)))
             best = app;
     }
@@ -114,14 +136,14 @@ static struct app *pick_least_conn(struct balance *b, const uint16_t *tried, int
  * scan decides instead of drawing again. */
 static struct app *pick_random_two(struct balance *b, const uint16_t *tried, int ntried)
 {
-    uint32_t n = (uint32_t)b->pool->count;
+    uint32_t n = (uint32_t)b->up_count;
     if (n < 2)
         return pick_least_conn(b, tried, ntried);
     uint64_t r = next_random(b);
     uint32_t i = (uint32_t)(r % n), j = (uint32_t)((r >> 32) % (n - 1));
     if (j >= i)
         j++;
-    struct app *x = &b->pool->apps[i], *y = &b->pool->apps[j];
+    struct app *x = &b->pool->apps[b->up[i]], *y = &b->pool->apps[b->up[j]];
     if (!is_candidate(x, tried, ntried) || !is_candidate(y, tried, ntried))
         return pick_least_conn(b, tried, ntried);
     return load_of(y) < load_of(x) ? y : x;
@@ -142,7 +164,8 @@ static struct app *pick_hash(struct balance *b, uint64_t key_hash, const uint16_
 {
     struct app *best = NULL;
     double best_score = 0;
-    for (int i = 0; i < b->pool->count; i++) {
+    for (int k = 0; k < b->up_count; k++) {
+        int i = b->up[k];
         struct app *app = &b->pool->apps[i];
         if (!is_candidate(app, tried, ntried))
             continue;
@@ -161,6 +184,7 @@ struct app *balance_pick(struct balance *b, uint64_t key_hash, const uint16_t *t
 {
     if (b->pool->count == 0)
         return NULL;
+    refresh_up_list(b);
     switch (b->algorithm) {
     case ALG_LEAST_CONN:
         return pick_least_conn(b, tried, ntried);

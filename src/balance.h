@@ -21,6 +21,13 @@ struct balance {
     uint32_t cursor;          /* where least_conn starts looking, to rotate ties */
     int64_t *current;         /* smooth WRR running weights, one per application; owned */
     uint64_t random_state;    /* xorshift64* state for random_two */
+    /* The applications that were up when pool->state_version was last
+     * seen, in index order: a pick costs the same with 2 applications or
+     * with 2,000 of which 1,998 are down. A state that changed since is
+     * caught by the check on the chosen application. */
+    uint16_t *up;             /* owned; pool->count entries */
+    int up_count;
+    uint64_t seen_version;
 };
 
 int balance_init(struct balance *b, struct pool *pool, int worker_index);

@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,7 +59,7 @@
 #define HEALTH_STATUS_LINE_MAX 256
 /* Alerts still being delivered at shutdown get this long. */
 #define HEALTH_ALERT_GRACE_MS 3000
-#define HEALTH_NICE 10
+#define HEALTH_NICE 19
 
 /* ---- the state machine ---- */
 
@@ -585,7 +586,7 @@ static int check_arm(struct health *h, struct health_check *c, int64_t delay)
 {
     int64_t tick = h->cfg->health_interval_ms / 100;
     int64_t deadline = h->loop.now + delay;
-    tick = tick < 1 ? 1 : tick > 10 ? 10 : tick;
+    tick = tick < 1 ? 1 : tick > 2 ? 2 : tick;
     deadline += (tick - deadline % tick) % tick;
     return loop_timer_arm_at(&h->loop, &c->next, deadline);
 }
@@ -684,7 +685,9 @@ static void *health_main(void *arg)
      * busy worker about nine tenths of a contended core, so 2,000 checks a
      * second barely move request latency; the checks themselves only wait
      * a little longer under full load. Failing to lower it is harmless. */
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), HEALTH_NICE) < 0)
+    struct sched_param batch = {0};
+    if (sched_setscheduler(gettid(), SCHED_BATCH, &batch) < 0 ||
+        setpriority(PRIO_PROCESS, (id_t)gettid(), HEALTH_NICE) < 0)
         log_debug("health: cannot lower the thread's priority: %s", strerror(errno));
     int64_t interval = h->cfg->health_interval_ms;
     for (int i = 0; i < h->pool->count; i++) {

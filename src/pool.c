@@ -81,6 +81,7 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
         return false;
     if (!atomic_compare_exchange_strong(&app->state, &expected, (int)to))
         return false;
+    atomic_fetch_add_explicit(&pool->state_version, 1, memory_order_release);
     atomic_fetch_add_explicit(&app->transitions[to], 1, memory_order_relaxed);
     /* A fresh start for passive counting in the new state. */
     atomic_store_explicit(&app->connect_failures_in_row, 0, memory_order_relaxed);

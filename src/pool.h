@@ -51,6 +51,9 @@ struct pool {
     const struct config *cfg;
     struct app *apps;          /* owned array of cfg->app_count */
     int count;
+    _Atomic uint64_t state_version;  /* bumped after every state change: workers
+                                        rebuild their list of up applications
+                                        when it moves (balance.c) */
     _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
                                     so consecutive requests alternate even across workers */
     int notify_read_fd;        /* alert dispatcher reads transitions here */

@@ -30,6 +30,13 @@ static void fixture_init(struct fixture *f, int count, enum config_algorithm alg
     CHECK_INT(balance_init(&f->b, &f->pool, 0), 0);
 }
 
+/* As pool_set_state does: the state, then the version workers watch. */
+static void set_state(struct fixture *f, int i, enum app_state state)
+{
+    atomic_store(&f->pool.apps[i].state, state);
+    atomic_fetch_add(&f->pool.state_version, 1);
+}
+
 static void fixture_free(struct fixture *f)
 {
     balance_free(&f->b);
@@ -67,16 +74,16 @@ static void test_round_robin_skips_down_and_tried(void)
 {
     struct fixture f;
     fixture_init(&f, 3, ALG_ROUND_ROBIN, NULL);
-    atomic_store(&f.pool.apps[1].state, APP_DOWN);
+    set_state(&f, 1, APP_DOWN);
     for (int i = 0; i < 20; i++) {
         struct app *a = balance_pick(&f.b, 0, NULL, 0);
         CHECK(a && a->index != 1);
     }
-    atomic_store(&f.pool.apps[2].state, APP_DRAINING);
+    set_state(&f, 2, APP_DRAINING);
     uint16_t tried[1] = {0};
     CHECK(balance_pick(&f.b, 0, tried, 1) == NULL);   /* 0 tried, 1 down, 2 draining */
     CHECK(balance_pick(&f.b, 0, NULL, 0) == &f.pool.apps[0]);
-    atomic_store(&f.pool.apps[0].state, APP_MAINTENANCE);
+    set_state(&f, 0, APP_MAINTENANCE);
     CHECK(balance_pick(&f.b, 0, NULL, 0) == NULL);
     fixture_free(&f);
 }
@@ -123,7 +130,7 @@ static void test_random_two_picks_the_less_loaded(void)
     atomic_store(&f.pool.apps[0].active, 10);
     for (int i = 0; i < 50; i++)
         CHECK(balance_pick(&f.b, 0, NULL, 0) == &f.pool.apps[1]);
-    atomic_store(&f.pool.apps[1].state, APP_DOWN);
+    set_state(&f, 1, APP_DOWN);
     CHECK(balance_pick(&f.b, 0, NULL, 0) == &f.pool.apps[0]);
     fixture_free(&f);
 }
@@ -142,7 +149,7 @@ static void test_hash_is_sticky_and_moves_little(void)
     for (int i = 0; i < APPS; i++)
         CHECK_MSG(counts[i] > 10, "application %d got %d of 200 keys", i, counts[i]);
     /* Rendezvous hashing: when one application leaves, only its keys move. */
-    atomic_store(&f.pool.apps[2].state, APP_DOWN);
+    set_state(&f, 2, APP_DOWN);
     int moved = 0;
     for (int k = 0; k < 200; k++) {
         uint64_t key = balance_hash(&k, sizeof(k));
