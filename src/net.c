@@ -35,14 +35,14 @@ int net_listen(const struct config_address *address, int backlog, bool reuse_por
     return fd;
 }
 
-int net_connect(const struct config_address *address, bool *in_progress)
+int net_connect(const struct config_address *address, bool nodelay, bool *in_progress)
 {
     int fd = socket(address->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    /* Heads and small bodies go out in one segment; Nagle would hold the
-     * second write of a request for an ACK. */
-    set_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    /* Nagle would hold the second small write of a request for an ACK. */
+    if (nodelay)
+        set_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     *in_progress = false;
     if (connect(fd, (const struct sockaddr *)&address->addr, address->addr_len) < 0) {
         if (errno != EINPROGRESS) {

@@ -13,8 +13,9 @@
 int net_listen(const struct config_address *address, int backlog, bool reuse_port);
 
 /* Starts a non-blocking connect. *in_progress is set when the result will
- * come as writability (EINPROGRESS). */
-int net_connect(const struct config_address *address, bool *in_progress);
+ * come as writability (EINPROGRESS). nodelay turns Nagle off, for
+ * connections that write more than once. */
+int net_connect(const struct config_address *address, bool nodelay, bool *in_progress);
 
 /* The pending error of a socket whose connect finished (0 = connected). */
 int net_socket_error(int fd);

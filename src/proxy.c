@@ -724,7 +724,7 @@ static struct upstream *idle_take(struct worker *w, struct app *app)
 static struct upstream *upstream_open(struct worker *w, struct app *app, int *err)
 {
     bool in_progress;
-    int fd = net_connect(&app->cfg->address, &in_progress);
+    int fd = net_connect(&app->cfg->address, true, &in_progress);
     if (fd < 0) {
         *err = -fd;
         return NULL;
