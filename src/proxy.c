@@ -115,6 +115,7 @@ struct client {
     bool upload_failed;                 /* a write to the application failed: send no more */
     bool retryable;                     /* idempotent and bodiless: may be sent again */
     int attempts;
+    int fail_status;                    /* how the last try failed, if not 502 (504) */
     uint16_t tried[MAX_ATTEMPTS];       /* application indexes (config caps their count) */
 
     /* the response */
@@ -805,7 +806,8 @@ static void dispatch(struct client *c)
                  connect_error_text(err));
         pool_note_connect_failure(w->pool, app, connect_error_text(err));
     }
-    answer_error(c, c->attempts == 0 ? 503 : 502);
+    /* Nobody was up: 503. Every try failed: the last failure's status. */
+    answer_error(c, c->attempts == 0 ? 503 : c->fail_status ? c->fail_status : 502);
 }
 
 /* The attempt failed before any response byte reached the client. */
@@ -851,6 +853,7 @@ static void reset_request(struct client *c)
     c->sent_any = false;
     c->retryable = false;
     c->attempts = 0;
+    c->fail_status = 0;
     c->resp_side = RESP_WAIT;
     c->resp_body_left = 0;
     memset(&c->resp_chunked, 0, sizeof(c->resp_chunked));
@@ -1720,7 +1723,14 @@ static void upstream_timeout(struct loop *loop, struct loop_timer *timer)
         return;
     }
     upstream_detach(c, false);
-    answer_error(c, 504);
+    c->fail_status = 504;
+    /* An idempotent bodiless request may be asked again elsewhere (as
+     * nginx's proxy_next_upstream timeout does); a slow answer is not a
+     * connect failure, so it is not counted against the application. */
+    if (c->retryable && c->attempts <= c->w->cfg->retries)
+        dispatch(c);
+    else
+        answer_error(c, 504);
     client_run(c);
 }
 

@@ -423,6 +423,27 @@ def test_504_on_upstream_response_timeout(backends, sluice):
     assert get(s.port, "/").status == 200
 
 
+def test_hung_application_get_goes_elsewhere_post_gets_504(backends, sluice):
+    """A GET (idempotent, bodiless) that gets no answer in upstream_response
+    is asked again of another application; a POST is not."""
+    hung, ok = backends(2)
+    s = sluice([hung, ok], workers=1,
+               sections={"server.timeouts": {"upstream_response": "300ms"},
+                         "health": {"interval": "60s"}})
+    hung.proc.send(signal.SIGSTOP)
+    try:
+        statuses = []
+        for i in range(4):   # round robin: two of these meet the hung one first
+            r = get(s.port, "/?i=%d" % i, timeout=scaled(5))
+            statuses.append((r.status, r.backend))
+        assert statuses == [(200, ok.name)] * 4, statuses
+        posts = [http_request(s.port, "POST", "/", body=b"x", timeout=scaled(5)).status
+                 for _ in range(2)]
+        assert 504 in posts and set(posts) <= {200, 504}, posts
+    finally:
+        hung.proc.send(signal.SIGCONT)
+
+
 # --------------------------------------------------------------- retries
 
 def test_dead_application_in_rotation_is_retried(backends, sluice):
