@@ -134,7 +134,9 @@ static void raise_fd_limit(const struct config *cfg)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    rlim_t need = (rlim_t)cfg->max_connections * 2 + (rlim_t)cfg->app_count + 64;
+    /* One descriptor per client connection, and one more for each that has
+     * a request in flight; below this even idle clients would not fit. */
+    rlim_t need = (rlim_t)cfg->max_connections + (rlim_t)cfg->app_count + 64;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
         log_warn("file descriptor limit %llu is below the %llu that max_connections = %d needs; "
                  "raise it (ulimit -n) or lower max_connections",
