@@ -1186,10 +1186,16 @@ static int take_response_head(struct client *c)
     buf_consume(&u->in, res->head_len);
     if (status == 101)
         return start_tunnel(c);
-    /* Body bytes that came with the head leave in the same writev. */
+    /* Body bytes that came with the head leave in the same writev; if they
+     * are already malformed, the client has seen nothing yet and gets a
+     * clean 502 instead of a cut-off 200. */
     if (account_response_body(c) < 0) {
-        client_close(c);
-        return -1;
+        log_warn("application %s %s: malformed chunked body", u->app->cfg->name,
+                 u->app->cfg->address.text);
+        c->out.head = c->out.tail = 0;
+        c->resp_started = false;
+        upstream_detach(c, false);
+        answer_error(c, 502);
     }
     return 1;
 }

@@ -48,6 +48,9 @@ BAD_RESPONSES = [
     ("obs_fold", b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok"),
     ("space_before_colon", b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"),
     ("bare_lf", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+    # the head is fine, the first chunk that came with it is not: nothing
+    # has reached the client yet, so it gets a clean 502, not a cut 200
+    ("bad_first_chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"),
     ("closed_in_head", b"HTTP/1.1 200 OK\r\nContent-Len"),
 ]
 
