@@ -56,7 +56,11 @@ asan:
 demo: all
 	bash tools/demo.sh
 
-bench: all
+# A fixed-rate load generator for latency questions (bench/README.md).
+$(BUILD)/openloop: bench/openloop.c
+	$(CC) $(STRICT) $(CFLAGS) -o $@ $<
+
+bench: all $(BUILD)/openloop
 	bash bench/run.sh
 
 clean:

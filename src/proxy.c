@@ -897,6 +897,7 @@ static void start_request(struct client *c)
     const struct http1_request *r = &c->req;
     const struct config *cfg = w->cfg;
     reset_request(c);
+    w->last_request_ms = w->loop.now;
     c->phase = PHASE_FORWARD;
     c->log.version_minor = r->version_minor;
     c->log.method = r->method_text;

@@ -21,10 +21,10 @@
  * connections already open. */
 #define ACCEPT_BATCH 64
 #define ACCEPT_PAUSE_MS 100
-/* Buffers kept for reuse per worker: enough for bursts of a few dozen
- * requests in flight without malloc, few enough that an idle worker does not
- * sit on megabytes. */
-#define FREE_BUFFERS_MAX 64
+/* Buffers kept for reuse per worker: a request in flight holds up to four,
+ * so this serves about 64 concurrent requests without malloc; beyond it
+ * blocks go back to malloc and, once the worker is quiet, to the kernel. */
+#define FREE_BUFFERS_MAX 256
 
 /* Out of file descriptors: the listener stays readable, so accepting again
  * at once would spin. Pause, and say so at most once per pause. */
@@ -120,27 +120,30 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
 }
 
 /* After a burst, buffers beyond the free list went back to malloc, which
- * keeps their pages. Handing them to the kernel, at most once a second,
- * is what keeps an idle sluice small after a busy minute. */
-static void trim_after_burst(struct worker *w)
+ * keeps their pages. They are handed to the kernel only once the worker
+ * has been quiet for a while: malloc_trim walks the heap and the pages
+ * must be faulted in again, which under load cost tens of milliseconds at
+ * the tail (measured with bench/openloop). */
+#define TRIM_QUIET_MS 5000
+
+static void trim_when_quiet(struct worker *w)
 {
     if (!w->buffers.returned)
         return;
-    int64_t wait = w->last_trim_ms + 1000 - w->loop.now;
-    if (wait > 0) {
+    int64_t quiet = w->loop.now - w->last_request_ms;
+    if (quiet < TRIM_QUIET_MS) {
         if (!loop_timer_armed(&w->trim_timer))
-            loop_timer_arm(&w->loop, &w->trim_timer, wait);
+            loop_timer_arm(&w->loop, &w->trim_timer, TRIM_QUIET_MS - quiet);
         return;
     }
     w->buffers.returned = false;
-    w->last_trim_ms = w->loop.now;
     malloc_trim(0);
 }
 
 static void trim_later(struct loop *loop, struct loop_timer *timer)
 {
     (void)loop;
-    trim_after_burst(container_of(timer, struct worker, trim_timer));
+    trim_when_quiet(container_of(timer, struct worker, trim_timer));
 }
 
 static void after_iteration(struct loop *loop, void *arg)
@@ -148,7 +151,8 @@ static void after_iteration(struct loop *loop, void *arg)
     struct worker *w = arg;
     proxy_after_iteration(w);
     log_access_flush(&w->access_log);
-    trim_after_burst(w);
+    if (w->buffers.returned && !loop_timer_armed(&w->trim_timer))
+        trim_when_quiet(w);
     if (w->stopping && w->client_count == 0)
         loop->stop = true;
 }

@@ -72,7 +72,7 @@ struct worker {
     bool stopping;
     struct loop_timer grace_timer;
     struct loop_timer accept_timer;  /* resumes accepting after running out of fds */
-    int64_t last_trim_ms;            /* see trim_after_burst */
+    int64_t last_request_ms;         /* loop time of the last request started (trimming) */
     struct loop_timer trim_timer;
 
     /* connections: every client and upstream object is owned by exactly one
