@@ -98,6 +98,8 @@ struct client {
     bool can_read, can_write;
     bool peer_closed;               /* EPOLLRDHUP/HUP/ERR seen */
     bool eof;                       /* the client shut down its sending side */
+    bool tunnel_in_done;            /* tunnel: the client finished sending */
+    bool tunnel_out_done;           /* tunnel: the application finished sending */
     bool keep_alive;                /* the connection stays open after this answer */
     bool in_pending;
     bool head_dirty;                /* c->in has bytes not yet tried as a head */
@@ -1474,6 +1476,20 @@ static int start_tunnel(struct client *c)
 }
 
 /* Each returns 1 on progress, 0 when blocked, -1 when the tunnel ends. */
+/* A side that finished sending (its FIN, a clean end of stream) is passed
+ * on as a half-close once its bytes are delivered, so a protocol that says
+ * goodbye one way at a time still hears the other side's last words. The
+ * tunnel ends when both ways are done. Through TLS there is no half-close:
+ * the end of either way ends the tunnel. */
+static int tunnel_end_of_stream(struct client *c, ssize_t n, bool *done)
+{
+    if (n < 0 && errno == 0 && !c->up->ssl) {
+        *done = true;
+        return 1;
+    }
+    return n < 0 ? -1 : n > 0;
+}
+
 static int tunnel_client_to_upstream(struct client *c)
 {
     struct upstream *u = c->up;
@@ -1484,9 +1500,12 @@ static int tunnel_client_to_upstream(struct client *c)
         buf_consume(&c->in, (uint32_t)n);
         return n > 0;
     }
-    if (buf_len(&c->in) == 0 && c->can_read) {
+    if (buf_len(&c->in) == 0 && c->can_read && !c->tunnel_in_done) {
         ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
-        return n < 0 ? -1 : n > 0;
+        int r = tunnel_end_of_stream(c, n, &c->tunnel_in_done);
+        if (c->tunnel_in_done && n < 0)
+            shutdown(u->io.fd, SHUT_WR);
+        return r;
     }
     return 0;
 }
@@ -1510,9 +1529,12 @@ static int tunnel_upstream_to_client(struct client *c)
         buf_consume(&u->in, (uint32_t)n);
         return n > 0;
     }
-    if (buf_len(&u->in) == 0 && u->can_read) {
+    if (buf_len(&u->in) == 0 && u->can_read && !c->tunnel_out_done) {
         ssize_t n = upstream_read(u);
-        return n < 0 ? -1 : n > 0;
+        int r = tunnel_end_of_stream(c, n, &c->tunnel_out_done);
+        if (c->tunnel_out_done && n < 0)
+            shutdown(c->io.fd, SHUT_WR);
+        return r;
     }
     return 0;
 }
@@ -1527,7 +1549,7 @@ static int step_tunnel(struct client *c)
     }
     int a = tunnel_client_to_upstream(c);
     int b = a < 0 ? 0 : tunnel_upstream_to_client(c);
-    if (a < 0 || b < 0) {
+    if (a < 0 || b < 0 || (c->tunnel_in_done && c->tunnel_out_done)) {
         client_close(c);
         return -1;
     }

@@ -130,6 +130,35 @@ def test_upgrade_is_tunnelled(sluice, raw_app):
         assert c.closed_within(scaled(3)), "tunnel not closed after the client closed"
 
 
+def test_tunnel_half_close_reaches_the_application(sluice, raw_app):
+    """The client's FIN is passed on as a half-close: an application that
+    answers once its peer has finished sending is still heard."""
+    def respond(conn, head, rest):
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\n\r\n")
+        got = rest
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            got += data
+        conn.sendall(b"total:%d" % len(got))
+        return False
+
+    app = raw_app(respond)
+    s = sluice([_app(app)], sections=QUIET)
+    with RawConnection(s.port, timeout=scaled(5)) as c:
+        c.send("GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        r = c.read_response(interim=True)
+        assert r.status == 101, r
+        c.sock.sendall(b"x" * 1000)
+        c.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + scaled(3)
+        while b"total:1000" not in c.buf:
+            assert c._fill(deadline), "tunnel closed before the application's last words: %r" % c.buf
+        assert c.closed_within(scaled(3)), "tunnel not closed after both sides finished"
+
+
 def test_upgrade_refused_by_application_stays_http(sluice, raw_app):
     app = raw_app(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno", keep=True))
     s = sluice([_app(app)], sections=QUIET)
