@@ -81,7 +81,6 @@ struct upstream {
     bool connecting;
     bool handshaking;               /* TLS handshake under way */
     bool reused;                    /* came from the idle list */
-    bool eof;
     bool closed;
 };
 
@@ -97,7 +96,6 @@ struct client {
     enum client_phase phase;
     bool can_read, can_write;
     bool peer_closed;               /* EPOLLRDHUP/HUP/ERR seen */
-    bool eof;                       /* the client shut down its sending side */
     bool tunnel_in_done;            /* tunnel: the client finished sending */
     bool tunnel_out_done;           /* tunnel: the application finished sending */
     bool keep_alive;                /* the connection stays open after this answer */
@@ -1085,7 +1083,7 @@ static int pump_request(struct client *c)
     }
     if (c->req_side != REQ_BODY || c->req_ready)
         return progress;
-    if (buf_len(&c->in) == 0 && c->can_read && !c->eof) {
+    if (buf_len(&c->in) == 0 && c->can_read) {
         ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
         if (n < 0) {
             client_close(c);   /* the client left in the middle of its body */
@@ -1407,9 +1405,9 @@ static void linger(struct client *c)
 static void end_response(struct client *c)
 {
     drop_unsent_body(c);
-    if (c->keep_alive && !c->eof && c->req_side == REQ_DONE && !c->w->stopping)
+    if (c->keep_alive && c->req_side == REQ_DONE && !c->w->stopping)
         begin_next_request(c);
-    else if (c->req_side == REQ_DONE && buf_len(&c->in) == 0 && !c->eof)
+    else if (c->req_side == REQ_DONE && buf_len(&c->in) == 0)
         client_close(c);
     else
         linger(c);
@@ -1689,6 +1687,16 @@ static void upstream_connected(struct upstream *u)
         loop_timer_arm(&u->w->loop, &u->timer, u->w->cfg->upstream_response_timeout_ms);
 }
 
+/* An EPOLLIN for an idle connection may be left over from the response
+ * that was read earlier in the same epoll batch; only a peek tells it from
+ * a real close or stray bytes (and, through TLS, a session ticket). */
+static bool idle_event_is_stale(struct upstream *u, char *sink, size_t len)
+{
+    if (u->ssl)
+        return tls_read(u->ssl, sink, len) == -EAGAIN;
+    return recv(u->io.fd, sink, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN;
+}
+
 static void upstream_event(struct loop *loop, struct loop_io *io, uint32_t events)
 {
     (void)loop;
@@ -1706,8 +1714,7 @@ static void upstream_event(struct loop *loop, struct loop_io *io, uint32_t event
          * through TLS, perhaps a session ticket, which OpenSSL consumes). */
         if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
             char sink[64];
-            if (!u->ssl || (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ||
-                tls_read(u->ssl, sink, sizeof(sink)) != -EAGAIN)
+            if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || !idle_event_is_stale(u, sink, sizeof(sink)))
                 upstream_close(u);
         }
         return;
