@@ -683,10 +683,11 @@ static void health_on_wake(struct loop *loop, struct loop_io *io, uint32_t event
 static void *health_main(void *arg)
 {
     struct health *h = arg;
-    /* Checks share cores with the workers. At nice 10 the scheduler gives a
-     * busy worker about nine tenths of a contended core, so 2,000 checks a
-     * second barely move request latency; the checks themselves only wait
-     * a little longer under full load. Failing to lower it is harmless. */
+    /* Checks share cores with the workers. As SCHED_BATCH at nice 19 the
+     * thread never preempts a worker on wake-up and takes a small share of
+     * a contended core, yet is never starved outright (SCHED_IDLE could be,
+     * and an unprivileged process could not climb back out of it). Failing
+     * to lower it is harmless. docs/benchmarks.md has the measurements. */
     struct sched_param batch = {0};
     if (sched_setscheduler(gettid(), SCHED_BATCH, &batch) < 0 ||
         setpriority(PRIO_PROCESS, (id_t)gettid(), HEALTH_NICE) < 0)
