@@ -1014,8 +1014,10 @@ static int alert_prepare(struct alert *a)
         (rc = loop_add_reader(&a->loop, &a->notify_io, a->pool->notify_read_fd, alert_on_notify)) < 0)
         return rc;
     /* Started with nothing up (every application `alive = false`): that is
-     * the expected start, not an outage; "all_down" waits for a change. */
-    a->all_down = false;
+     * the expected start, not an outage; "all_down" waits for a change. A
+     * dispatcher restarted by a reload in the middle of an outage carries
+     * it on, so that "restored" still follows the "all_down" already sent. */
+    a->all_down = a->pool->outage_at_start;
     a->states = calloc((size_t)(a->pool->count ? a->pool->count : 1), sizeof(*a->states));
     if (!a->states)
         return -ENOMEM;

@@ -38,6 +38,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "alert.h"
 #include "toml.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
@@ -729,6 +730,15 @@ static const char *check_webhook(const char *text)
         return "has no host";
     if (!all_visible_ascii(text))
         return "must not contain spaces, control or non-ASCII characters";
+    /* The alert dispatcher's own parser decides, so that what --check
+     * accepts is what the dispatcher can use (a port of 99999 is not). */
+    static _Thread_local char why[200];
+    struct alert_url url;
+    char err[160];
+    if (alert_parse_url(text, &url, err, sizeof(err)) < 0) {
+        snprintf(why, sizeof(why), "is not usable: %s", err);
+        return why;
+    }
     return NULL;
 }
 

@@ -302,6 +302,25 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
     next->workers = now->workers;
 }
 
+/* Once every worker serves a newer generation, nobody reports to the old
+ * pool's transition pipe: close it, or each reload would keep two
+ * descriptors until exit. The pool itself stays (requests in flight may
+ * still read its applications). */
+static void retire(struct runtime *rt, struct generation *old)
+{
+    for (int waited_ms = 0; waited_ms < 2000; waited_ms += 10) {
+        bool adopted = true;
+        for (int i = 0; i < rt->worker_count; i++)
+            adopted &= atomic_load(&rt->workers[i].generation) != old;
+        if (adopted) {
+            pool_close_notify(&old->pool);
+            return;
+        }
+        usleep(10000);
+    }
+    log_warn("reload: a worker has not adopted the new configuration yet");
+}
+
 static void reload(struct runtime *rt)
 {
     static char errors[ERRORS_MAX];
@@ -329,12 +348,22 @@ static void reload(struct runtime *rt)
     health_stop(rt->health);
     rt->health = NULL;
     carry_over_state(&next->pool, &now->pool);
+    next->pool.outage_at_start = pool_up_count(&now->pool) == 0;
+    if ((rc = health_start(&rt->health, &next->pool, &next->cfg)) < 0) {
+        /* Never serve without checks: the old generation keeps everything. */
+        log_error("reload: cannot start health checks for the new configuration (%s); "
+                  "still serving the previous one", strerror(-rc));
+        generations_free(next);
+        now->pool.outage_at_start = pool_up_count(&now->pool) == 0;
+        if ((rc = health_start(&rt->health, &now->pool, &now->cfg)) < 0)
+            log_error("reload: cannot restart health checks: %s", strerror(-rc));
+        return;
+    }
     next->previous = now;
     rt->newest = next;
     atomic_store(&rt->published, next);
     wake_workers(rt);
-    if ((rc = health_start(&rt->health, &next->pool, &next->cfg)) < 0)
-        log_error("reload: cannot restart health checks: %s", strerror(-rc));
+    retire(rt, now);
     log_info("reload: %s loaded: %d applications, %d up", rt->options->config_path, next->pool.count,
              pool_up_count(&next->pool));
 }

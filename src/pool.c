@@ -48,12 +48,18 @@ int pool_init(struct pool *pool, const struct config *cfg)
     return 0;
 }
 
-void pool_free(struct pool *pool)
+void pool_close_notify(struct pool *pool)
 {
     if (pool->notify_read_fd >= 0)
         close(pool->notify_read_fd);
     if (pool->notify_write_fd >= 0)
         close(pool->notify_write_fd);
+    pool->notify_read_fd = pool->notify_write_fd = -1;
+}
+
+void pool_free(struct pool *pool)
+{
+    pool_close_notify(pool);
     free(pool->apps);
     *pool = (struct pool){.notify_read_fd = -1, .notify_write_fd = -1};
 }
@@ -67,6 +73,8 @@ static int64_t wall_clock_ms(void)
 
 static void pool_notify(struct pool *pool, const struct pool_transition *t)
 {
+    if (pool->notify_write_fd < 0)
+        return;   /* a retired pool: its alert dispatcher is gone */
     /* sizeof(*t) < PIPE_BUF, so the write is atomic: whole or not at all. */
     if (write(pool->notify_write_fd, t, sizeof(*t)) != (ssize_t)sizeof(*t))
         log_error("application %s: alert queue full, transition to %s not delivered",
@@ -78,6 +86,10 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
 {
     int expected = (int)from;
     if (from == to)
+        return false;
+    /* A request that outlived a reload reports on an application of the
+     * previous pool; its index means nothing in this one. */
+    if (app < pool->apps || app >= pool->apps + pool->count)
         return false;
     if (!atomic_compare_exchange_strong(&app->state, &expected, (int)to))
         return false;

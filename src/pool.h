@@ -56,6 +56,7 @@ struct pool {
                                         when it moves (balance.c) */
     _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
                                     so consecutive requests alternate even across workers */
+    bool outage_at_start;      /* set by a reload during an outage (alert.c) */
     int notify_read_fd;        /* alert dispatcher reads transitions here */
     int notify_write_fd;
 };
@@ -71,6 +72,9 @@ struct pool_transition {
 
 int pool_init(struct pool *pool, const struct config *cfg);
 void pool_free(struct pool *pool);
+/* Closes the transition pipe of a pool no thread reports to any more (a
+ * reload retired it); its applications stay readable. */
+void pool_close_notify(struct pool *pool);
 
 static inline enum app_state app_state(const struct app *app)
 {

@@ -108,7 +108,7 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
     if (read(w->wake_fd, &value, sizeof(value)) < 0 || w->stopping)
         return;
     struct generation *g = atomic_load(w->published);
-    if (g != w->generation && adopt(w, g) < 0)
+    if (g != atomic_load(&w->generation) && adopt(w, g) < 0)
         log_error("worker %d: out of memory adopting the new configuration; keeping the old one",
                   w->index);
     if (!atomic_load(w->stop_requested))
@@ -195,7 +195,7 @@ static int derive(struct worker *w, struct generation *g)
     w->idle = idle;
     w->headers = headers;
     w->balance = balance;
-    w->generation = g;
+    atomic_store(&w->generation, g);
     w->cfg = cfg;
     w->pool = &g->pool;
     w->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};

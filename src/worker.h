@@ -68,7 +68,8 @@ struct worker {
     struct loop_io wake_io;
     _Atomic bool *stop_requested;               /* set by the main thread */
     struct generation *_Atomic *published;      /* the generation to serve */
-    struct generation *generation;              /* the one being served */
+    struct generation *_Atomic generation;      /* the one being served; read by main.c
+                                                   to know when an old one is unused */
     bool stopping;
     struct loop_timer grace_timer;
     struct loop_timer accept_timer;  /* resumes accepting after running out of fds */
