@@ -7,7 +7,8 @@
  * command). Workers never wait for any of it: if the pipe ever filled up,
  * pool.c logs the lost transition and the worker carries on.
  *
- * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX run at
+ * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
+ * kind (webhook, command) run at
  * once (a mass outage must not fork a thousand shells); the rest wait in
  * order. A failed attempt waits 1 s, then 2 s, before the next; the third
  * failure is final. Each failure and the final give-up is logged. The list
@@ -72,7 +73,7 @@
 #define ALERT_WEBHOOK_TIMEOUT_MS 5000
 #define ALERT_COMMAND_LIMIT_MS 10000
 #define ALERT_COMMAND_POLL_MS 50
-#define ALERT_RUNNING_MAX 8
+#define ALERT_RUNNING_MAX 8          /* per kind of target */
 #define ALERT_PENDING_MAX 1000
 #define ALERT_JSON_MAX 8192
 #define ALERT_RESPONSE_MAX 2048
@@ -404,7 +405,9 @@ struct alert {
     struct ssl_ctx_st *tls;          /* for an https webhook */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
-    int pending, running;
+    int pending;
+    int running[2];                  /* per delivery_kind: a hung webhook must not
+                                        hold back the commands, nor the reverse */
     int8_t *states;                  /* this thread's copy, pool->count; owned */
     int up;                          /* how many of states are APP_UP */
     bool all_down;                   /* "all_down" sent, "restored" not yet */
@@ -443,7 +446,7 @@ static void command_kill_and_reap(pid_t pid)
 static void delivery_settle(struct delivery *d, enum delivery_phase next)
 {
     if (d->phase == DELIVERY_RUNNING)
-        d->alert->running--;
+        d->alert->running[d->kind]--;
     d->phase = next;
 }
 
@@ -738,7 +741,7 @@ static void delivery_attempt(struct delivery *d)
     char err[160];
     d->attempts++;
     d->phase = DELIVERY_RUNNING;
-    d->alert->running++;
+    d->alert->running[d->kind]++;
     int rc = d->kind == DELIVERY_WEBHOOK ? webhook_attempt(d, err, sizeof(err))
                                          : command_attempt(d, err, sizeof(err));
     if (rc < 0)
@@ -749,9 +752,10 @@ static void delivery_attempt(struct delivery *d)
 static void alert_pump(struct alert *a)
 {
     struct delivery *d = a->head;
-    while (d && a->running < ALERT_RUNNING_MAX) {
+    while (d && (a->running[DELIVERY_WEBHOOK] < ALERT_RUNNING_MAX ||
+                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX)) {
         struct delivery *next = d->next;    /* d may be freed by a failed start */
-        if (d->phase == DELIVERY_QUEUED)
+        if (d->phase == DELIVERY_QUEUED && a->running[d->kind] < ALERT_RUNNING_MAX)
             delivery_attempt(d);
         d = next;
     }
