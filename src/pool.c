@@ -106,10 +106,13 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
         .time_ms = wall_clock_ms(),
     };
     snprintf(t.reason, sizeof(t.reason), "%s", reason);
+    /* Reported before it is logged: the gap between the compare-and-swap
+     * and the pipe is where two threads' changes could swap order, so it is
+     * kept to a few instructions (a slow stderr must not widen it). */
+    pool_notify(pool, &t);
     enum config_log_level level = to == APP_DOWN ? LOG_ERROR : LOG_INFO;
     log_msg(level, "application %s %s %s -> %s: %s", app->cfg->name, app->cfg->address.text,
             app_state_name(from), app_state_name(to), reason);
-    pool_notify(pool, &t);
     return true;
 }
 
