@@ -518,7 +518,11 @@ static void delivery_failed(struct delivery *d, const char *why)
 
 /* ---- webhook delivery ---- */
 
-static int webhook_resolve(const struct alert_url *url, struct config_address *out, char *err, size_t err_len)
+/* Each try takes the next address the name resolves to: "localhost" may
+ * give ::1 first while the receiver listens on 127.0.0.1 only, and a
+ * retry should not knock on the same closed door. */
+static int webhook_resolve(const struct alert_url *url, int attempt, struct config_address *out,
+                           char *err, size_t err_len)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
@@ -527,9 +531,15 @@ static int webhook_resolve(const struct alert_url *url, struct config_address *o
         snprintf(err, err_len, "cannot resolve %.80s: %s", url->host, rc ? gai_strerror(rc) : "no address");
         return -1;
     }
+    int count = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        count++;
+    struct addrinfo *pick = res;
+    for (int i = (attempt - 1) % count; i > 0; i--)
+        pick = pick->ai_next;
     memset(out, 0, sizeof(*out));
-    memcpy(&out->addr, res->ai_addr, res->ai_addrlen);
-    out->addr_len = res->ai_addrlen;
+    memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
+    out->addr_len = pick->ai_addrlen;
     snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
     freeaddrinfo(res);
     return 0;
@@ -553,7 +563,7 @@ static void webhook_done(struct health_http *http, int status, const char *error
 static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
 {
     struct alert *a = d->alert;
-    if (webhook_resolve(&a->url, &d->address, err, err_len) < 0)
+    if (webhook_resolve(&a->url, d->attempts, &d->address, err, err_len) < 0)
         return -1;
     d->http.address = &d->address;
     d->http.tls = a->tls;
