@@ -349,6 +349,15 @@ static bool http_judge(struct health_http *x, bool at_eof)
     return false;
 }
 
+/* A failed read or write: a TLS error has its own text, others an errno. */
+static void http_fail_io(struct health_http *x, ssize_t n)
+{
+    if (x->ssl && n == -EPROTO)
+        http_fail_tls(x, (int)n);
+    else
+        http_fail_errno(x, (int)-n);
+}
+
 static void http_receive(struct health_http *x)
 {
     for (;;) {
@@ -356,10 +365,7 @@ static void http_receive(struct health_http *x)
         if (n == -EAGAIN)
             return;
         if (n < 0) {
-            if (x->ssl && n == -EPROTO)
-                http_fail_tls(x, (int)n);
-            else
-                http_fail_errno(x, (int)-n);
+            http_fail_io(x, n);
             return;
         }
         x->received += (size_t)n;
@@ -387,10 +393,7 @@ static void http_advance(struct health_http *x)
         if (n == -EAGAIN)
             return;
         if (n < 0) {
-            if (x->ssl && n == -EPROTO)
-                http_fail_tls(x, (int)n);
-            else
-                http_fail_errno(x, (int)-n);
+            http_fail_io(x, n);
             return;
         }
         x->sent += (size_t)n;
@@ -588,10 +591,10 @@ static void check_start(struct health_check *c)
 }
 
 /* Arms the next check `delay` ms from now, rounded up to a tick of 1% of the
- * interval (at most 10 ms): checks that start in the same tick share one
- * wake-up of the thread instead of one each. With 2,000 applications at 1 s
- * on loopback that cut the thread's CPU time by about 15% (the rest is the
- * kernel's TCP connect and close). The spread over the interval stays. */
+ * interval (at most 2 ms): checks that start in the same tick share one
+ * wake-up of the thread instead of one each, yet each burst stays short
+ * enough not to hold a shared core for long (docs/benchmarks.md). The
+ * spread over the interval stays. */
 static int check_arm(struct health *h, struct health_check *c, int64_t delay)
 {
     int64_t tick = h->cfg->health_interval_ms / 100;

@@ -229,11 +229,8 @@ static ssize_t write_two(int fd, const char *a, size_t alen, const char *b, size
                          bool *can_write)
 {
     struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
-    int count = blen ? 2 : 1;
-    struct iovec *first = alen ? iov : iov + 1;
-    if (!alen)
-        count = 1;
-    ssize_t n = writev(fd, first, count);
+    struct iovec *first = alen ? iov : iov + 1;   /* skip an empty first piece */
+    ssize_t n = writev(fd, first, alen && blen ? 2 : 1);
     if (n >= 0) {
         if ((size_t)n < alen + blen)
             *can_write = false;
@@ -1468,9 +1465,7 @@ static int start_tunnel(struct client *c)
     c->phase = PHASE_TUNNEL;
     c->keep_alive = false;
     buf_release(&w->buffers, &c->fwd);
-    c->resp_ready = buf_len(&c->up->in);   /* early bytes from the application */
-    c->req_ready = buf_len(&c->in);
-    return 1;
+    return 1;   /* bytes already in c->in and u->in are relayed first */
 }
 
 /* Each returns 1 on progress, 0 when blocked, -1 when the tunnel ends. */
