@@ -34,11 +34,12 @@
  * of the pipe (all down, then one back up, both in the same batch) is still
  * seen. The count of applications up reaching 0 sends one "all_down" alert
  * (application "*"); coming back above 0 after that sends one "restored".
- * Records are applied as "state := to" (idempotent), and the copy is
- * re-read from the pool whenever the pipe is empty: two threads' records
- * for one application can reach the pipe in the opposite order of their
- * compare-and-swaps, and a record can be in the pipe before the copy is
- * first taken.
+ * The copy only ever moves forward: each record carries its application's
+ * stamp (pool.h), and a record older than the copy (two threads' records
+ * for one application swapped in the pipe, or a record written before the
+ * copy was taken) is alerted on but not applied. Reading the pool's live
+ * states instead would skip over records still in the pipe, and with them
+ * an outage; that is done only after the full pipe refused a record.
  *
  * Every transition is alerted on, the operator's too (SPEC section 4: "every
  * transition is ... sent"). An application in maintenance is "not alerted
@@ -408,7 +409,9 @@ struct alert {
     int pending;
     int running[2];                  /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
-    int8_t *states;                  /* this thread's copy, pool->count; owned */
+    uint32_t *states;                /* this thread's copy of each app->state,
+                                        pool->count; owned */
+    uint64_t lost_seen;              /* pool->notify_lost when last resynced */
     int up;                          /* how many of states are APP_UP */
     bool all_down;                   /* "all_down" sent, "restored" not yet */
     _Atomic int64_t grace_ms;        /* set by alert_stop before the wake-up */
@@ -853,21 +856,30 @@ static void alert_service_check(struct alert *a, int64_t time_ms, const struct p
     alert_send(a, &e);
 }
 
-static void alert_track(struct alert *a, int app_index, enum app_state to)
+/* Applies one application's stamp to the copy, if it is newer. */
+static void alert_track(struct alert *a, int app_index, uint32_t stamp)
 {
-    a->up += (to == APP_UP) - (a->states[app_index] == APP_UP);
-    a->states[app_index] = (int8_t)to;
+    uint32_t *mine = &a->states[app_index];
+    if (!app_stamp_after(stamp, *mine))
+        return;
+    a->up += (app_state_of(stamp) == APP_UP) - (app_state_of(*mine) == APP_UP);
+    *mine = stamp;
 }
 
-/* Re-reads every state from the pool (see the top of the file). */
+/* After the full pipe refused a record, the copy can only catch up by
+ * reading the pool's states (see the top of the file). */
 static void alert_resync(struct alert *a)
 {
+    uint64_t lost = atomic_load(&a->pool->notify_lost);
+    if (lost == a->lost_seen)
+        return;
+    a->lost_seen = lost;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t time_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     int before = a->up;
     for (int i = 0; i < a->pool->count; i++)
-        alert_track(a, i, app_state(&a->pool->apps[i]));
+        alert_track(a, i, atomic_load(&a->pool->apps[i].state));
     if (a->up != before)
         alert_service_check(a, time_ms, NULL);
 }
@@ -888,7 +900,7 @@ static void alert_on_transition(struct alert *a, const struct pool_transition *t
     snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
     snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
     alert_send(a, &e);
-    alert_track(a, t->app_index, (enum app_state)t->to);
+    alert_track(a, t->app_index, t->stamp);
     alert_service_check(a, t->time_ms, t);
 }
 
@@ -1035,9 +1047,10 @@ static int alert_prepare(struct alert *a)
     a->states = calloc((size_t)(a->pool->count ? a->pool->count : 1), sizeof(*a->states));
     if (!a->states)
         return -ENOMEM;
+    a->lost_seen = atomic_load(&a->pool->notify_lost);
     for (int i = 0; i < a->pool->count; i++) {
-        a->states[i] = (int8_t)app_state(&a->pool->apps[i]);
-        a->up += a->states[i] == APP_UP;
+        a->states[i] = atomic_load(&a->pool->apps[i].state);
+        a->up += app_state_of(a->states[i]) == APP_UP;
     }
     return 0;
 }

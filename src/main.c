@@ -272,7 +272,7 @@ static void carry_over_state(struct pool *to, const struct pool *from)
             if (strcmp(a->cfg->name, old->cfg->name) != 0 ||
                 strcmp(a->cfg->address.text, old->cfg->address.text) != 0 || a->cfg->tls != old->cfg->tls)
                 continue;
-            atomic_store(&a->state, app_state(old));
+            atomic_store(&a->state, (uint32_t)app_state(old));
             atomic_store(&a->requests, atomic_load(&old->requests));
             atomic_store(&a->failures, atomic_load(&old->failures));
             for (int s = 0; s < APP_STATE_COUNT; s++)

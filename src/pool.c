@@ -43,7 +43,7 @@ int pool_init(struct pool *pool, const struct config *cfg)
         struct app *app = &pool->apps[i];
         app->cfg = &cfg->apps[i];
         app->index = i;
-        atomic_init(&app->state, cfg->apps[i].alive ? APP_UP : APP_DOWN);
+        atomic_init(&app->state, (uint32_t)(cfg->apps[i].alive ? APP_UP : APP_DOWN));
     }
     return 0;
 }
@@ -76,23 +76,28 @@ static void pool_notify(struct pool *pool, const struct pool_transition *t)
     if (pool->notify_write_fd < 0)
         return;   /* a retired pool: its alert dispatcher is gone */
     /* sizeof(*t) < PIPE_BUF, so the write is atomic: whole or not at all. */
-    if (write(pool->notify_write_fd, t, sizeof(*t)) != (ssize_t)sizeof(*t))
+    if (write(pool->notify_write_fd, t, sizeof(*t)) != (ssize_t)sizeof(*t)) {
+        atomic_fetch_add(&pool->notify_lost, 1);
         log_error("application %s: alert queue full, transition to %s not delivered",
                   pool->apps[t->app_index].cfg->name, app_state_name((enum app_state)t->to));
+    }
 }
 
 bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enum app_state to,
                     const char *reason)
 {
-    int expected = (int)from;
     if (from == to)
         return false;
     /* A request that outlived a reload reports on an application of the
      * previous pool; its index means nothing in this one. */
     if (app < pool->apps || app >= pool->apps + pool->count)
         return false;
-    if (!atomic_compare_exchange_strong(&app->state, &expected, (int)to))
-        return false;
+    uint32_t seen = atomic_load(&app->state), stamp;
+    do {
+        if (app_state_of(seen) != from)
+            return false;
+        stamp = ((seen >> APP_STATE_BITS) + 1) << APP_STATE_BITS | (uint32_t)to;
+    } while (!atomic_compare_exchange_weak(&app->state, &seen, stamp));
     atomic_fetch_add_explicit(&pool->state_version, 1, memory_order_release);
     atomic_fetch_add_explicit(&app->transitions[to], 1, memory_order_relaxed);
     /* A fresh start for passive counting in the new state. */
@@ -103,6 +108,7 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
         .app_index = app->index,
         .from = (int8_t)from,
         .to = (int8_t)to,
+        .stamp = stamp,
         .time_ms = wall_clock_ms(),
     };
     snprintf(t.reason, sizeof(t.reason), "%s", reason);

@@ -30,7 +30,11 @@ enum app_state {
 struct app {
     const struct config_app *cfg;
     int index;
-    _Atomic int state;                     /* enum app_state */
+    /* enum app_state in the low 8 bits; above them, a count of this
+     * application's transitions. Every change bumps the count in the same
+     * compare-and-swap, so the count orders one application's records even
+     * when two threads' records reach the pipe swapped (alert.c). */
+    _Atomic uint32_t state;
 
     /* passive detection: written by workers */
     _Atomic uint32_t connect_failures_in_row;
@@ -59,6 +63,7 @@ struct pool {
     bool outage_at_start;      /* set by a reload during an outage (alert.c) */
     int notify_read_fd;        /* alert dispatcher reads transitions here */
     int notify_write_fd;
+    _Atomic uint64_t notify_lost;  /* records the full pipe refused */
 };
 
 #define POOL_REASON_MAX 200
@@ -66,6 +71,7 @@ struct pool {
 struct pool_transition {
     int app_index;
     int8_t from, to;           /* enum app_state */
+    uint32_t stamp;            /* app->state after the change */
     int64_t time_ms;           /* wall clock, ms since the epoch */
     char reason[POOL_REASON_MAX];
 };
@@ -76,9 +82,23 @@ void pool_free(struct pool *pool);
  * reload retired it); its applications stay readable. */
 void pool_close_notify(struct pool *pool);
 
+#define APP_STATE_BITS 8u
+
+static inline enum app_state app_state_of(uint32_t stamp)
+{
+    return (enum app_state)(stamp & ((1u << APP_STATE_BITS) - 1));
+}
+
 static inline enum app_state app_state(const struct app *app)
 {
-    return (enum app_state)atomic_load_explicit(&app->state, memory_order_relaxed);
+    return app_state_of(atomic_load_explicit(&app->state, memory_order_relaxed));
+}
+
+/* Whether stamp a is a later change of one application than stamp b
+ * (serial-number order, so the count may wrap). */
+static inline bool app_stamp_after(uint32_t a, uint32_t b)
+{
+    return (int32_t)((a >> APP_STATE_BITS << APP_STATE_BITS) - (b >> APP_STATE_BITS << APP_STATE_BITS)) > 0;
 }
 
 const char *app_state_name(enum app_state state);

@@ -163,6 +163,7 @@ struct receiver {
     _Atomic bool stop;
     _Atomic int fail_first;
     pthread_mutex_t lock;
+    _Atomic int all_down, restored;     /* every one, past the 16 kept */
     int count;                          /* guarded by lock, with bodies */
     char bodies[16][2048];
     char heads[16][512];
@@ -208,6 +209,8 @@ static void *receiver_main(void *arg)
         if (write(conn, answer, strlen(answer)) < 0)
             perror("receiver write");
         close(conn);
+        atomic_fetch_add(&r->all_down, !fail && strstr(body, "\"event\":\"all_down\"") != NULL);
+        atomic_fetch_add(&r->restored, !fail && strstr(body, "\"event\":\"restored\"") != NULL);
         pthread_mutex_lock(&r->lock);
         if (r->count < 16) {
             snprintf(r->heads[r->count], sizeof(r->heads[0]), "%s", head);
@@ -376,6 +379,65 @@ out_receiver:
     unlink(file);
 }
 
+/* Writes one transition record as pool_set_state would. */
+static void write_record(struct pool *pool, int app, enum app_state from, enum app_state to, uint32_t count)
+{
+    struct pool_transition t = {.app_index = app, .from = (int8_t)from, .to = (int8_t)to,
+                                .stamp = count << APP_STATE_BITS | (uint32_t)to, .time_ms = 1};
+    snprintf(t.reason, sizeof(t.reason), "test");
+    CHECK(write(pool->notify_write_fd, &t, sizeof(t)) == (ssize_t)sizeof(t));
+}
+
+/* The states in the pool run ahead of the records in the pipe (a change is
+ * made, then reported). A dispatcher that read the live states between two
+ * records would jump past an outage; it must still send "all_down" and then
+ * "restored". */
+static void test_states_ahead_of_records(void)
+{
+    static struct receiver r;
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char errors[512] = "", url[128];
+    const char *text = "[[applications]]\nname = \"a\"\nip = \"127.0.0.1\"\nport = 8001\n"
+                       "[[applications]]\nname = \"b\"\nip = \"127.0.0.1\"\nport = 8002\n";
+    CHECK_INT(receiver_start(&r), 0);
+    if (config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) != 0) {
+        CHECK_MSG(false, "%s", errors);
+        receiver_stop(&r);
+        return;
+    }
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", r.port);
+    set_string(&cfg.alert_webhook, url);
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(alert_start(&a, &pool, &cfg), 0);
+    if (a) {
+        /* a: up -> down -> up; b: up -> down -> up, with both down between;
+         * the pool already holds the end of it. */
+        atomic_store(&pool.apps[0].state, 2u << APP_STATE_BITS | APP_UP);
+        atomic_store(&pool.apps[1].state, 2u << APP_STATE_BITS | APP_UP);
+        write_record(&pool, 0, APP_UP, APP_DOWN, 1);
+        usleep(50 * 1000);   /* read on its own: the pipe is empty after it */
+        write_record(&pool, 1, APP_UP, APP_DOWN, 1);
+        write_record(&pool, 0, APP_DOWN, APP_UP, 2);
+        write_record(&pool, 1, APP_DOWN, APP_UP, 2);
+        /* and a record older than the copy changes nothing */
+        write_record(&pool, 0, APP_UP, APP_DOWN, 1);
+        int64_t deadline = loop_monotonic_ms() + 5000;
+        while (loop_monotonic_ms() < deadline && receiver_count(&r) < 7)
+            usleep(5000);
+        usleep(100 * 1000);
+        CHECK_INT(receiver_count(&r), 7);    /* 5 transitions, all_down, restored */
+        int all_down = atomic_load(&r.all_down), restored = atomic_load(&r.restored);
+        CHECK_INT(all_down, 1);
+        CHECK_INT(restored, 1);
+        alert_stop(a, 1000);
+    }
+    pool_free(&pool);
+    config_free(&cfg);
+    receiver_stop(&r);
+}
+
 /* A webhook nobody answers: stop gives up after the grace, without hanging. */
 static void test_stop_with_pending(void)
 {
@@ -418,5 +480,6 @@ void unit_test_alert(void)
     test_payload();
     test_urls();
     test_dispatcher();
+    test_states_ahead_of_records();
     test_stop_with_pending();
 }
