@@ -434,9 +434,13 @@ health_scale() {
             idle=$(awk -v d=$((i1 - i0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", d * 100 / hz / 3 }')
             warm_up "$port"
             r=$(measure "$PID" "$port" "$WORK/sluice/wrk-$config-$round.txt")
-            printf '%s\t%s\tkeepalive\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
+            printf '%s\t%s\tsaturated\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
             check_run "$config" "$r"
-            say "  $config: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms, idle CPU $idle%"
+            say "  $config saturated: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms, idle CPU $idle%"
+            r=$(measure "$PID" "$port" "$WORK/sluice/wrk-$config-$round-paced.txt" -s "$BENCH_DIR/paced.lua")
+            printf '%s\t%s\tpaced\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
+            check_run "$config" "$r"
+            say "  $config paced: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms"
             stopped "$PID"
         done
     done
@@ -444,8 +448,8 @@ health_scale() {
     write_meta "$meta"
     {
         printf 'versions\t%s\n' "$(versions)"
-        printf 'parameters\t%s round(s) (alternating order), wrk keep-alive %s connections for %s\n' \
-            "$ROUNDS" "$CONNECTIONS" "$DURATION"
+        printf 'parameters\t%s round(s) (alternating order), wrk keep-alive %s connections for %s, saturated (no pause) then paced (%s ms pause between requests on each connection, bench/paced.lua)\n' \
+            "$ROUNDS" "$CONNECTIONS" "$DURATION" "${BENCH_PACE_MS:-5}"
         printf 'target\t%s\n' "$HEALTH_TARGET"
         printf 'setup\t%s\n' "sluice (1 worker) in front of the two bench backends, [health] interval \"1s\", timeout \"1s\" (path /health). **base**: only the two real applications. **fleet**: the same plus $FAKE_APPS applications with alive = false on 127.0.0.1 ports $FAKE_PORT_BASE-$((FAKE_PORT_BASE + FAKE_APPS - 1)), where nothing listens, so they get no traffic but are health-checked every second. Idle CPU % is sluice's CPU use with no traffic (mostly health checking)."
     } >>"$meta"

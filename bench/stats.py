@@ -272,27 +272,33 @@ def health_report(runs_path, meta_path):
     out = header(meta, "sluice health-check scaling (issue 3)")
     out.append(meta.get("setup", ""))
     out.append("")
-    out.append("| config | req/s | p50 ms | p99 ms | CPU µs/req | idle CPU % | CPU 0 busy | CPU 1 busy "
-               "| errors | runs |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    med = {}
-    for config in ("base", "fleet"):
-        rows = [r for r in runs if r[1] == config]
-        med[config] = [median([float(r[i]) for r in rows]) for i in (4, 5, 6, 7, 11, 9, 10)]
-        errors = sum(int(r[8]) for r in rows)
-        v = med[config]
-        out.append(f"| {config} | {fmt(v[0], 0)} | {fmt(v[1], 3)} | {fmt(v[2], 3)} | {fmt(v[3])} "
-                   f"| {fmt(v[4], 1)} | {fmt(v[5], 0)}% | {fmt(v[6], 0)}% | {errors} | {len(rows)} |")
-    p99_ratio = None
-    if med["base"][2] and med["fleet"][2] is not None:
-        p99_ratio = med["fleet"][2] / med["base"][2]
+    out.append("| scenario | config | req/s | p50 ms | p99 ms | CPU µs/req | idle CPU % | CPU 0 busy "
+               "| CPU 1 busy | errors | runs |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    verdicts = []
+    for scenario in ("paced", "saturated"):
+        med = {}
+        for config in ("base", "fleet"):
+            rows = [r for r in runs if r[1] == config and r[2] == scenario]
+            if not rows:
+                continue
+            med[config] = [median([float(r[i]) for r in rows]) for i in (4, 5, 6, 7, 11, 9, 10)]
+            errors = sum(int(r[8]) for r in rows)
+            v = med[config]
+            out.append(f"| {scenario} | {config} | {fmt(v[0], 0)} | {fmt(v[1], 3)} | {fmt(v[2], 3)} "
+                       f"| {fmt(v[3])} | {fmt(v[4], 1)} | {fmt(v[5], 0)}% | {fmt(v[6], 0)}% | {errors} "
+                       f"| {len(rows)} |")
+        if "base" in med and "fleet" in med and med["base"][2]:
+            ratio = med["fleet"][2] / med["base"][2]
+            verdict = "PASS" if ratio <= target else "FAIL"
+            verdicts.append(f"**{scenario}: p99 fleet/base = {ratio:.2f}** (target ≤ {target:.2f}): "
+                            f"**{verdict}**")
+        else:
+            verdicts.append(f"**{scenario}: p99 fleet/base: n/a**")
     out.append("")
-    if p99_ratio is None:
-        out.append("**p99 fleet/base: n/a**")
-    else:
-        verdict = "PASS" if p99_ratio <= target else "FAIL"
-        out.append(f"**p99 fleet/base = {p99_ratio:.2f}** (target ≤ {target:.2f}): **{verdict}**")
-    out.append("")
+    for v in verdicts:
+        out.append(v)
+        out.append("")
     out.append("<details><summary>every run</summary>")
     out.append("")
     out.append("| round | config | scenario | requests | req/s | p50 ms | p99 ms | CPU µs/req | errors "

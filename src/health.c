@@ -133,6 +133,7 @@ static void http_on_timer(struct loop *loop, struct loop_timer *timer);
 void health_http_init(struct health_http *x)
 {
     x->fd = -1;
+    x->spare_fd = -1;
     x->ssl = NULL;
     x->phase = HTTP_IDLE;
     x->io.fd = -1;
@@ -166,6 +167,11 @@ void health_http_cancel(struct health_http *x)
 {
     if (x->phase != HTTP_IDLE)
         http_close(x);
+    if (x->spare_fd >= 0) {
+        close(x->spare_fd);
+        x->spare_fd = -1;
+        ++*x->spare_budget;
+    }
 }
 
 static void http_finish(struct health_http *x, int status, const char *error)
@@ -225,6 +231,59 @@ static void http_on_timer(struct loop *loop, struct loop_timer *timer)
     http_fail(x, "timeout after %lld ms %s", (long long)x->timeout_ms, http_phase_doing[x->phase]);
 }
 
+static ssize_t http_write(struct health_http *x);
+
+/* On loopback and on a near network the handshake, or the refusal, is over
+ * by the time connect() returns: sending the request at once spares the
+ * trip through epoll for writability, and a refused check then costs no
+ * epoll call at all. Returns 0 or -errno; EAGAIN (still connecting) is 0. */
+static int http_send_early(struct health_http *x)
+{
+    if (x->tls)
+        return 0;   /* the handshake starts from the loop */
+    ssize_t n = http_write(x);
+    if (n == -EAGAIN)
+        return 0;
+    if (n < 0)
+        return (int)n;
+    x->sent = (size_t)n;
+    x->phase = x->sent < x->request_len ? HTTP_SENDING : HTTP_RECEIVING;
+    return 0;
+}
+
+/* A socket connecting to the application: the spare one when there is one
+ * (see http_keep_spare), else a new one. Returns it or -errno. */
+static int http_connect(struct health_http *x)
+{
+    bool in_progress;
+    int fd = x->spare_fd;
+    if (fd >= 0) {
+        x->spare_fd = -1;
+        ++*x->spare_budget;
+        int rc = net_reconnect(fd, x->address, &in_progress);
+        if (rc == 0)
+            return fd;
+        close(fd);
+        if (rc != -EISCONN && rc != -EALREADY && rc != -EINVAL)
+            return rc;   /* the address's own answer, as a new socket would get */
+    }
+    /* One small write per check: Nagle never delays it, so no setsockopt. */
+    return net_connect(x->address, false, &in_progress);
+}
+
+/* A connection refused before it was ever watched by epoll leaves a socket
+ * that can connect again: an application that is down then costs one
+ * connect() a check instead of socket(), connect() and close(), which is
+ * most of what checking thousands of dead applications costs. */
+static bool http_keep_spare(struct health_http *x, int fd, int err)
+{
+    if (err != -ECONNREFUSED || !x->spare_budget || *x->spare_budget <= 0)
+        return false;
+    --*x->spare_budget;
+    x->spare_fd = fd;
+    return true;
+}
+
 int health_http_start(struct health_http *x, struct loop *loop)
 {
     x->loop = loop;
@@ -235,18 +294,21 @@ int health_http_start(struct health_http *x, struct loop *loop)
         x->phase = HTTP_IDLE;
         return -ENOMEM;
     }
-    bool in_progress;
-    /* One small write per check: Nagle never delays it, so no setsockopt. */
-    int fd = net_connect(x->address, false, &in_progress);
+    int fd = http_connect(x);
     if (fd >= 0) {
-        int rc = loop_add(loop, &x->io, fd, http_on_io);
+        x->fd = fd;
+        int rc = http_send_early(x);
+        if (rc == 0)
+            rc = loop_add(loop, &x->io, fd, http_on_io);
         if (rc == 0) {
-            /* Registered edge-triggered: an already-connected socket still
-             * reports EPOLLOUT once, so both cases continue in http_on_io. */
-            x->fd = fd;
+            /* Registered edge-triggered: a socket already writable or
+             * readable still reports it once, so every case continues in
+             * http_on_io. */
             return 0;
         }
-        close(fd);
+        x->fd = -1;
+        if (!http_keep_spare(x, fd, rc))
+            close(fd);
         fd = rc;
     }
     /* Reported from the loop, as promised to the caller: re-arm at once. */
@@ -467,6 +529,7 @@ struct health {
     struct health_check *checks;     /* pool->count of them */
     struct health_buffer *free_buffers;
     uint64_t random_state;           /* xorshift64, health thread only */
+    int spare_budget;                /* sockets the checks may still keep */
     struct alert *alert;
 };
 
@@ -676,6 +739,7 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     c->http.buf_cap = HEALTH_HEAD_MAX;
     c->http.timeout_ms = cfg->health_timeout_ms > 0 ? cfg->health_timeout_ms : 1000;
     c->http.done = check_done;
+    c->http.spare_budget = &h->spare_budget;
     return 0;
 }
 
@@ -766,6 +830,12 @@ static int health_prepare(struct health *h)
         log_error("health: %s", err);
         return -EIO;
     }
+    /* Kept sockets must never be what makes a worker's accept() fail:
+     * they may take a quarter of the descriptors at most. */
+    struct rlimit fds;
+    h->spare_budget = getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY
+                          ? (int)(fds.rlim_cur / 4 < INT32_MAX ? fds.rlim_cur / 4 : INT32_MAX)
+                          : 0;
     h->checks = calloc((size_t)(h->pool->count ? h->pool->count : 1), sizeof(*h->checks));
     if (!h->checks)
         return -ENOMEM;

@@ -101,6 +101,8 @@ struct health_http {
     size_t buf_cap;                  /* is judged by its status line alone */
     int64_t timeout_ms;              /* the whole exchange */
     health_http_done_fn done;
+    int *spare_budget;               /* how many more refused sockets may be kept
+                                        for reuse (shared by many); NULL: none */
 
     /* private to health.c */
     struct loop *loop;
@@ -108,6 +110,7 @@ struct health_http {
     struct loop_timer timer;
     struct ssl_st *ssl;
     int fd;
+    int spare_fd;                    /* refused at once last time: reused next */
     int phase;
     int pending_error;               /* a failure found inside start, reported from the loop */
     size_t sent, received;
@@ -120,7 +123,8 @@ void health_http_init(struct health_http *http);
  * immediate failure to connect included, is reported through done; or
  * -ENOMEM when not even the timeout could be armed (done is not called). */
 int health_http_start(struct health_http *http, struct loop *loop);
-/* Abandons an exchange in flight without calling done; harmless when idle. */
+/* Abandons an exchange in flight without calling done, and closes the
+ * spare socket; harmless when idle. */
 void health_http_cancel(struct health_http *http);
 bool health_http_busy(const struct health_http *http);
 

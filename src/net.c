@@ -55,6 +55,22 @@ int net_connect(const struct config_address *address, bool nodelay, bool *in_pro
     return fd;
 }
 
+int net_reconnect(int fd, const struct config_address *address, bool *in_progress)
+{
+    /* Connecting to AF_UNSPEC dissolves what the failed attempt left
+     * (connect(2)); the socket can then connect anew. */
+    struct sockaddr none = {.sa_family = AF_UNSPEC};
+    if (connect(fd, &none, sizeof(none)) < 0)
+        return -errno;
+    *in_progress = false;
+    if (connect(fd, (const struct sockaddr *)&address->addr, address->addr_len) < 0) {
+        if (errno != EINPROGRESS)
+            return -errno;
+        *in_progress = true;
+    }
+    return 0;
+}
+
 int net_socket_error(int fd)
 {
     int err = 0;

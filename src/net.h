@@ -16,6 +16,10 @@ int net_listen(const struct config_address *address, int backlog, bool reuse_por
  * come as writability (EINPROGRESS). nodelay turns Nagle off, for
  * connections that write more than once. */
 int net_connect(const struct config_address *address, bool nodelay, bool *in_progress);
+/* Connects fd, a TCP socket whose last connect failed, to address again:
+ * cheaper than a new socket. Returns 0 (with *in_progress as for
+ * net_connect) or -errno; fd is the caller's either way. */
+int net_reconnect(int fd, const struct config_address *address, bool *in_progress);
 
 /* The pending error of a socket whose connect finished (0 = connected). */
 int net_socket_error(int fd);

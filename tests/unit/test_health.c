@@ -246,8 +246,11 @@ static int listen_local(struct config_address *address)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 16) < 0 ||
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* SO_REUSEADDR on both listeners lets relisten take the port back past
+     * the connections this one leaves in TIME_WAIT. */
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 16) < 0 ||
         getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
         CHECK_MSG(false, "listen: %s", strerror(errno));
         return -1;
@@ -256,6 +259,20 @@ static int listen_local(struct config_address *address)
     memcpy(&address->addr, &sin, sizeof(sin));
     address->addr_len = sizeof(sin);
     snprintf(address->text, sizeof(address->text), "127.0.0.1:%u", ntohs(sin.sin_port));
+    return fd;
+}
+
+/* Listens again on the port of address, once listen_local's is closed. */
+static int relisten(const struct config_address *address)
+{
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (const struct sockaddr *)&address->addr, address->addr_len) < 0 || listen(fd, 16) < 0) {
+        CHECK_MSG(false, "listen again: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -359,6 +376,25 @@ static void test_check_client(void)
     /* nobody listening any more: refused, reported from the loop */
     close(listener);
     run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
+
+    /* A refused socket is kept for the next check, within the budget, and
+     * works once the application listens again. */
+    int budget = 1;
+    http.spare_budget = &budget;
+    run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
+    CHECK_INT(budget, 0);
+    run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
+    CHECK_INT(budget, 0);
+    listener = relisten(&address);
+    if (listener >= 0) {
+        http.timeout_ms = 1000;
+        run_case(&loop, &http, listener, SERVE_RESPOND, "HTTP/1.1 200 OK\r\n\r\n", 200, "");
+        CHECK_INT(budget, 1);                  /* back: nothing kept after a success */
+        close(listener);
+    }
+    run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
+    health_http_cancel(&http);                 /* lets the kept socket go */
+    CHECK_INT(budget, 1);
     loop_close(&loop);
 }
 
