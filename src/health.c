@@ -656,11 +656,9 @@ static void check_start(struct health_check *c)
 /* Arms the next check `delay` ms from now, rounded up to a tick of 1% of the
  * interval (at most 10 ms): checks that start in the same tick share one
  * wake-up of the thread instead of one each. A wake-up costs more than a
- * refused check (on the benchmark machine, ticks of 2 ms instead of 10 ms
- * made the thread use half as much CPU again), and a burst of checks does
- * not hold a worker back: every check is a few system calls, each a point
- * where a waking worker takes the core from this SCHED_BATCH, nice 19
- * thread. The spread over the interval stays. */
+ * refused check: on the benchmark machine, ticks of 2 ms instead of 10 ms
+ * made the thread use half as much CPU again (docs/benchmarks.md). The
+ * spread over the interval stays. */
 static int check_arm(struct health *h, struct health_check *c, int64_t delay)
 {
     int64_t tick = h->cfg->health_interval_ms / 100;
