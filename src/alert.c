@@ -76,6 +76,9 @@
 #define ALERT_COMMAND_POLL_MS 50
 #define ALERT_RUNNING_MAX 8          /* per kind of target */
 #define ALERT_PENDING_MAX 1000
+/* Every try of every delivery fits: 3 webhook timeouts and 2 backoffs, or
+ * 3 command time limits and 2 backoffs, with room to spare. */
+#define ALERT_RETIRE_GRACE_MS 60000
 #define ALERT_JSON_MAX 8192
 #define ALERT_RESPONSE_MAX 2048
 #define ALERT_HOST_MAX 256
@@ -416,6 +419,9 @@ struct alert {
     bool all_down;                   /* "all_down" sent, "restored" not yet */
     _Atomic int64_t grace_ms;        /* set by alert_stop before the wake-up */
     bool stopping;
+    int64_t stop_deadline;           /* loop time; valid while stopping */
+    _Atomic bool retired;            /* alert_retire: listen until the writers go */
+    _Atomic bool finished;           /* the thread is done; joining is instant */
     struct loop_timer stop_timer;
 };
 
@@ -956,14 +962,17 @@ static void alert_on_wake(struct loop *loop, struct loop_io *io, uint32_t events
     (void)events;
     if (read(a->wake_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
         log_error("alert: wake-up read failed: %s", strerror(errno));
-    if (a->stopping)
+    int64_t deadline = loop->now + atomic_load(&a->grace_ms);
+    if (a->stopping && deadline >= a->stop_deadline)
         return;
-    a->stopping = true;
-    /* The last transitions (the checker's, say) are already in the pipe. */
-    while (a->notify_io.fd >= 0 && alert_read_transitions(a))
-        ;
-    loop_timer_init(&a->stop_timer, alert_on_stop_timer);
-    if (loop_timer_arm(loop, &a->stop_timer, atomic_load(&a->grace_ms)) < 0)
+    if (!a->stopping) {
+        a->stopping = true;
+        /* The last transitions (the checker's, say) are already in the pipe. */
+        while (a->notify_io.fd >= 0 && alert_read_transitions(a))
+            ;
+    }
+    a->stop_deadline = deadline;
+    if (loop_timer_arm_at(loop, &a->stop_timer, deadline) < 0)
         loop->stop = true;
 }
 
@@ -971,7 +980,10 @@ static void alert_after_iteration(struct loop *loop, void *arg)
 {
     struct alert *a = arg;
     alert_pump(a);
-    if (a->stopping && a->pending == 0)
+    /* Retired by a reload, the dispatcher still hears workers that have
+     * not moved to the new pool yet, until the pipe's writing end closes. */
+    bool listening = atomic_load(&a->retired) && a->notify_io.fd >= 0;
+    if (a->stopping && a->pending == 0 && !listening)
         loop->stop = true;
 }
 
@@ -988,6 +1000,7 @@ static void *alert_main(void *arg)
         delivery_remove(a->head);
     }
     loop_timer_cancel(&a->loop, &a->stop_timer);
+    atomic_store(&a->finished, true);
     return NULL;
 }
 
@@ -1085,14 +1098,38 @@ int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
     return 0;
 }
 
-void alert_stop(struct alert *a, int64_t grace_ms)
+static void alert_wake_to_stop(struct alert *a, int64_t grace_ms)
 {
-    if (!a)
-        return;
     uint64_t one = 1;
     atomic_store(&a->grace_ms, grace_ms < 0 ? 0 : grace_ms);
     if (write(a->wake_fd, &one, sizeof(one)) < 0)
         log_error("alert: cannot wake the alert thread: %s", strerror(errno));
+}
+
+void alert_stop(struct alert *a, int64_t grace_ms)
+{
+    if (!a)
+        return;
+    if (!atomic_load(&a->finished))
+        alert_wake_to_stop(a, grace_ms);
     pthread_join(a->thread, NULL);
+    /* A retired pool's pipe ends here, once nothing can write to it. */
+    if (atomic_load(&a->retired) && a->pool->notify_write_fd < 0 && a->pool->notify_read_fd >= 0) {
+        close(a->pool->notify_read_fd);
+        a->pool->notify_read_fd = -1;
+    }
     alert_free(a);
+}
+
+void alert_retire(struct alert *a)
+{
+    if (!a)
+        return;
+    atomic_store(&a->retired, true);
+    alert_wake_to_stop(a, ALERT_RETIRE_GRACE_MS);
+}
+
+bool alert_finished(struct alert *a)
+{
+    return atomic_load(&a->finished);
 }

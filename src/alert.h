@@ -27,8 +27,17 @@ struct alert;
 int alert_start(struct alert **out, struct pool *pool, const struct config *cfg);
 
 /* Lets deliveries in progress or waiting for a retry finish for up to
- * grace_ms, abandons the rest (logged), joins the thread and frees. */
+ * grace_ms, abandons the rest (logged), joins the thread and frees. A
+ * retired dispatcher's grace only ever shortens. */
 void alert_stop(struct alert *a, int64_t grace_ms);
+
+/* For a reload: the dispatcher stops taking new work once its pool's
+ * writers are gone (pool_close_writer), finishes every delivery with all
+ * its tries, then ends; nobody waits for it. Stop it with alert_stop later
+ * (at once when alert_finished), which also closes the pool's reading end
+ * when its writing end is closed. Both from the thread that started it. */
+void alert_retire(struct alert *a);
+bool alert_finished(struct alert *a);
 
 /* ---- what is sent ---- */
 

@@ -893,15 +893,31 @@ int health_start(struct health **out, struct pool *pool, const struct config *cf
     return 0;
 }
 
-void health_stop(struct health *h)
+static void health_join(struct health *h)
 {
-    if (!h)
-        return;
     uint64_t one = 1;
     if (write(h->wake_fd, &one, sizeof(one)) < 0)
         log_error("health: cannot wake the health thread: %s", strerror(errno));
     pthread_join(h->thread, NULL);
+}
+
+void health_stop(struct health *h)
+{
+    if (!h)
+        return;
+    health_join(h);
     /* After the checker: its last transitions are in the pipe by now. */
     alert_stop(h->alert, HEALTH_ALERT_GRACE_MS);
     health_free(h);
+}
+
+struct alert *health_retire(struct health *h)
+{
+    if (!h)
+        return NULL;
+    health_join(h);
+    struct alert *a = h->alert;
+    alert_retire(a);
+    health_free(h);
+    return a;
 }

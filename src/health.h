@@ -28,6 +28,7 @@
 #include "pool.h"
 
 struct health;
+struct alert;
 
 /* Starts the health thread and the alert dispatcher for pool, which must
  * outlive them (until health_stop returns). Returns 0 or -errno; on failure
@@ -37,6 +38,11 @@ int health_start(struct health **out, struct pool *pool, const struct config *cf
 /* Stops checking, gives alerts still being delivered a short grace, joins
  * both threads and frees everything. NULL is ignored. */
 void health_stop(struct health *h);
+
+/* For a reload: stops checking and frees everything but the alert
+ * dispatcher, which is retired (alert_retire) and returned: the caller
+ * stops it later with alert_stop. The pool must outlive it. */
+struct alert *health_retire(struct health *h);
 
 /* ---- the state machine ---- */
 

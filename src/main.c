@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "alert.h"
 #include "config.h"
 #include "health.h"
 #include "log.h"
@@ -145,6 +147,12 @@ static void raise_fd_limit(const struct config *cfg)
 
 /* Owned by main: every generation ever served (the newest is published to
  * the workers), the workers and the health thread. */
+/* Reloads whose alerts may still be in delivery; an older one is given the
+ * usual short grace to make room. */
+#define RETIRED_MAX 8
+/* How long SIGTERM waits for alerts still in delivery. */
+#define STOP_ALERT_GRACE_MS 3000
+
 struct runtime {
     const struct options *options;
     struct generation *newest;
@@ -153,6 +161,10 @@ struct runtime {
     struct worker *workers;
     int worker_count;
     struct health *health;
+    /* Alert dispatchers of earlier generations, finishing their deliveries
+     * (health_retire); oldest first. */
+    struct alert *retired[RETIRED_MAX];
+    int retired_count;
 };
 
 static struct generation *generation_new(void)
@@ -222,6 +234,26 @@ static void wake_workers(struct runtime *rt)
             worker_wake(&rt->workers[i]);
 }
 
+/* Stops retired alert dispatchers: those done (grace_ms < 0), or all of
+ * them, sharing one grace. */
+static void stop_retired(struct runtime *rt, int64_t grace_ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int kept = 0;
+    for (int i = 0; i < rt->retired_count; i++) {
+        struct alert *a = rt->retired[i];
+        if (grace_ms < 0 && !alert_finished(a)) {
+            rt->retired[kept++] = a;
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        alert_stop(a, grace_ms > spent ? grace_ms - spent : 0);
+    }
+    rt->retired_count = kept;
+}
+
 static void stop(struct runtime *rt)
 {
     atomic_store(&rt->stop_requested, true);
@@ -230,6 +262,7 @@ static void stop(struct runtime *rt)
         if (rt->workers[i].thread_started)
             worker_join(&rt->workers[i]);
     health_stop(rt->health);
+    stop_retired(rt, STOP_ALERT_GRACE_MS);
     for (int i = 0; i < rt->worker_count; i++)
         worker_free(&rt->workers[i]);
     free(rt->workers);
@@ -313,7 +346,7 @@ static void retire(struct runtime *rt, struct generation *old)
         for (int i = 0; i < rt->worker_count; i++)
             adopted &= atomic_load(&rt->workers[i].generation) != old;
         if (adopted) {
-            pool_close_notify(&old->pool);
+            pool_close_writer(&old->pool);
             return;
         }
         usleep(10000);
@@ -344,8 +377,14 @@ static void reload(struct runtime *rt)
         return;
     }
     /* Checks stop first so that no state changes in the old pool between
-     * the copy and the switch. */
-    health_stop(rt->health);
+     * the copy and the switch. Its alerts go on being delivered meanwhile:
+     * the reload does not wait for them, nor drop them. */
+    stop_retired(rt, -1);
+    if (rt->retired_count == RETIRED_MAX) {
+        alert_stop(rt->retired[0], STOP_ALERT_GRACE_MS);
+        memmove(rt->retired, rt->retired + 1, --rt->retired_count * sizeof(rt->retired[0]));
+    }
+    struct alert *retiring = health_retire(rt->health);
     rt->health = NULL;
     carry_over_state(&next->pool, &now->pool);
     next->pool.outage_at_start = pool_up_count(&now->pool) == 0;
@@ -354,11 +393,15 @@ static void reload(struct runtime *rt)
         log_error("reload: cannot start health checks for the new configuration (%s); "
                   "still serving the previous one", strerror(-rc));
         generations_free(next);
+        /* Its dispatcher goes first: one pipe, one reader. */
+        alert_stop(retiring, STOP_ALERT_GRACE_MS);
         now->pool.outage_at_start = pool_up_count(&now->pool) == 0;
         if ((rc = health_start(&rt->health, &now->pool, &now->cfg)) < 0)
             log_error("reload: cannot restart health checks: %s", strerror(-rc));
         return;
     }
+    if (retiring)
+        rt->retired[rt->retired_count++] = retiring;
     next->previous = now;
     rt->newest = next;
     atomic_store(&rt->published, next);

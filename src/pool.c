@@ -48,13 +48,19 @@ int pool_init(struct pool *pool, const struct config *cfg)
     return 0;
 }
 
-void pool_close_notify(struct pool *pool)
+void pool_close_writer(struct pool *pool)
 {
-    if (pool->notify_read_fd >= 0)
-        close(pool->notify_read_fd);
     if (pool->notify_write_fd >= 0)
         close(pool->notify_write_fd);
-    pool->notify_read_fd = pool->notify_write_fd = -1;
+    pool->notify_write_fd = -1;
+}
+
+static void pool_close_notify(struct pool *pool)
+{
+    pool_close_writer(pool);
+    if (pool->notify_read_fd >= 0)
+        close(pool->notify_read_fd);
+    pool->notify_read_fd = -1;
 }
 
 void pool_free(struct pool *pool)

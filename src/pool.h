@@ -78,9 +78,11 @@ struct pool_transition {
 
 int pool_init(struct pool *pool, const struct config *cfg);
 void pool_free(struct pool *pool);
-/* Closes the transition pipe of a pool no thread reports to any more (a
- * reload retired it); its applications stay readable. */
-void pool_close_notify(struct pool *pool);
+/* Closes the writing end of the transition pipe of a pool no thread
+ * reports to any more (a reload retired it): its retired alert dispatcher
+ * sees the end, and closes the reading end (alert_stop). Its applications
+ * stay readable. */
+void pool_close_writer(struct pool *pool);
 
 #define APP_STATE_BITS 8u
 

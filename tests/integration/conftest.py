@@ -752,6 +752,7 @@ class WebhookReceiver:
     def __init__(self):
         self.events = []
         self.lock = threading.Lock()
+        self.fail_first = 0      # answer this many POSTs 500 first
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -763,10 +764,12 @@ class WebhookReceiver:
                 except ValueError:
                     doc = None
                 with receiver.lock:
+                    status = 500 if receiver.fail_first > 0 else 200
+                    receiver.fail_first -= 1
                     receiver.events.append({"path": self.path, "headers": dict(self.headers),
-                                            "body": body, "json": doc,
+                                            "body": body, "json": doc, "status": status,
                                             "received": time.time()})
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -66,3 +66,29 @@ def test_sighup_with_bad_config_keeps_serving(backends, sluice):
     for _ in range(10):
         r = get(s.port, "/")
         assert (r.status, r.backend) == (200, "b1")
+
+
+def test_sighup_neither_waits_for_nor_drops_an_alert_being_retried(backends, sluice, webhook):
+    """An alert whose webhook failed is still retried after a reload, and
+    the reload does not wait for it."""
+    webhook.fail_first = 2   # delivered on the third try, 1 s + 2 s later
+    sections = {"health": HEALTH["health"], "alerts": {"webhook": webhook.url}}
+    b1, = backends(1)
+    sick = backends.start("sick")
+    s = sluice([b1, sick], sections=sections)
+    sick.set_health(503)
+    assert s.wait_stderr(r"webhook alert for sick \(up -> down\) failed \(attempt 1 of 3\)", scaled(5))
+    mark = len(s.stderr())
+    sent = time.monotonic()
+    _reload(s, [b1, sick], sections)
+    assert s.wait_stderr(r"reload: \S+ loaded", scaled(2), start=mark), "the reload did not finish"
+    assert time.monotonic() - sent < scaled(1.5), "the reload waited for the alert being retried"
+
+    def delivered():
+        return [e for e in webhook.snapshot() if e["status"] == 200 and e["json"]
+                and e["json"]["application"] == "sick" and e["json"]["state"] == "down"]
+
+    assert wait_until(delivered, scaled(6)), \
+        "the alert was dropped: %r" % [(e["status"], e["json"]) for e in webhook.snapshot()]
+    assert "not delivered" not in s.stderr()
+    assert s.proc.alive()
