@@ -76,9 +76,14 @@
 #define ALERT_COMMAND_POLL_MS 50
 #define ALERT_RUNNING_MAX 8          /* per kind of target */
 #define ALERT_PENDING_MAX 1000
-/* Every try of every delivery fits: 3 webhook timeouts and 2 backoffs, or
- * 3 command time limits and 2 backoffs, with room to spare. */
-#define ALERT_RETIRE_GRACE_MS 60000
+/* A retired dispatcher's deadline: room for a few rounds of deliveries
+ * (3 tries of a webhook take at most about 18 s, of a command 33 s, 8 at a
+ * time) even when a mass outage queued many; what is left then is logged as
+ * not delivered. */
+#define ALERT_RETIRE_GRACE_MS (5 * 60 * 1000)
+/* How often the copy of the states is checked against records lost to a
+ * full pipe (see alert_resync). */
+#define ALERT_RESYNC_MS 1000
 #define ALERT_JSON_MAX 8192
 #define ALERT_RESPONSE_MAX 2048
 #define ALERT_HOST_MAX 256
@@ -421,6 +426,8 @@ struct alert {
     bool stopping;
     int64_t stop_deadline;           /* loop time; valid while stopping */
     _Atomic bool retired;            /* alert_retire: listen until the writers go */
+    _Atomic bool stop_called;        /* alert_stop: stop listening, finish up */
+    struct loop_timer resync_timer;
     _Atomic bool finished;           /* the thread is done; joining is instant */
     struct loop_timer stop_timer;
 };
@@ -938,6 +945,19 @@ static bool alert_read_transitions(struct alert *a)
     return false;
 }
 
+/* A record refused by the full pipe counts in notify_lost only after the
+ * refusal, so the read that emptied the pipe may have missed it: look
+ * again now and then. */
+static void alert_on_resync_timer(struct loop *loop, struct loop_timer *timer)
+{
+    struct alert *a = container_of(timer, struct alert, resync_timer);
+    while (a->notify_io.fd >= 0 && alert_read_transitions(a))
+        ;
+    alert_resync(a);
+    if (loop_timer_arm(loop, timer, ALERT_RESYNC_MS) < 0)
+        log_error("alert: out of memory; records lost to a full queue will not be caught up");
+}
+
 static void alert_on_notify(struct loop *loop, struct loop_io *io, uint32_t events)
 {
     struct alert *a = container_of(io, struct alert, notify_io);
@@ -982,7 +1002,7 @@ static void alert_after_iteration(struct loop *loop, void *arg)
     alert_pump(a);
     /* Retired by a reload, the dispatcher still hears workers that have
      * not moved to the new pool yet, until the pipe's writing end closes. */
-    bool listening = atomic_load(&a->retired) && a->notify_io.fd >= 0;
+    bool listening = atomic_load(&a->retired) && !atomic_load(&a->stop_called) && a->notify_io.fd >= 0;
     if (a->stopping && a->pending == 0 && !listening)
         loop->stop = true;
 }
@@ -1000,6 +1020,7 @@ static void *alert_main(void *arg)
         delivery_remove(a->head);
     }
     loop_timer_cancel(&a->loop, &a->stop_timer);
+    loop_timer_cancel(&a->loop, &a->resync_timer);
     atomic_store(&a->finished, true);
     return NULL;
 }
@@ -1043,6 +1064,9 @@ static int alert_prepare(struct alert *a)
     a->loop.after_iteration = alert_after_iteration;
     a->loop.after_iteration_arg = a;
     loop_timer_init(&a->stop_timer, alert_on_stop_timer);
+    loop_timer_init(&a->resync_timer, alert_on_resync_timer);
+    if ((rc = loop_timer_arm(&a->loop, &a->resync_timer, ALERT_RESYNC_MS)) < 0)
+        return rc;
     a->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (a->wake_fd < 0)
         return -errno;
@@ -1106,12 +1130,19 @@ static void alert_wake_to_stop(struct alert *a, int64_t grace_ms)
         log_error("alert: cannot wake the alert thread: %s", strerror(errno));
 }
 
+void alert_begin_stop(struct alert *a, int64_t grace_ms)
+{
+    if (!a || atomic_load(&a->finished))
+        return;
+    atomic_store(&a->stop_called, true);
+    alert_wake_to_stop(a, grace_ms);
+}
+
 void alert_stop(struct alert *a, int64_t grace_ms)
 {
     if (!a)
         return;
-    if (!atomic_load(&a->finished))
-        alert_wake_to_stop(a, grace_ms);
+    alert_begin_stop(a, grace_ms);
     pthread_join(a->thread, NULL);
     /* A retired pool's pipe ends here, once nothing can write to it. */
     if (atomic_load(&a->retired) && a->pool->notify_write_fd < 0 && a->pool->notify_read_fd >= 0) {

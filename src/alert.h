@@ -31,11 +31,15 @@ int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
  * retired dispatcher's grace only ever shortens. */
 void alert_stop(struct alert *a, int64_t grace_ms);
 
+/* alert_stop's first half: the grace starts now, nothing waits. */
+void alert_begin_stop(struct alert *a, int64_t grace_ms);
+
 /* For a reload: the dispatcher stops taking new work once its pool's
- * writers are gone (pool_close_writer), finishes every delivery with all
- * its tries, then ends; nobody waits for it. Stop it with alert_stop later
- * (at once when alert_finished), which also closes the pool's reading end
- * when its writing end is closed. Both from the thread that started it. */
+ * writers are gone (pool_close_writer), goes on with every try of the
+ * deliveries it holds for up to 5 minutes, then ends; nobody waits for it.
+ * Stop it with alert_stop later (at once when alert_finished), which also
+ * closes the pool's reading end when its writing end is closed. All from
+ * the thread that started it. */
 void alert_retire(struct alert *a);
 bool alert_finished(struct alert *a);
 

@@ -134,6 +134,7 @@ void health_http_init(struct health_http *x)
 {
     x->fd = -1;
     x->spare_fd = -1;
+    x->spare_budget = NULL;
     x->ssl = NULL;
     x->phase = HTTP_IDLE;
     x->io.fd = -1;

@@ -145,14 +145,14 @@ static void raise_fd_limit(const struct config *cfg)
                  (unsigned long long)rl.rlim_cur, (unsigned long long)need, cfg->max_connections);
 }
 
-/* Owned by main: every generation ever served (the newest is published to
- * the workers), the workers and the health thread. */
 /* Reloads whose alerts may still be in delivery; an older one is given the
  * usual short grace to make room. */
 #define RETIRED_MAX 8
 /* How long SIGTERM waits for alerts still in delivery. */
 #define STOP_ALERT_GRACE_MS 3000
 
+/* Owned by main: every generation ever served (the newest is published to
+ * the workers), the workers and the health thread. */
 struct runtime {
     const struct options *options;
     struct generation *newest;
@@ -261,6 +261,9 @@ static void stop(struct runtime *rt)
     for (int i = 0; i < rt->worker_count; i++)
         if (rt->workers[i].thread_started)
             worker_join(&rt->workers[i]);
+    /* One grace for every alert thread, counted from here. */
+    for (int i = 0; i < rt->retired_count; i++)
+        alert_begin_stop(rt->retired[i], STOP_ALERT_GRACE_MS);
     health_stop(rt->health);
     stop_retired(rt, STOP_ALERT_GRACE_MS);
     for (int i = 0; i < rt->worker_count; i++)
@@ -377,8 +380,8 @@ static void reload(struct runtime *rt)
         return;
     }
     /* Checks stop first so that no state changes in the old pool between
-     * the copy and the switch. Its alerts go on being delivered meanwhile:
-     * the reload does not wait for them, nor drop them. */
+     * the copy and the switch. Its alerts go on being delivered meanwhile
+     * (alert_retire): the reload neither waits for them nor drops them. */
     stop_retired(rt, -1);
     if (rt->retired_count == RETIRED_MAX) {
         alert_stop(rt->retired[0], STOP_ALERT_GRACE_MS);

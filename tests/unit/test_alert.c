@@ -438,6 +438,44 @@ static void test_states_ahead_of_records(void)
     receiver_stop(&r);
 }
 
+/* A retired dispatcher listens until its pool's writers are gone, then
+ * ends by itself; stopped explicitly, it does not wait out the grace. */
+static void test_retire(void)
+{
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char errors[512] = "";
+    const char *text = "[[applications]]\nname = \"x\"\nip = \"127.0.0.1\"\nport = 8001\n";
+    if (config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) != 0) {
+        CHECK_MSG(false, "%s", errors);
+        return;
+    }
+    for (int round = 0; round < 2; round++) {
+        CHECK_INT(pool_init(&pool, &cfg), 0);
+        CHECK_INT(alert_start(&a, &pool, &cfg), 0);
+        if (!a)
+            break;
+        alert_retire(a);
+        usleep(50 * 1000);
+        CHECK(!alert_finished(a));              /* still hears the old pool */
+        int64_t t0 = loop_monotonic_ms();
+        if (round == 0) {
+            pool_close_writer(&pool);
+            while (!alert_finished(a) && loop_monotonic_ms() - t0 < 2000)
+                usleep(2000);
+            CHECK(alert_finished(a));
+        }
+        alert_stop(a, 3000);
+        int64_t took = loop_monotonic_ms() - t0;
+        CHECK_MSG(took < 1000, "round %d: stopping took %lld ms", round, (long long)took);
+        /* the reading end goes with the dispatcher once nothing can write */
+        CHECK_INT(pool.notify_read_fd < 0, round == 0);
+        pool_free(&pool);
+    }
+    config_free(&cfg);
+}
+
 /* A webhook nobody answers: stop gives up after the grace, without hanging. */
 static void test_stop_with_pending(void)
 {
@@ -482,4 +520,5 @@ void unit_test_alert(void)
     test_dispatcher();
     test_states_ahead_of_records();
     test_stop_with_pending();
+    test_retire();
 }
