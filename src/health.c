@@ -308,6 +308,7 @@ int health_http_start(struct health_http *x, struct loop *loop)
             return 0;
         }
         x->fd = -1;
+        x->phase = HTTP_CONNECTING;   /* the failure is reported as the connect's */
         if (!http_keep_spare(x, fd, rc))
             close(fd);
         fd = rc;
