@@ -18,8 +18,10 @@
  * after_iteration hook, so no completion path re-enters the scheduler.
  *
  * Webhook. An HTTP/1.1 POST over struct health_http (health.h), plain or
- * TLS; the host is resolved on every attempt (it may move; getaddrinfo
- * blocks only this thread). Any 2xx status is delivered.
+ * TLS; the host is resolved on every attempt (it may move), with
+ * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
+ * the commands nor the other webhooks, nor a stop. Any 2xx status is
+ * delivered.
  *
  * Command. `/bin/sh -c COMMAND` through posix_spawn (safe in a threaded
  * process, unlike a fork that runs code), in its own process group so that
@@ -74,6 +76,7 @@
 #define ALERT_WEBHOOK_TIMEOUT_MS 5000
 #define ALERT_COMMAND_LIMIT_MS 10000
 #define ALERT_COMMAND_POLL_MS 50
+#define ALERT_LOOKUP_POLL_MS 10
 #define ALERT_RUNNING_MAX 8          /* per kind of target */
 #define ALERT_PENDING_MAX 1000
 /* A retired dispatcher's deadline: room for a few rounds of deliveries
@@ -380,6 +383,17 @@ int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t er
 enum delivery_kind { DELIVERY_WEBHOOK, DELIVERY_COMMAND };
 enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
 
+/* A webhook's name lookup in flight. glibc's resolver thread writes into it
+ * until the lookup completes, so it is owned apart from the delivery: one
+ * abandoned before then (a timeout, a dropped delivery) waits in
+ * alert->orphans until glibc is done with it. */
+struct lookup {
+    struct gaicb cb;
+    struct addrinfo hints;
+    int64_t started;                 /* loop ms */
+    struct lookup *next;             /* in alert->orphans */
+};
+
 /* One alert to one target; owned by the dispatcher's list. */
 struct delivery {
     struct alert *alert;
@@ -393,6 +407,7 @@ struct delivery {
     char *request;                   /* the whole POST; owned */
     size_t request_len;
     struct config_address address;   /* resolved for the current attempt */
+    struct lookup *lookup;           /* while resolving; owned */
     struct health_http http;
     char response[ALERT_RESPONSE_MAX];
     /* command */
@@ -415,6 +430,7 @@ struct alert {
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
     int pending;
+    struct lookup *orphans;          /* abandoned lookups glibc still holds */
     int running[2];                  /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
@@ -431,6 +447,52 @@ struct alert {
     _Atomic bool finished;           /* the thread is done; joining is instant */
     struct loop_timer stop_timer;
 };
+
+/* ---- name lookups (webhook) ---- */
+
+static void lookup_free(struct lookup *l)
+{
+    if (l->cb.ar_result)
+        freeaddrinfo(l->cb.ar_result);
+    free(l);
+}
+
+/* Lets go of a delivery's lookup: cancelled or done, it is freed; still
+ * running, it joins the orphans. */
+static void lookup_abandon(struct delivery *d)
+{
+    struct lookup *l = d->lookup;
+    if (!l)
+        return;
+    d->lookup = NULL;
+    loop_timer_cancel(&d->alert->loop, &d->timer);
+    if (gai_cancel(&l->cb) == EAI_NOTCANCELED) {
+        l->next = d->alert->orphans;
+        d->alert->orphans = l;
+        return;
+    }
+    lookup_free(l);
+}
+
+/* Frees the orphans glibc is done with; returns how many are left. */
+static int lookup_reap_orphans(struct alert *a)
+{
+    int left = 0;
+    struct lookup **p = &a->orphans;
+    while (*p) {
+        struct lookup *l = *p;
+        if (gai_error(&l->cb) == EAI_INPROGRESS) {
+            left++;
+            p = &l->next;
+            continue;
+        }
+        *p = l->next;
+        lookup_free(l);
+    }
+    return left;
+}
+
+/* ---- deliveries ---- */
 
 static const char *delivery_kind_name(const struct delivery *d)
 {
@@ -471,9 +533,10 @@ static void delivery_abort(struct delivery *d)
 {
     if (d->phase != DELIVERY_RUNNING)
         return;
-    if (d->kind == DELIVERY_WEBHOOK)
+    if (d->kind == DELIVERY_WEBHOOK) {
+        lookup_abandon(d);
         health_http_cancel(&d->http);
-    else if (d->pid > 0)
+    } else if (d->pid > 0)
         command_kill_and_reap(d->pid);
     d->pid = 0;
     delivery_settle(d, DELIVERY_QUEUED);
@@ -537,28 +600,19 @@ static void delivery_failed(struct delivery *d, const char *why)
 /* Each try takes the next address the name resolves to: "localhost" may
  * give ::1 first while the receiver listens on 127.0.0.1 only, and a
  * retry should not knock on the same closed door. */
-static int webhook_resolve(const struct alert_url *url, int attempt, struct config_address *out,
-                           char *err, size_t err_len)
+static void webhook_pick(const struct alert_url *url, const struct addrinfo *res, int attempt,
+                         struct config_address *out)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(url->host, url->port, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, err_len, "cannot resolve %.80s: %s", url->host, rc ? gai_strerror(rc) : "no address");
-        return -1;
-    }
     int count = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
         count++;
-    struct addrinfo *pick = res;
+    const struct addrinfo *pick = res;
     for (int i = (attempt - 1) % count; i > 0; i--)
         pick = pick->ai_next;
     memset(out, 0, sizeof(*out));
     memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
     out->addr_len = pick->ai_addrlen;
     snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
-    freeaddrinfo(res);
-    return 0;
 }
 
 static void webhook_done(struct health_http *http, int status, const char *error)
@@ -576,11 +630,9 @@ static void webhook_done(struct health_http *http, int status, const char *error
     delivery_failed(d, why);
 }
 
-static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
+static int webhook_send(struct delivery *d, char *err, size_t err_len)
 {
     struct alert *a = d->alert;
-    if (webhook_resolve(&a->url, d->attempts, &d->address, err, err_len) < 0)
-        return -1;
     d->http.address = &d->address;
     d->http.tls = a->tls;
     d->http.server_name = a->url.host;
@@ -591,6 +643,69 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
     d->http.timeout_ms = ALERT_WEBHOOK_TIMEOUT_MS;
     d->http.done = webhook_done;
     if (health_http_start(&d->http, &a->loop) < 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
+{
+    struct delivery *d = container_of(timer, struct delivery, timer);
+    struct lookup *l = d->lookup;
+    const char *host = d->alert->url.host;
+    char err[160];
+    if (!l)
+        return;
+    int rc = gai_error(&l->cb);
+    if (rc == EAI_INPROGRESS && loop->now - l->started < ALERT_WEBHOOK_TIMEOUT_MS &&
+        loop_timer_arm(loop, timer, ALERT_LOOKUP_POLL_MS) == 0)
+        return;
+    if (rc == EAI_INPROGRESS)
+        snprintf(err, sizeof(err), "cannot resolve %.80s: no answer within %d ms", host,
+                 ALERT_WEBHOOK_TIMEOUT_MS);
+    else if (rc != 0 || !l->cb.ar_result)
+        snprintf(err, sizeof(err), "cannot resolve %.80s: %s", host, rc ? gai_strerror(rc) : "no address");
+    else
+        webhook_pick(&d->alert->url, l->cb.ar_result, d->attempts, &d->address);
+    bool resolved = rc == 0 && l->cb.ar_result;
+    lookup_abandon(d);
+    if (!resolved || webhook_send(d, err, sizeof(err)) < 0)
+        delivery_failed(d, err);
+}
+
+/* A name is looked up off this thread's back (see the top of the file);
+ * an address literal needs no lookup: AI_NUMERICHOST never blocks. */
+static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
+{
+    struct alert *a = d->alert;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(a->url.host, a->url.port, &hints, &res) == 0 && res) {
+        webhook_pick(&a->url, res, d->attempts, &d->address);
+        freeaddrinfo(res);
+        return webhook_send(d, err, err_len);
+    }
+    struct lookup *l = calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    l->cb = (struct gaicb){.ar_name = a->url.host, .ar_service = a->url.port, .ar_request = &l->hints};
+    l->started = a->loop.now;
+    struct gaicb *list[1] = {&l->cb};
+    int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
+    if (rc != 0) {
+        free(l);
+        snprintf(err, err_len, "cannot resolve %.80s: %s", a->url.host, gai_strerror(rc));
+        return -1;
+    }
+    d->lookup = l;
+    loop_timer_init(&d->timer, webhook_on_lookup);
+    if (loop_timer_arm(&a->loop, &d->timer, ALERT_LOOKUP_POLL_MS) < 0) {
+        lookup_abandon(d);
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -954,6 +1069,7 @@ static void alert_on_resync_timer(struct loop *loop, struct loop_timer *timer)
     while (a->notify_io.fd >= 0 && alert_read_transitions(a))
         ;
     alert_resync(a);
+    lookup_reap_orphans(a);
     if (loop_timer_arm(loop, timer, ALERT_RESYNC_MS) < 0)
         log_error("alert: out of memory; records lost to a full queue will not be caught up");
 }
@@ -1021,6 +1137,11 @@ static void *alert_main(void *arg)
     }
     loop_timer_cancel(&a->loop, &a->stop_timer);
     loop_timer_cancel(&a->loop, &a->resync_timer);
+    /* glibc still writes into a lookup it has not finished: those are left
+     * to it rather than freed under it. */
+    int left = lookup_reap_orphans(a);
+    if (left)
+        log_warn("alert: %d webhook name lookup(s) still running at stop, left behind", left);
     atomic_store(&a->finished, true);
     return NULL;
 }
