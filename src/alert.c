@@ -390,6 +390,7 @@ enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
 struct lookup {
     struct gaicb cb;
     struct addrinfo hints;
+    char host[256], port[6];         /* read by glibc until done: not the alert's */
     int64_t started;                 /* loop ms */
     struct lookup *next;             /* in alert->orphans */
 };
@@ -693,7 +694,9 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
         return -1;
     }
     l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    l->cb = (struct gaicb){.ar_name = a->url.host, .ar_service = a->url.port, .ar_request = &l->hints};
+    snprintf(l->host, sizeof(l->host), "%s", a->url.host);
+    snprintf(l->port, sizeof(l->port), "%s", a->url.port);
+    l->cb = (struct gaicb){.ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints};
     l->started = a->loop.now;
     struct gaicb *list[1] = {&l->cb};
     int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
