@@ -26,6 +26,8 @@ PORT_BASE=${BENCH_PORT_BASE:-18000}
 FAKE_APPS=${BENCH_FAKE_APPS:-2000}
 FAKE_PORT_BASE=${BENCH_FAKE_PORT_BASE:-20000}
 HEALTH_TARGET=1.10
+# --health-scale: also measure HAProxy with the same pool checked the same way
+HEALTH_SYSTEMS=${BENCH_HEALTH_SYSTEMS:-sluice}
 
 APP1_PORT=$((PORT_BASE + 101))
 APP2_PORT=$((PORT_BASE + 102))
@@ -193,7 +195,23 @@ sluice_config() {
     } >>"$out"
 }
 
-# start_system NAME [SLUICE_CONFIG]: start, wait, verify; sets PID.
+# haproxy_health_config OUT PORT FAKES: the HAProxy config, with every server
+# checked as sluice checks its applications (GET /health every 1 s, 1 s
+# timeout, rise 2, fall 3) and FAKES more servers where nothing listens.
+haproxy_health_config() {
+    local out=$1 port=$2 fakes=$3 i
+    fill "$BENCH_DIR/haproxy.cfg.in" "$out.in" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
+    # each checked server costs HAProxy a descriptor of its `ulimit -n` budget
+    sed -e 's|^    maxconn 9000$|    maxconn 8000|' \
+        -e 's|^backend applications$|backend applications\n    option httpchk GET /health\n    timeout check 1s\n    default-server inter 1s fastinter 1s downinter 1s rise 2 fall 3|' \
+        -e 's|^\(    server app-[12] .*\)$|\1 check|' "$out.in" >"$out"
+    for ((i = 0; i < fakes; i++)); do
+        printf '    server fake-%d 127.0.0.1:%d check\n' "$i" $((FAKE_PORT_BASE + i))
+    done >>"$out"
+}
+
+# start_system NAME [CONFIG]: start, wait, verify; sets PID. CONFIG replaces
+# the default configuration of sluice or HAProxy.
 start_system() {
     local name=$1 port=${LISTEN_PORT[$1]} dir=$WORK/$1 log
     mkdir -p "$dir"
@@ -206,10 +224,11 @@ start_system() {
             start "$log" "$PROXY_CPU" "$SLUICE" -c "$config"
             ;;
         haproxy)
-            fill "$BENCH_DIR/haproxy.cfg.in" "$dir/haproxy.cfg" \
+            local config=${2:-$dir/haproxy.cfg}
+            [ -n "${2:-}" ] || fill "$BENCH_DIR/haproxy.cfg.in" "$config" \
                 "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
-            haproxy -c -q -f "$dir/haproxy.cfg" >"$log" 2>&1 || { cat "$log" >&2; die "haproxy rejects $dir/haproxy.cfg"; }
-            start "$log" "$PROXY_CPU" haproxy -f "$dir/haproxy.cfg" -db
+            haproxy -c -q -f "$config" >"$log" 2>&1 || { cat "$log" >&2; die "haproxy rejects $config"; }
+            start "$log" "$PROXY_CPU" haproxy -f "$config" -db
             ;;
         nginx)
             mkdir -p "$dir/nginx"
@@ -221,6 +240,9 @@ start_system() {
             ;;
     esac
     wait_listen "$name" "$PID" "$port" "$log"
+    # HAProxy 2.6 starts every server up until its checks fail (fall 3 at
+    # 1 s); sluice's fake applications start down (alive = false)
+    [ "${SETTLE_S:-0}" = 0 ] || sleep "$SETTLE_S"
     check_answers "$name" "$port" "$log"
 }
 
@@ -408,24 +430,44 @@ compare() {
 
 health_scale() {
     local runs=$WORK/health.tsv meta=$WORK/health-meta.tsv dir=$WORK/sluice
-    local round config order port=${LISTEN_PORT[sluice]} i0 i1 idle r
+    local round config system port i0 i1 idle r k
+    local configs=(base fleet) files
+    declare -A files=([base]=$dir/base.toml [fleet]=$dir/fleet.toml)
     [ -x "$SLUICE" ] || die "--health-scale needs sluice: no executable at $SLUICE (run \`make all\`)"
-    require_free "$port"
+    require_free "${LISTEN_PORT[sluice]}"
     ss -Hltn | awk -v lo="$FAKE_PORT_BASE" -v hi=$((FAKE_PORT_BASE + FAKE_APPS - 1)) '
         { n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) { print p; bad = 1 } }
         END { exit bad }' >/dev/null \
         || die "something listens in the fake applications' range $FAKE_PORT_BASE-$((FAKE_PORT_BASE + FAKE_APPS - 1))"
     mkdir -p "$dir"
-    sluice_config "$dir/base.toml" "$port" 1s 0
-    sluice_config "$dir/fleet.toml" "$port" 1s "$FAKE_APPS"
+    sluice_config "${files[base]}" "${LISTEN_PORT[sluice]}" 1s 0
+    sluice_config "${files[fleet]}" "${LISTEN_PORT[sluice]}" 1s "$FAKE_APPS"
+    if [[ " $HEALTH_SYSTEMS " == *" haproxy "* ]]; then
+        command -v haproxy >/dev/null || die "BENCH_HEALTH_SYSTEMS has haproxy, but it is not installed"
+        mkdir -p "$WORK/haproxy"
+        files[haproxy-base]=$WORK/haproxy/base.cfg
+        files[haproxy-fleet]=$WORK/haproxy/fleet.cfg
+        haproxy_health_config "${files[haproxy-base]}" "${LISTEN_PORT[haproxy]}" 0
+        haproxy_health_config "${files[haproxy-fleet]}" "${LISTEN_PORT[haproxy]}" "$FAKE_APPS"
+        configs+=(haproxy-base haproxy-fleet)
+    fi
 
     start_backends
     : >"$runs"
     for ((round = 1; round <= ROUNDS; round++)); do
-        if [ $((round % 2)) = 1 ]; then order=(base fleet); else order=(fleet base); fi
+        # rotate the order, so that no config always runs first
+        local order=()
+        for ((k = 0; k < ${#configs[@]}; k++)); do
+            order+=("${configs[$(((k + round - 1) % ${#configs[@]}))]}")
+        done
         say "round $round/$ROUNDS: ${order[*]}"
         for config in "${order[@]}"; do
-            start_system sluice "$dir/$config.toml"
+            system=sluice
+            [[ $config == haproxy-* ]] && system=haproxy
+            port=${LISTEN_PORT[$system]}
+            SETTLE_S=0
+            [ "$config" = haproxy-fleet ] && SETTLE_S=4
+            SETTLE_S=$SETTLE_S start_system "$system" "${files[$config]}"
             # let a few check intervals pass, and see what checking costs idle
             sleep 1
             i0=$(cpu_ticks "$PID")
@@ -433,11 +475,11 @@ health_scale() {
             i1=$(cpu_ticks "$PID")
             idle=$(awk -v d=$((i1 - i0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", d * 100 / hz / 3 }')
             warm_up "$port"
-            r=$(measure "$PID" "$port" "$WORK/sluice/wrk-$config-$round.txt")
+            r=$(measure "$PID" "$port" "$WORK/$system/wrk-$config-$round.txt")
             printf '%s\t%s\tsaturated\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
             check_run "$config" "$r"
             say "  $config saturated: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms, idle CPU $idle%"
-            r=$(measure "$PID" "$port" "$WORK/sluice/wrk-$config-$round-paced.txt" -s "$BENCH_DIR/paced.lua")
+            r=$(measure "$PID" "$port" "$WORK/$system/wrk-$config-$round-paced.txt" -s "$BENCH_DIR/paced.lua")
             printf '%s\t%s\tpaced\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
             check_run "$config" "$r"
             say "  $config paced: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms"
@@ -451,7 +493,7 @@ health_scale() {
         printf 'parameters\t%s round(s) (alternating order), wrk keep-alive %s connections for %s, saturated (no pause) then paced (%s ms pause between requests on each connection, bench/paced.lua)\n' \
             "$ROUNDS" "$CONNECTIONS" "$DURATION" "${BENCH_PACE_MS:-5}"
         printf 'target\t%s\n' "$HEALTH_TARGET"
-        printf 'setup\t%s\n' "sluice (1 worker) in front of the two bench backends, [health] interval \"1s\", timeout \"1s\" (path /health). **base**: only the two real applications. **fleet**: the same plus $FAKE_APPS applications with alive = false on 127.0.0.1 ports $FAKE_PORT_BASE-$((FAKE_PORT_BASE + FAKE_APPS - 1)), where nothing listens, so they get no traffic but are health-checked every second. Idle CPU % is sluice's CPU use with no traffic (mostly health checking)."
+        printf 'setup\t%s\n' "sluice (1 worker) in front of the two bench backends, [health] interval \"1s\", timeout \"1s\" (path /health). **base**: only the two real applications. **fleet**: the same plus $FAKE_APPS applications with alive = false on 127.0.0.1 ports $FAKE_PORT_BASE-$((FAKE_PORT_BASE + FAKE_APPS - 1)), where nothing listens, so they get no traffic but are health-checked every second. Idle CPU % is the proxy's CPU use with no traffic (mostly health checking).$([[ " $HEALTH_SYSTEMS " == *" haproxy "* ]] && printf ' **haproxy-base** and **haproxy-fleet**: HAProxy (nbthread 1) with the same servers, each checked the same way (option httpchk GET /health, inter/fastinter/downinter 1s, timeout check 1s, rise 2, fall 3), for comparison.')"
     } >>"$meta"
     "$PYTHON" "$BENCH_DIR/stats.py" health-report "$runs" "$meta" >"$WORK/health.md"
     cp "$WORK/health.md" "$BENCH_DIR/results-health-scale.md"

@@ -276,32 +276,39 @@ def health_report(runs_path, meta_path):
                "| CPU 1 busy | errors | runs |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     verdicts = []
-    for scenario in ("paced", "saturated"):
+    pairs = [("", "sluice")]
+    if any(r[1].startswith("haproxy-") for r in runs):
+        pairs.append(("haproxy-", "HAProxy, for comparison"))
+    for (prefix, system), scenario in [(p, s) for p in pairs for s in ("paced", "saturated")]:
         med = {}
         for config in ("base", "fleet"):
-            rows = [r for r in runs if r[1] == config and r[2] == scenario]
+            label = prefix + config
+            rows = [r for r in runs if r[1] == label and r[2] == scenario]
             if not rows:
                 continue
             med[config] = [median([float(r[i]) for r in rows]) for i in (4, 5, 6, 7, 11, 9, 10)]
             errors = sum(int(r[8]) for r in rows)
             v = med[config]
-            out.append(f"| {scenario} | {config} | {fmt(v[0], 0)} | {fmt(v[1], 3)} | {fmt(v[2], 3)} "
+            out.append(f"| {scenario} | {label} | {fmt(v[0], 0)} | {fmt(v[1], 3)} | {fmt(v[2], 3)} "
                        f"| {fmt(v[3])} | {fmt(v[4], 1)} | {fmt(v[5], 0)}% | {fmt(v[6], 0)}% | {errors} "
                        f"| {len(rows)} |")
         # Each round runs base and fleet back to back, so a round's own
         # ratio cancels the drift of a shared machine between rounds.
         p99 = {(r[0], r[1]): float(r[6]) for r in runs if r[2] == scenario}
-        paired = sorted(p99[(n, "fleet")] / p99[(n, "base")] for n, c in p99
-                        if c == "base" and (n, "fleet") in p99 and p99[(n, "base")] > 0)
+        base, fleet = prefix + "base", prefix + "fleet"
+        paired = sorted(p99[(n, fleet)] / p99[(n, base)] for n, c in p99
+                        if c == base and (n, fleet) in p99 and p99[(n, base)] > 0)
         if paired and "base" in med and "fleet" in med and med["base"][2]:
             ratio = median(paired)
             verdict = "PASS" if ratio <= target else "FAIL"
-            verdicts.append(f"**{scenario}: p99 fleet/base = {ratio:.2f}** (median of the {len(paired)} "
+            if prefix:
+                verdict = "no target: " + verdict.lower()
+            verdicts.append(f"**{system}, {scenario}: p99 fleet/base = {ratio:.2f}** (median of the {len(paired)} "
                             f"rounds' own ratios, which ranged {paired[0]:.2f}-{paired[-1]:.2f}; "
                             f"ratio of the medians above: {med['fleet'][2] / med['base'][2]:.2f}; "
                             f"target ≤ {target:.2f}): **{verdict}**")
         else:
-            verdicts.append(f"**{scenario}: p99 fleet/base: n/a**")
+            verdicts.append(f"**{system}, {scenario}: p99 fleet/base: n/a**")
     out.append("")
     for v in verdicts:
         out.append(v)
