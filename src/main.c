@@ -414,10 +414,33 @@ static void reload(struct runtime *rt)
              pool_up_count(&next->pool));
 }
 
+static bool served_by_a_worker(const struct runtime *rt, const struct generation *g)
+{
+    for (int i = 0; i < rt->worker_count; i++)
+        if (atomic_load(&rt->workers[i].generation) == g)
+            return true;
+    return false;
+}
+
+/* Once a second while serving: an old pool every worker has left (reload
+ * waits 2 s for that; a worker busy longer is caught here) gets its pipe's
+ * writing end closed, so its retired alert thread can end; alert threads
+ * that have ended are reaped with their descriptors. */
+static void housekeeping(struct runtime *rt)
+{
+    for (struct generation *g = rt->newest->previous; g; g = g->previous)
+        if (g->pool.notify_write_fd >= 0 && !served_by_a_worker(rt, g))
+            pool_close_writer(&g->pool);
+    stop_retired(rt, -1);
+}
+
 static void serve_until_stop(struct runtime *rt, sigset_t *signals)
 {
+    const struct timespec second = {.tv_sec = 1};
     for (;;) {
-        int sig = sigwaitinfo(signals, NULL);
+        int sig = sigtimedwait(signals, NULL, &second);
+        if (sig < 0 && errno == EAGAIN)
+            housekeeping(rt);
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             return;

@@ -3,6 +3,7 @@ apply, unchanged applications keep their state, open connections survive,
 and a bad file changes nothing."""
 
 import collections
+import os
 import re
 import signal
 import time
@@ -92,3 +93,23 @@ def test_sighup_neither_waits_for_nor_drops_an_alert_being_retried(backends, slu
         "the alert was dropped: %r" % [(e["status"], e["json"]) for e in webhook.snapshot()]
     assert "not delivered" not in s.stderr()
     assert s.proc.alive()
+
+
+def test_reloads_leave_no_descriptor_or_thread_behind(backends, sluice):
+    """Each reload retires a pool and its alert thread; within a couple of
+    seconds both are gone, with every descriptor they held."""
+    b1, = backends(1)
+    s = sluice([b1], sections=HEALTH)
+
+    def counts():
+        return (len(os.listdir("/proc/%d/fd" % s.pid)), len(os.listdir("/proc/%d/task" % s.pid)))
+
+    time.sleep(0.5)
+    before = counts()
+    for i in range(3):
+        mark = len(s.stderr())
+        _reload(s, [b1])
+        assert s.wait_stderr(r"reload: \S+ loaded", scaled(3), start=mark), "reload %d did not finish" % i
+    assert wait_until(lambda: counts() == before, scaled(4)), \
+        "after 3 reloads: %r descriptors and threads, %r before" % (counts(), before)
+    assert get(s.port, "/").status == 200
