@@ -1005,9 +1005,7 @@ static void alert_resync(struct alert *a)
     if (lost == a->lost_seen)
         return;
     a->lost_seen = lost;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t time_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    int64_t time_ms = loop_wall_ms();
     int before = a->up;
     for (int i = 0; i < a->pool->count; i++)
         alert_track(a, i, atomic_load(&a->pool->apps[i].state));
@@ -1228,16 +1226,8 @@ int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
     int rc = loop_init(&a->loop);
     if (rc == 0)
         rc = alert_prepare(a);
-    if (rc == 0) {
-        /* No process signals on this thread (see health.c). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = -pthread_create(&a->thread, NULL, alert_main, a);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc == 0)
-            pthread_setname_np(a->thread, "sluice-alert");
-    }
+    if (rc == 0)
+        rc = loop_thread_start(&a->thread, alert_main, a, "sluice-alert");
     if (rc < 0) {
         alert_free(a);
         return rc;

@@ -724,10 +724,6 @@ static const char *check_webhook(const char *text)
 {
     if (text[0] == '\0')
         return NULL;
-    if (strncasecmp(text, "http://", 7) != 0 && strncasecmp(text, "https://", 8) != 0)
-        return "must start with http:// or https://";
-    if (text[strncasecmp(text, "http://", 7) == 0 ? 7 : 8] == '\0')
-        return "has no host";
     if (!all_visible_ascii(text))
         return "must not contain spaces, control or non-ASCII characters";
     /* The alert dispatcher's own parser decides, so that what --check
@@ -1527,6 +1523,11 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
     return ld.count;
 }
 
+/* Far above any real file (65535 applications take a few MB), low enough
+ * that /dev/zero or a runaway generator is refused, not read into memory. */
+#define CONFIG_FILE_MAX (64u << 20)
+
+/* Returns 0, -errno, or -EFBIG past CONFIG_FILE_MAX. */
 static int read_file(const char *path, char **text, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1537,6 +1538,11 @@ static int read_file(const char *path, char **text, size_t *len)
         return -errno;
     for (;;) {
         if (!buf || used == cap) {
+            if (cap >= CONFIG_FILE_MAX) {
+                free(buf);
+                close(fd);
+                return -EFBIG;
+            }
             char *bigger = realloc(buf, cap *= 2);
             if (!bigger) {
                 free(buf);
@@ -1572,7 +1578,8 @@ int config_load(struct config *cfg, const char *path, char *errors, size_t error
 
     if (rc < 0) {
         if (errors && errors_len)
-            snprintf(errors, errors_len, "%s: cannot read: %s\n", path, strerror(-rc));
+            snprintf(errors, errors_len, "%s: cannot read: %s\n", path,
+                     rc == -EFBIG ? "larger than 64 MB" : strerror(-rc));
         memset(cfg, 0, sizeof(*cfg));
         return 1;
     }

@@ -545,13 +545,6 @@ static uint32_t health_random(struct health *h)
     return (uint32_t)(x >> 32);
 }
 
-static int64_t wall_clock_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static struct health_buffer *buffer_take(struct health *h)
 {
     struct health_buffer *b = h->free_buffers;
@@ -618,7 +611,7 @@ static void check_done(struct health_http *http, int status, const char *error)
         snprintf(status_reason, sizeof(status_reason), "status %d", status);
         error = status_reason;
     }
-    atomic_store_explicit(&c->app->last_check_time_ms, wall_clock_ms(), memory_order_relaxed);
+    atomic_store_explicit(&c->app->last_check_time_ms, loop_wall_ms(), memory_order_relaxed);
     atomic_store_explicit(&c->app->last_check_ok, pass, memory_order_relaxed);
 
     enum app_state now = app_state(c->app);
@@ -853,20 +846,6 @@ static int health_prepare(struct health *h)
     return loop_add_reader(&h->loop, &h->wake_io, h->wake_fd, health_on_wake);
 }
 
-/* The thread takes no process signals: they belong to the main thread,
- * and a pending SIGPIPE from an OpenSSL write stays harmless. */
-static int health_spawn(struct health *h)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&h->thread, NULL, health_main, h);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc == 0)
-        pthread_setname_np(h->thread, "sluice-health");   /* for top -H, ps -L */
-    return -rc;
-}
-
 int health_start(struct health **out, struct pool *pool, const struct config *cfg)
 {
     *out = NULL;
@@ -885,7 +864,7 @@ int health_start(struct health **out, struct pool *pool, const struct config *cf
     rc = health_prepare(h);
     if (rc == 0)
         rc = alert_start(&h->alert, pool, cfg);
-    if (rc == 0 && (rc = health_spawn(h)) < 0)
+    if (rc == 0 && (rc = loop_thread_start(&h->thread, health_main, h, "sluice-health")) < 0)
         alert_stop(h->alert, 0);
     if (rc < 0) {
         health_free(h);

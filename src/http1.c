@@ -555,12 +555,18 @@ static bool note_header(struct head_facts *f, struct http1_header *h, bool is_re
     return true;
 }
 
+/* Real Connection headers name one to three options; each is matched
+ * against every header, so a bound keeps a crafted head linear. */
+#define HTTP1_CONNECTION_OPTIONS_MAX 64
+
 /* Marks every header named by a Connection option as hop-by-hop (RFC 9110
  * 7.6.1). Content-Length and Host are never stripped this way: without its
  * Content-Length a forwarded body would be read as the next request, and
- * without Host an HTTP/1.1 request is invalid. Such options are ignored. */
-static void mark_connection_options(struct http1_header *hs, uint32_t count)
+ * without Host an HTTP/1.1 request is invalid. Such options are ignored.
+ * Returns false past HTTP1_CONNECTION_OPTIONS_MAX options. */
+static bool mark_connection_options(struct http1_header *hs, uint32_t count)
 {
+    uint32_t options = 0;
     for (uint32_t i = 0; i < count; i++) {
         if (!HTTP1_NAME_IS(&hs[i], "connection"))
             continue;
@@ -571,11 +577,14 @@ static void mark_connection_options(struct http1_header *hs, uint32_t count)
             if (n == 0 || LOWER_EQ(e, n, "close") || LOWER_EQ(e, n, "keep-alive") ||
                 LOWER_EQ(e, n, "content-length") || LOWER_EQ(e, n, "host"))
                 continue;
+            if (++options > HTTP1_CONNECTION_OPTIONS_MAX)
+                return false;
             for (uint32_t j = 0; j < count; j++)
                 if (names_equal(hs[j].name, hs[j].name_len, e, n))
                     hs[j].flags |= HTTP1_HDR_HOP;
         }
     }
+    return true;
 }
 
 /* Parses the header lines from *p up to and including the blank line. */
@@ -596,8 +605,8 @@ static enum http1_error parse_fields(const char *p, const char *end, const struc
         n++;
     }
     *count = n;
-    if (f->conn_names)
-        mark_connection_options(hs, n);
+    if (f->conn_names && !mark_connection_options(hs, n))
+        return HTTP1_E_BAD_REQUEST;
     return HTTP1_E_NONE;
 }
 

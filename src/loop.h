@@ -13,6 +13,7 @@
 #ifndef SLUICE_LOOP_H
 #define SLUICE_LOOP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +52,11 @@ struct loop {
 };
 
 int loop_init(struct loop *loop);
+
+/* Starts the thread that owns a loop, named for top -H and ps -L. It takes
+ * no process signals: they belong to the main thread (sigwait), and a
+ * pending SIGPIPE from an OpenSSL write stays harmless. Returns 0 or -errno. */
+int loop_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg, const char *name);
 void loop_close(struct loop *loop);
 
 /* Registers fd edge-triggered for EPOLLIN|EPOLLOUT|EPOLLRDHUP. 0 or -errno. */
@@ -75,6 +81,9 @@ int loop_run_once(struct loop *loop, int max_wait_ms);
 int loop_run(struct loop *loop);
 
 int64_t loop_monotonic_ms(void);
+/* Wall clock, ms since the epoch: for timestamps people read, never for
+ * intervals. */
+int64_t loop_wall_ms(void);
 
 #define container_of(ptr, type, member) \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "loop.h"
 
 static const char *const state_names[APP_STATE_COUNT] = {
     [APP_UP] = "up",
@@ -70,13 +71,6 @@ void pool_free(struct pool *pool)
     *pool = (struct pool){.notify_read_fd = -1, .notify_write_fd = -1};
 }
 
-static int64_t wall_clock_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void pool_notify(struct pool *pool, const struct pool_transition *t)
 {
     if (pool->notify_write_fd < 0)
@@ -115,7 +109,7 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
         .from = (int8_t)from,
         .to = (int8_t)to,
         .stamp = stamp,
-        .time_ms = wall_clock_ms(),
+        .time_ms = loop_wall_ms(),
     };
     snprintf(t.reason, sizeof(t.reason), "%s", reason);
     /* Reported before it is logged: the gap between the compare-and-swap

@@ -58,7 +58,7 @@ struct pool {
     _Atomic uint64_t state_version;  /* bumped after every state change: workers
                                         rebuild their list of up applications
                                         when it moves (balance.c) */
-    _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
+    _Alignas(64) _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
                                     so consecutive requests alternate even across workers */
     bool outage_at_start;      /* set by a reload during an outage (alert.c) */
     int notify_read_fd;        /* alert dispatcher reads transitions here */

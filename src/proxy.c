@@ -153,13 +153,6 @@ static int64_t monotonic_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Appends to a buffer; false when it does not fit (the caller answers 431
  * or 502: a rewritten head larger than a buffer is refused, not split). */
 static bool put(struct buf *b, const void *data, size_t len)
@@ -424,7 +417,7 @@ static void log_finish(struct client *c, int status)
     r->status = status;
     r->app_name = c->app ? c->app->cfg->name : "-";
     r->duration_us = monotonic_us() - c->start_us;
-    r->time_ms = wall_ms();
+    r->time_ms = loop_wall_ms();
     if (!r->method) {
         r->method = "-";
         r->method_len = 1;
@@ -860,7 +853,7 @@ static void reset_request(struct client *c)
     c->upstream_reusable = false;
     c->app = NULL;
     memset(&c->log, 0, sizeof(c->log));
-    c->start_us = monotonic_us();
+    /* start_us stays: it was taken at the head's first byte */
 }
 
 static void answer_redirect(struct client *c)

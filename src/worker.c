@@ -259,7 +259,9 @@ static void *worker_main(void *arg)
 int worker_start(struct worker *w)
 {
     worker_set_accepting(w, true);
-    return -pthread_create(&w->thread, NULL, worker_main, w);
+    char name[16];
+    snprintf(name, sizeof(name), "sluice-w%d", w->index);
+    return loop_thread_start(&w->thread, worker_main, w, name);
 }
 
 void worker_wake(struct worker *w)

@@ -2,6 +2,7 @@
 hash_key, [[applications]] weight), as the traffic split a user sees."""
 
 import collections
+import http.client
 import threading
 
 import pytest
@@ -51,11 +52,31 @@ def test_random_two_uses_every_application(backends, sluice):
         assert seen[b.name] >= 10, seen
 
 
+def _backend_from(port, source_ip):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(5), source_address=(source_ip, 0))
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        body = r.read().decode().strip()
+        assert r.status == 200, (r.status, body)
+        return body
+    finally:
+        c.close()
+
+
 def test_hash_client_ip_is_sticky(backends, sluice):
     apps = backends(3)
     s = sluice(apps, sections={"server": {"algorithm": "hash", "hash_key": "client_ip"}})
     seen = _spread(s.port, 20)
     assert len(seen) == 1, "one client was spread over %r" % seen
+    # other clients (other loopback addresses) spread, each one sticky
+    per_ip = {}
+    for n in range(2, 18):
+        ip = "127.0.0.%d" % n
+        first = _backend_from(s.port, ip)
+        assert _backend_from(s.port, ip) == first, "client %s moved" % ip
+        per_ip[ip] = first
+    assert len(set(per_ip.values())) >= 2, "16 clients all went to %r" % set(per_ip.values())
 
 
 def test_hash_uri_is_sticky_per_uri(backends, sluice):

@@ -426,8 +426,8 @@ static void test_error_positions(void)
     check_one_error("[cache]\nsize = \"lots\"\n" APP,
                     "t.toml:2:8: cache.size: invalid size \"lots\"");
     check_one_error("[alerts]\nwebhook = \"ftp://x\"\n" APP,
-                    "t.toml:2:11: alerts.webhook: \"ftp://x\" must start with http:// or "
-                    "https://");
+                    "t.toml:2:11: alerts.webhook: \"ftp://x\" is not usable: must start with "
+                    "http:// or https://");
     check_one_error("[[applications]]\nip = \"127.0.0.1\"\nweight = 0\n",
                     "t.toml:3:10: applications.weight: 0 is out of range (1..1000)");
     check_one_error("[[applications]]\nip = \"127.0.0.1\"\nport = 70000\n",
@@ -619,6 +619,11 @@ static void test_load(void)
     n = config_load(&cfg, "/", errs, sizeof(errs));
     CHECK_INT(n, 1);
     CHECK_STR(errs, "/: cannot read: Is a directory\n");
+
+    /* an endless file is refused, not read into memory */
+    n = config_load(&cfg, "/dev/zero", errs, sizeof(errs));
+    CHECK_INT(n, 1);
+    CHECK_STR(errs, "/dev/zero: cannot read: larger than 64 MB\n");
 
     /* the example shipped with the project is complete and at its defaults */
     n = config_load(&cfg, "examples/applications.toml", errs, sizeof(errs));

@@ -217,6 +217,21 @@ static void test_request_details(void)
                           "X-Request-Id: 1\r\n\r\n"), &req), HTTP1_OK);
     CHECK_INT(req.flags & HTTP1_HAS_REQ_ID, 0);
     CHECK_INT(req.headers[1].flags & HTTP1_HDR_HOP, HTTP1_HDR_HOP);
+
+    /* 64 Connection options are fine; a 65th is refused (each option is
+     * matched against every header: the bound keeps that linear) */
+    static char many[2048];
+    for (int options = 64; options <= 65; options++) {
+        int k = snprintf(many, sizeof many, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close");
+        for (int i = 0; i < options; i++)
+            k += snprintf(many + k, sizeof many - (size_t)k, ", x%d", i);
+        k += snprintf(many + k, sizeof many - (size_t)k, "\r\nx3: 1\r\n\r\n");
+        enum http1_result r = parse_req(many, (size_t)k, &req);
+        CHECK_MSG(options == 64 ? r == HTTP1_OK : r == HTTP1_ERROR && req.error == HTTP1_E_BAD_REQUEST,
+                  "%d options: result %d error %d", options, r, req.error);
+        if (options == 64 && r == HTTP1_OK)
+            CHECK_INT(req.headers[2].flags & HTTP1_HDR_HOP, HTTP1_HDR_HOP);
+    }
 }
 
 /* Field values are checked 8 bytes at a time: put every byte value at every
