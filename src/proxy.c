@@ -413,6 +413,8 @@ static void log_finish(struct client *c, int status)
 {
     struct worker *w = c->w;
     struct log_request *r = &c->log;
+    if (!w->access_log.buf)
+        return;   /* access log off: no clock to read, no line to build */
     r->client_ip = c->ip;
     r->status = status;
     r->app_name = c->app ? c->app->cfg->name : "-";
