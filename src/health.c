@@ -253,36 +253,75 @@ static int http_send_early(struct health_http *x)
 }
 
 /* A socket connecting to the application: the spare one when there is one
- * (see http_keep_spare), else a new one. Returns it or -errno. */
-static int http_connect(struct health_http *x)
+ * (see http_keep_spare), else a new one. *from_spare tells which. Returns
+ * it or -errno. */
+static int http_connect(struct health_http *x, bool *in_progress, bool *from_spare)
 {
-    bool in_progress;
     int fd = x->spare_fd;
+    *from_spare = false;
     if (fd >= 0) {
         x->spare_fd = -1;
         ++*x->spare_budget;
-        int rc = net_reconnect(fd, x->address, &in_progress);
-        if (rc == 0)
+        int rc = net_reconnect(fd, x->address, in_progress);
+        if (rc == 0) {
+            *from_spare = true;
             return fd;
+        }
         close(fd);
         if (rc != -EISCONN && rc != -EALREADY && rc != -EINVAL)
             return rc;   /* the address's own answer, as a new socket would get */
     }
     /* One small write per check: Nagle never delays it, so no setsockopt. */
-    return net_connect(x->address, false, &in_progress);
+    return net_connect(x->address, false, in_progress);
 }
 
 /* A connection refused before it was ever watched by epoll leaves a socket
- * that can connect again: an application that is down then costs one
- * connect() a check instead of socket(), connect() and close(), which is
- * most of what checking thousands of dead applications costs. */
-static bool http_keep_spare(struct health_http *x, int fd, int err)
+ * that can connect again: an application that is down then costs two
+ * connect() calls a check instead of socket(), connect(), write() and
+ * close(), which is most of what checking thousands of dead applications
+ * costs. `dissolved`: the kernel already made it ready to connect again. */
+static bool http_keep_spare(struct health_http *x, int fd, int err, bool dissolved)
 {
     if (err != -ECONNREFUSED || !x->spare_budget || *x->spare_budget <= 0)
+        return false;
+    if (!dissolved && net_dissolve(fd) < 0)
         return false;
     --*x->spare_budget;
     x->spare_fd = fd;
     return true;
+}
+
+/* Connects x->fd and, where the outcome is already known, sends the
+ * request. A spare socket was refused last time, and most likely will be
+ * again: it asks for the outcome with a second connect(), which also
+ * readies it for the next check, instead of a write() that would need one
+ * more call to dissolve the socket afterwards. Returns 0 (x->fd is to be
+ * watched) or -errno with x->fd closed or kept as the spare. */
+static int http_open(struct health_http *x)
+{
+    bool in_progress, from_spare;
+    int fd = http_connect(x, &in_progress, &from_spare);
+    if (fd < 0)
+        return fd;
+    x->fd = fd;
+    int rc;
+    bool dissolved = false;
+    if (from_spare && in_progress) {
+        rc = net_connect_result(fd, x->address);
+        dissolved = rc < 0 && rc != -EALREADY;
+        if (rc == 0)
+            rc = http_send_early(x);
+        else if (rc == -EALREADY)
+            rc = 0;
+    } else {
+        rc = http_send_early(x);
+    }
+    if (rc == 0)
+        return 0;
+    x->fd = -1;
+    if (!http_keep_spare(x, fd, rc, dissolved))
+        close(fd);
+    return rc;
 }
 
 int health_http_start(struct health_http *x, struct loop *loop)
@@ -291,31 +330,29 @@ int health_http_start(struct health_http *x, struct loop *loop)
     x->sent = x->received = 0;
     x->pending_error = 0;
     x->phase = HTTP_CONNECTING;
-    if (loop_timer_arm(loop, &x->timer, x->timeout_ms) < 0) {
-        x->phase = HTTP_IDLE;
-        return -ENOMEM;
-    }
-    int fd = http_connect(x);
-    if (fd >= 0) {
-        x->fd = fd;
-        int rc = http_send_early(x);
-        if (rc == 0)
-            rc = loop_add(loop, &x->io, fd, http_on_io);
-        if (rc == 0) {
+    int rc = http_open(x);
+    if (rc == 0 && (rc = loop_add(loop, &x->io, x->fd, http_on_io)) == 0) {
+        if (loop_timer_arm(loop, &x->timer, x->timeout_ms) == 0) {
             /* Registered edge-triggered: a socket already writable or
              * readable still reports it once, so every case continues in
              * http_on_io. */
             return 0;
         }
-        x->fd = -1;
-        x->phase = HTTP_CONNECTING;   /* the failure is reported as the connect's */
-        if (!http_keep_spare(x, fd, rc))
-            close(fd);
-        fd = rc;
+        rc = -ENOMEM;
+        loop_del(loop, &x->io);
     }
-    /* Reported from the loop, as promised to the caller: re-arm at once. */
-    x->pending_error = -fd;
-    loop_timer_arm(loop, &x->timer, 0);
+    if (x->fd >= 0)
+        close(x->fd);
+    x->fd = -1;
+    x->io.fd = -1;
+    /* Reported from the loop, as promised to the caller; as the connect's
+     * failure, whatever call saw it. */
+    x->phase = HTTP_CONNECTING;
+    x->pending_error = -rc;
+    if (loop_timer_arm(loop, &x->timer, 0) < 0) {
+        x->phase = HTTP_IDLE;
+        return -ENOMEM;
+    }
     return 0;
 }
 

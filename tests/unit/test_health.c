@@ -385,6 +385,9 @@ static void test_check_client(void)
     CHECK_INT(budget, 0);
     run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
     CHECK_INT(budget, 0);
+    /* once more: the spare was readied by the connect() that saw the refusal */
+    run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
+    CHECK_INT(budget, 0);
     listener = relisten(&address);
     if (listener >= 0) {
         http.timeout_ms = 1000;
