@@ -1,24 +1,33 @@
-/* health.c - the health thread: active checks and their state machine.
+/* health.c - active checks, run on the workers' loops, and their state
+ * machine.
  *
- * Shape. One thread, one struct loop, and one struct health_check per
- * application, allocated at start and never again: its timer, its counter
- * and the request text ("GET /health HTTP/1.1", with that application's
- * Host) built once. A check is a struct health_http exchange, a small state
- * machine driven by the edge-triggered loop:
+ * Shape. Each worker checks its share of the pool (applications i with
+ * i % workers == its index) on its own loop: one struct health per worker
+ * and generation, one struct health_check per application, allocated when
+ * the worker takes up the generation and never again: its timer, its
+ * counter and the request text ("GET /health HTTP/1.1", with that
+ * application's Host) built once. A check is a struct health_http
+ * exchange, a small state machine driven by the edge-triggered loop:
  *
  *     CONNECTING -> [HANDSHAKING, for tsl] -> SENDING -> RECEIVING -> idle
  *
  * bounded as a whole by one timer. Nothing blocks, so 2,000 applications at
- * a 1 s interval cost 2,000 short connections per second on one thread and
- * no thread per check. Head buffers are borrowed from a free list for the
- * duration of a check only: memory follows the checks in flight, not the
- * number of applications.
+ * a 1 s interval cost 2,000 short connections per second spread over the
+ * workers, and no thread: a thread of its own cost a wake-up and two
+ * context switches on a worker's core for every batch of checks, and its
+ * batches stalled that worker's requests by a few hundred microseconds at
+ * a time (docs/benchmarks.md). Head buffers are borrowed from a free list
+ * for the duration of a check only: memory follows the checks in flight,
+ * not the number of applications.
  *
  * Schedule. Each application's first check comes at a random offset within
  * one interval and each next one an interval +/- 10% after the previous
  * started, so checks stay spread out even when the applications were all
- * added at once. A check still running when the next is due (timeout >
- * interval) makes that round skip rather than overlap.
+ * added at once. A check whose time has come waits in a queue that the
+ * worker drains a few at a time after each loop iteration
+ * (health_run_due), so requests never wait behind a burst of checks. A
+ * check still running when the next is due (timeout > interval) makes
+ * that round skip rather than overlap.
  *
  * Decisions. health_record (pure) counts passes and failures in a row and
  * says when `rise` or `fall` is reached; the change goes through
@@ -30,15 +39,11 @@
 #include "health.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -46,7 +51,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alert.h"
 #include "http1.h"
 #include "log.h"
 #include "net.h"
@@ -57,9 +61,10 @@
 #define HEALTH_HEAD_MAX 4096
 #define HEALTH_HEADERS_MAX 64
 #define HEALTH_STATUS_LINE_MAX 256
-/* Alerts still being delivered at shutdown get this long. */
-#define HEALTH_ALERT_GRACE_MS 3000
-#define HEALTH_NICE 19
+/* Checks a worker starts per loop iteration at least (health_run_due):
+ * a refused check costs about 10-15 us on the benchmark machine, so the
+ * requests of one iteration wait for checks 60 us at most. */
+#define HEALTH_STARTS_PER_ITERATION 4
 
 /* ---- the state machine ---- */
 
@@ -554,22 +559,24 @@ struct health_check {
     struct health_http http;         /* the check in flight */
     struct health_buffer *buffer;    /* lent while a check is in flight */
     enum app_state state_at_start;
+    bool due;                        /* in the queue of checks to start */
+    struct health_check *due_next;
     char *request;                   /* the GET, built once; owned */
 };
 
 struct health {
     struct pool *pool;
     const struct config *cfg;
-    struct loop loop;                /* used by the health thread only */
-    pthread_t thread;
-    int wake_fd;                     /* eventfd: health_stop -> thread */
-    struct loop_io wake_io;
+    struct loop *loop;               /* the worker's */
     struct ssl_ctx_st *tls;          /* for tsl applications; NULL when none */
-    struct health_check *checks;     /* pool->count of them */
+    struct health_check *checks;     /* this worker's share of the pool */
+    int count;
+    struct health_check *due_first;  /* checks whose time came, oldest first */
+    struct health_check *due_last;
+    int due_count;
     struct health_buffer *free_buffers;
-    uint64_t random_state;           /* xorshift64, health thread only */
+    uint64_t random_state;           /* xorshift64 */
     int spare_budget;                /* sockets the checks may still keep */
-    struct alert *alert;
 };
 
 static uint32_t health_random(struct health *h)
@@ -678,7 +685,7 @@ static void check_start(struct health_check *c)
     }
     c->state_at_start = state;
     c->http.buf = c->buffer->data;
-    if (health_http_start(&c->http, &h->loop) < 0) {
+    if (health_http_start(&c->http, h->loop) < 0) {
         buffer_give_back(h, c->buffer);
         c->buffer = NULL;
         log_error("application %s: health check skipped: out of memory", c->app->cfg->name);
@@ -686,18 +693,17 @@ static void check_start(struct health_check *c)
 }
 
 /* Arms the next check `delay` ms from now, rounded up to a tick of 1% of the
- * interval (at most 10 ms): checks that start in the same tick share one
- * wake-up of the thread instead of one each. A wake-up costs more than a
- * refused check: on the benchmark machine, ticks of 2 ms instead of 10 ms
- * made the thread use half as much CPU again (docs/benchmarks.md). The
+ * interval (at most 10 ms): checks that fall due in the same tick share one
+ * wake-up of an idle worker instead of one each. A wake-up costs more than
+ * a refused check on the benchmark machine (docs/benchmarks.md). The
  * spread over the interval stays. */
 static int check_arm(struct health *h, struct health_check *c, int64_t delay)
 {
     int64_t tick = h->cfg->health_interval_ms / 100;
-    int64_t deadline = h->loop.now + delay;
+    int64_t deadline = h->loop->now + delay;
     tick = tick < 1 ? 1 : tick > 10 ? 10 : tick;
     deadline += (tick - deadline % tick) % tick;
-    return loop_timer_arm_at(&h->loop, &c->next, deadline);
+    return loop_timer_arm_at(h->loop, &c->next, deadline);
 }
 
 static void check_on_timer(struct loop *loop, struct loop_timer *timer)
@@ -709,12 +715,44 @@ static void check_on_timer(struct loop *loop, struct loop_timer *timer)
      * drift with the applications' response times. */
     if (check_arm(h, c, health_next_delay(h->cfg->health_interval_ms, health_random(h))) < 0)
         log_error("application %s: health checks stopped: out of memory", c->app->cfg->name);
-    if (health_http_busy(&c->http)) {
+    if (health_http_busy(&c->http) || c->due) {
         log_debug("application %s: previous health check still running, round skipped",
                   c->app->cfg->name);
         return;
     }
-    check_start(c);
+    /* Started by health_run_due, a few per loop iteration. */
+    c->due = true;
+    c->due_next = NULL;
+    if (h->due_last)
+        h->due_last->due_next = c;
+    else
+        h->due_first = c;
+    h->due_last = c;
+    h->due_count++;
+}
+
+bool health_has_due(const struct health *h)
+{
+    return h && h->due_first;
+}
+
+void health_run_due(struct health *h)
+{
+    if (!h)
+        return;
+    /* A backlog (many applications, or a worker that was busy for a
+     * while) drains a quarter at a time: always progress, never one long
+     * stall of the requests this worker serves. */
+    int n = h->due_count / 4 > HEALTH_STARTS_PER_ITERATION ? h->due_count / 4 : HEALTH_STARTS_PER_ITERATION;
+    while (n-- > 0 && h->due_first) {
+        struct health_check *c = h->due_first;
+        h->due_first = c->due_next;
+        if (!h->due_first)
+            h->due_last = NULL;
+        h->due_count--;
+        c->due = false;
+        check_start(c);
+    }
 }
 
 /* "GET /health HTTP/1.1" with the application's own Host, so that a
@@ -776,80 +814,28 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     return 0;
 }
 
-/* ---- the thread ---- */
-
-static void health_on_wake(struct loop *loop, struct loop_io *io, uint32_t events)
+static bool shares_tls(const struct pool *pool, int index, int count)
 {
-    struct health *h = container_of(io, struct health, wake_io);
-    uint64_t value;
-    (void)events;
-    if (read(h->wake_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
-        log_error("health: wake-up read failed: %s", strerror(errno));
-    loop->stop = true;
-}
-
-static void *health_main(void *arg)
-{
-    struct health *h = arg;
-    /* Checks share cores with the workers. As SCHED_BATCH at nice 19 the
-     * thread never preempts a worker on wake-up and takes a small share of
-     * a contended core, yet is never starved outright (SCHED_IDLE could be,
-     * and an unprivileged process could not climb back out of it). Failing
-     * to lower it is harmless. docs/benchmarks.md has the measurements. */
-    struct sched_param batch = {0};
-    if (sched_setscheduler(gettid(), SCHED_BATCH, &batch) < 0 ||
-        setpriority(PRIO_PROCESS, (id_t)gettid(), HEALTH_NICE) < 0)
-        log_debug("health: cannot lower the thread's priority: %s", strerror(errno));
-    int64_t interval = h->cfg->health_interval_ms;
-    for (int i = 0; i < h->pool->count; i++) {
-        struct health_check *c = &h->checks[i];
-        if (check_arm(h, c, health_first_delay(interval, health_random(h))) < 0)
-            log_error("application %s: health checks disabled: out of memory", c->app->cfg->name);
-    }
-    int rc = loop_run(&h->loop);
-    if (rc < 0)
-        log_error("health: event loop failed: %s", strerror(-rc));
-    for (int i = 0; i < h->pool->count; i++) {
-        struct health_check *c = &h->checks[i];
-        health_http_cancel(&c->http);
-        if (c->buffer)
-            buffer_give_back(h, c->buffer);
-        c->buffer = NULL;
-        loop_timer_cancel(&h->loop, &c->next);
-    }
-    return NULL;
-}
-
-static void health_free(struct health *h)
-{
-    if (h->checks)
-        for (int i = 0; i < h->pool->count; i++)
-            free(h->checks[i].request);
-    free(h->checks);
-    while (h->free_buffers) {
-        struct health_buffer *b = h->free_buffers;
-        h->free_buffers = b->next;
-        free(b);
-    }
-    tls_context_free(h->tls);
-    if (h->wake_fd >= 0)
-        close(h->wake_fd);
-    if (h->loop.epfd >= 0)
-        loop_close(&h->loop);
-    free(h);
-}
-
-static bool pool_has_tls(const struct pool *pool)
-{
-    for (int i = 0; i < pool->count; i++)
+    for (int i = index; i < pool->count; i += count)
         if (pool->apps[i].cfg->tls)
             return true;
     return false;
 }
 
-/* Everything the thread needs, prepared while errors can still be returned
+/* Kept sockets must never be what makes a worker's accept() fail: all
+ * workers together may keep a quarter of the descriptors at most. */
+static int spare_budget(int count)
+{
+    struct rlimit fds;
+    if (getrlimit(RLIMIT_NOFILE, &fds) < 0 || fds.rlim_cur == RLIM_INFINITY)
+        return 0;
+    rlim_t budget = fds.rlim_cur / 4 / (rlim_t)count;
+    return budget < INT32_MAX ? (int)budget : INT32_MAX;
+}
+
+/* Everything the checks need, prepared while errors can still be returned
  * to the caller. */
-static int health_prepare(struct health *h)
+static int health_prepare(struct health *h, int index, int count)
 {
     char err[160];
     if (!request_text_ok(h->cfg->health_path) || h->cfg->health_path[0] != '/') {
@@ -858,32 +844,27 @@ static int health_prepare(struct health *h)
     }
     if (getrandom(&h->random_state, sizeof(h->random_state), GRND_NONBLOCK) != sizeof(h->random_state))
         h->random_state = (uint64_t)loop_monotonic_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
-    h->random_state |= 1;    /* xorshift must not start at zero */
-    if (pool_has_tls(h->pool) && !(h->tls = tls_client_context(false, err, sizeof(err)))) {
+    h->random_state = (h->random_state + (uint64_t)index * 0x9E3779B97F4A7C15ull) | 1;  /* never 0 */
+    if (shares_tls(h->pool, index, count) && !(h->tls = tls_client_context(false, err, sizeof(err)))) {
         log_error("health: %s", err);
         return -EIO;
     }
-    /* Kept sockets must never be what makes a worker's accept() fail:
-     * they may take a quarter of the descriptors at most. */
-    struct rlimit fds;
-    h->spare_budget = getrlimit(RLIMIT_NOFILE, &fds) == 0 && fds.rlim_cur != RLIM_INFINITY
-                          ? (int)(fds.rlim_cur / 4 < INT32_MAX ? fds.rlim_cur / 4 : INT32_MAX)
-                          : 0;
-    h->checks = calloc((size_t)(h->pool->count ? h->pool->count : 1), sizeof(*h->checks));
+    h->spare_budget = spare_budget(count);
+    int share = h->pool->count > index ? (h->pool->count - index + count - 1) / count : 0;
+    h->checks = calloc((size_t)(share ? share : 1), sizeof(*h->checks));
     if (!h->checks)
         return -ENOMEM;
-    for (int i = 0; i < h->pool->count; i++) {
-        int rc = check_init(h, &h->checks[i], &h->pool->apps[i]);
+    for (int i = index; i < h->pool->count; i += count) {
+        int rc = check_init(h, &h->checks[h->count], &h->pool->apps[i]);
+        h->count++;
         if (rc < 0)
             return rc;
     }
-    h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (h->wake_fd < 0)
-        return -errno;
-    return loop_add_reader(&h->loop, &h->wake_io, h->wake_fd, health_on_wake);
+    return 0;
 }
 
-int health_start(struct health **out, struct pool *pool, const struct config *cfg)
+int health_attach(struct health **out, struct loop *loop, struct pool *pool, const struct config *cfg,
+                  int index, int count)
 {
     *out = NULL;
     struct health *h = calloc(1, sizeof(*h));
@@ -891,51 +872,37 @@ int health_start(struct health **out, struct pool *pool, const struct config *cf
         return -ENOMEM;
     h->pool = pool;
     h->cfg = cfg;
-    h->wake_fd = -1;
-    int rc = loop_init(&h->loop);
-    if (rc < 0) {
-        h->loop.epfd = -1;
-        health_free(h);
-        return rc;
+    h->loop = loop;
+    int rc = health_prepare(h, index < 0 ? 0 : index, count < 1 ? 1 : count);
+    for (int i = 0; rc == 0 && i < h->count; i++) {
+        struct health_check *c = &h->checks[i];
+        rc = check_arm(h, c, health_first_delay(cfg->health_interval_ms, health_random(h)));
     }
-    rc = health_prepare(h);
-    if (rc == 0)
-        rc = alert_start(&h->alert, pool, cfg);
-    if (rc == 0 && (rc = loop_thread_start(&h->thread, health_main, h, "sluice-health")) < 0)
-        alert_stop(h->alert, 0);
     if (rc < 0) {
-        health_free(h);
+        health_detach(h);
         return rc;
     }
     *out = h;
     return 0;
 }
 
-static void health_join(struct health *h)
-{
-    uint64_t one = 1;
-    if (write(h->wake_fd, &one, sizeof(one)) < 0)
-        log_error("health: cannot wake the health thread: %s", strerror(errno));
-    pthread_join(h->thread, NULL);
-}
-
-void health_stop(struct health *h)
+void health_detach(struct health *h)
 {
     if (!h)
         return;
-    health_join(h);
-    /* After the checker: its last transitions are in the pipe by now. */
-    alert_stop(h->alert, HEALTH_ALERT_GRACE_MS);
-    health_free(h);
-}
-
-struct alert *health_retire(struct health *h)
-{
-    if (!h)
-        return NULL;
-    health_join(h);
-    struct alert *a = h->alert;
-    alert_retire(a);
-    health_free(h);
-    return a;
+    for (int i = 0; i < h->count; i++) {
+        struct health_check *c = &h->checks[i];
+        health_http_cancel(&c->http);
+        buffer_give_back(h, c->buffer);
+        loop_timer_cancel(h->loop, &c->next);
+        free(c->request);
+    }
+    free(h->checks);
+    while (h->free_buffers) {
+        struct health_buffer *b = h->free_buffers;
+        h->free_buffers = b->next;
+        free(b);
+    }
+    tls_context_free(h->tls);
+    free(h);
 }

@@ -1,15 +1,16 @@
 /* health.h - active health checks, off the request path (SPEC [health]).
  *
- * One health thread with its own struct loop checks every application that
- * is not in maintenance: every `interval` (first at a random offset, then
- * with up to 10% jitter, so that thousands of applications are not checked
- * in one burst) it sends `GET <path>` and reads the status of the answer,
- * the whole exchange bounded by `timeout`. `rise` passes in a row bring a
- * down application up, `fall` failures in a row take an up one down; the
- * change goes through pool_set_state, which workers see on their next load
- * of the state. health_start also starts the alert dispatcher (alert.h).
+ * Every worker checks its share of the applications that are not in
+ * maintenance, on its own loop, between requests: every `interval` (first
+ * at a random offset, then with up to 10% jitter, so that thousands of
+ * applications are not checked in one burst) it sends `GET <path>` and
+ * reads the status of the answer, the whole exchange bounded by `timeout`.
+ * `rise` passes in a row bring a down application up, `fall` failures in a
+ * row take an up one down; the change goes through pool_set_state, which
+ * every worker sees on its next load of the state, and which reports it to
+ * the alert dispatcher (alert.h).
  *
- * Three parts are exposed beyond start/stop:
+ * Three parts are exposed beyond attach/detach:
  *  - the state machine (health_record), a pure function the unit tests
  *    drive without sockets;
  *  - the check schedule (health_first_delay, health_next_delay);
@@ -28,21 +29,23 @@
 #include "pool.h"
 
 struct health;
-struct alert;
 
-/* Starts the health thread and the alert dispatcher for pool, which must
- * outlive them (until health_stop returns). Returns 0 or -errno; on failure
- * nothing is left running and *out is NULL. */
-int health_start(struct health **out, struct pool *pool, const struct config *cfg);
+/* Starts checking the applications of pool whose index i has
+ * i % count == index, on loop, which the calling thread owns and runs (and
+ * which must call health_run_due after each iteration). pool and cfg must
+ * outlive it. Returns 0 or -errno; on failure *out is NULL. */
+int health_attach(struct health **out, struct loop *loop, struct pool *pool, const struct config *cfg,
+                  int index, int count);
 
-/* Stops checking, gives alerts still being delivered a short grace, joins
- * both threads and frees everything. NULL is ignored. */
-void health_stop(struct health *h);
+/* Stops checking: closes what the checks hold, cancels their timers, frees
+ * everything. Results not known yet are dropped. NULL is ignored. */
+void health_detach(struct health *h);
 
-/* For a reload: stops checking and frees everything but the alert
- * dispatcher, which is retired (alert_retire) and returned: the caller
- * stops it later with alert_stop. The pool must outlive it. */
-struct alert *health_retire(struct health *h);
+/* Starts a few of the checks whose time has come. */
+void health_run_due(struct health *h);
+
+/* Some are still waiting: the loop must not sleep. NULL: false. */
+bool health_has_due(const struct health *h);
 
 /* ---- the state machine ---- */
 

@@ -17,7 +17,6 @@
 
 #include "alert.h"
 #include "config.h"
-#include "health.h"
 #include "log.h"
 #include "pool.h"
 #include "worker.h"
@@ -152,7 +151,8 @@ static void raise_fd_limit(const struct config *cfg)
 #define STOP_ALERT_GRACE_MS 3000
 
 /* Owned by main: every generation ever served (the newest is published to
- * the workers), the workers and the health thread. */
+ * the workers), the workers (which run the health checks) and the alert
+ * dispatcher. */
 struct runtime {
     const struct options *options;
     struct generation *newest;
@@ -160,9 +160,9 @@ struct runtime {
     _Atomic bool stop_requested;
     struct worker *workers;
     int worker_count;
-    struct health *health;
+    struct alert *alert;             /* the newest generation's */
     /* Alert dispatchers of earlier generations, finishing their deliveries
-     * (health_retire); oldest first. */
+     * (alert_retire); oldest first. */
     struct alert *retired[RETIRED_MAX];
     int retired_count;
 };
@@ -201,20 +201,21 @@ static int start(struct runtime *rt)
     rt->workers = calloc((size_t)cfg->workers, sizeof(*rt->workers));
     if (!rt->workers)
         return -1;
+    if ((rc = alert_start(&rt->alert, &g->pool, cfg)) < 0) {
+        log_error("cannot start the alert dispatcher: %s", strerror(-rc));
+        return -1;
+    }
     int per_worker = cfg->max_connections / cfg->workers;
     for (int i = 0; i < cfg->workers; i++) {
-        const char *what;
-        rc = worker_init(&rt->workers[i], i, &rt->published, &rt->stop_requested, &what);
+        char what[160];
+        rc = worker_init(&rt->workers[i], i, cfg->workers, &rt->published, &rt->stop_requested, what,
+                         sizeof(what));
         rt->worker_count = i + 1;
         if (rc < 0) {
-            log_error("cannot listen on %s: %s", what ? what : "-", strerror(-rc));
+            log_error("cannot %s: %s", what, strerror(-rc));
             return -1;
         }
         rt->workers[i].client_limit = per_worker > 0 ? per_worker : 1;
-    }
-    if ((rc = health_start(&rt->health, &g->pool, cfg)) < 0) {
-        log_error("cannot start health checks: %s", strerror(-rc));
-        return -1;
     }
     for (int i = 0; i < rt->worker_count; i++) {
         if ((rc = worker_start(&rt->workers[i])) < 0) {
@@ -264,7 +265,9 @@ static void stop(struct runtime *rt)
     /* One grace for every alert thread, counted from here. */
     for (int i = 0; i < rt->retired_count; i++)
         alert_begin_stop(rt->retired[i], STOP_ALERT_GRACE_MS);
-    health_stop(rt->health);
+    /* After the workers: their last transitions are in the pipe by now. */
+    if (rt->alert)
+        alert_stop(rt->alert, STOP_ALERT_GRACE_MS);
     stop_retired(rt, STOP_ALERT_GRACE_MS);
     for (int i = 0; i < rt->worker_count; i++)
         worker_free(&rt->workers[i]);
@@ -379,30 +382,28 @@ static void reload(struct runtime *rt)
         generations_free(next);
         return;
     }
-    /* Checks stop first so that no state changes in the old pool between
-     * the copy and the switch. Its alerts go on being delivered meanwhile
-     * (alert_retire): the reload neither waits for them nor drops them. */
+    /* A state that changes in the old pool after this copy (a worker not
+     * yet on the new generation, checking or marking down) is seen again
+     * by the new pool's own checks within rise or fall rounds. */
+    carry_over_state(&next->pool, &now->pool);
+    next->pool.outage_at_start = pool_up_count(&now->pool) == 0;
+    struct alert *started = NULL;
+    if ((rc = alert_start(&started, &next->pool, &next->cfg)) < 0) {
+        log_error("reload: cannot start the alert dispatcher for the new configuration (%s); "
+                  "still serving the previous one", strerror(-rc));
+        generations_free(next);
+        return;
+    }
+    /* The old dispatcher goes on delivering what it holds (alert_retire):
+     * the reload neither waits for those alerts nor drops them. */
     stop_retired(rt, -1);
     if (rt->retired_count == RETIRED_MAX) {
         alert_stop(rt->retired[0], STOP_ALERT_GRACE_MS);
         memmove(rt->retired, rt->retired + 1, --rt->retired_count * sizeof(rt->retired[0]));
     }
-    struct alert *retiring = health_retire(rt->health);
-    rt->health = NULL;
-    carry_over_state(&next->pool, &now->pool);
-    next->pool.outage_at_start = pool_up_count(&now->pool) == 0;
-    if ((rc = health_start(&rt->health, &next->pool, &next->cfg)) < 0) {
-        /* Never serve without checks: the old generation keeps everything. */
-        log_error("reload: cannot start health checks for the new configuration (%s); "
-                  "still serving the previous one", strerror(-rc));
-        generations_free(next);
-        /* Its dispatcher goes first: one pipe, one reader. */
-        alert_stop(retiring, STOP_ALERT_GRACE_MS);
-        now->pool.outage_at_start = pool_up_count(&now->pool) == 0;
-        if ((rc = health_start(&rt->health, &now->pool, &now->cfg)) < 0)
-            log_error("reload: cannot restart health checks: %s", strerror(-rc));
-        return;
-    }
+    struct alert *retiring = rt->alert;
+    alert_retire(retiring);
+    rt->alert = started;
     if (retiring)
         rt->retired[rt->retired_count++] = retiring;
     next->previous = now;

@@ -7,12 +7,14 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "net.h"
 #include "proxy.h"
 #include "tls.h"
@@ -108,9 +110,10 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
     if (read(w->wake_fd, &value, sizeof(value)) < 0 || w->stopping)
         return;
     struct generation *g = atomic_load(w->published);
-    if (g != atomic_load(&w->generation) && adopt(w, g) < 0)
-        log_error("worker %d: out of memory adopting the new configuration; keeping the old one",
-                  w->index);
+    int rc;
+    if (g != atomic_load(&w->generation) && (rc = adopt(w, g)) < 0)
+        log_error("worker %d: cannot take up the new configuration (%s); keeping the old one",
+                  w->index, strerror(-rc));
     if (!atomic_load(w->stop_requested))
         return;
     w->stopping = true;
@@ -150,6 +153,7 @@ static void after_iteration(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
     proxy_after_iteration(w);
+    health_run_due(w->health);
     log_access_flush(&w->access_log);
     if (w->buffers.returned && !loop_timer_armed(&w->trim_timer))
         trim_when_quiet(w);
@@ -157,13 +161,13 @@ static void after_iteration(struct loop *loop, void *arg)
         loop->stop = true;
 }
 
-static int open_listeners(struct worker *w, const char **error)
+static int open_listeners(struct worker *w, char *error, size_t error_len)
 {
     for (int i = 0; i < w->cfg->listen_count; i++) {
         int backlog = w->cfg->max_connections < 511 ? 511 : w->cfg->max_connections;
         int fd = net_listen(&w->cfg->listen[i], backlog, true);
         if (fd < 0) {
-            *error = w->cfg->listen[i].text;
+            snprintf(error, error_len, "listen on %s", w->cfg->listen[i].text);
             return fd;
         }
         /* Accepted sockets inherit it: answers are not held back by Nagle. */
@@ -175,19 +179,25 @@ static int open_listeners(struct worker *w, const char **error)
     return 0;
 }
 
-/* Everything a worker derives from its generation. Listeners stay: a
- * changed listen address needs a restart (main.c says so). */
+/* Everything a worker derives from its generation, its share of the checks
+ * included. Listeners stay: a changed listen address needs a restart
+ * (main.c says so). */
 static int derive(struct worker *w, struct generation *g)
 {
     const struct config *cfg = &g->cfg;
     struct upstream_list *idle = calloc((size_t)g->pool.count, sizeof(*idle));
     struct http1_header *headers = calloc(cfg->header_count, sizeof(*headers));
     struct balance balance;
-    if (!idle || !headers || balance_init(&balance, &g->pool, w->index) < 0) {
-        free(idle);
-        free(headers);
-        return -ENOMEM;
+    struct health *health = NULL;
+    int rc = -ENOMEM;
+    if (!idle || !headers || balance_init(&balance, &g->pool, w->index) < 0)
+        goto fail;
+    if ((rc = health_attach(&health, &w->loop, &g->pool, cfg, w->index, w->count)) < 0) {
+        balance_free(&balance);
+        goto fail;
     }
+    health_detach(w->health);
+    w->health = health;
     if (w->idle)
         balance_free(&w->balance);
     free(w->idle);
@@ -201,27 +211,32 @@ static int derive(struct worker *w, struct generation *g)
     w->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
     buf_pool_resize(&w->buffers, cfg->header_bytes + 8192);
     return 0;
+fail:
+    free(idle);
+    free(headers);
+    return rc;
 }
 
 static int adopt(struct worker *w, struct generation *g)
 {
     /* Idle upstreams are filed by application index in the old pool. */
     proxy_drop_idle(w);
-    if (derive(w, g) < 0)
-        return -ENOMEM;
+    int rc = derive(w, g);
+    if (rc < 0)
+        return rc;
     log_debug("worker %d: serving the new configuration", w->index);
     return 0;
 }
 
-int worker_init(struct worker *w, int index, struct generation *_Atomic *published,
-                _Atomic bool *stop_requested, const char **error)
+int worker_init(struct worker *w, int index, int count, struct generation *_Atomic *published,
+                _Atomic bool *stop_requested, char *error, size_t error_len)
 {
     struct generation *g = atomic_load(published);
     const struct config *cfg = &g->cfg;
-    *w = (struct worker){.index = index, .wake_fd = -1, .published = published,
+    *w = (struct worker){.index = index, .count = count, .wake_fd = -1, .published = published,
                          .stop_requested = stop_requested};
+    snprintf(error, error_len, "set up worker %d", index);
     int rc = loop_init(&w->loop);
-    *error = "event loop";
     if (rc < 0)
         return rc;
     w->loop.after_iteration = after_iteration;
@@ -230,7 +245,11 @@ int worker_init(struct worker *w, int index, struct generation *_Atomic *publish
     loop_timer_init(&w->accept_timer, resume_accepting);
     loop_timer_init(&w->trim_timer, trim_later);
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
-    if ((rc = derive(w, g)) < 0 || (rc = log_access_init(&w->access_log)) < 0)
+    if ((rc = derive(w, g)) < 0) {
+        snprintf(error, error_len, "start the health checks of worker %d", index);
+        return rc;
+    }
+    if ((rc = log_access_init(&w->access_log)) < 0)
         return rc;
     if (getrandom(&w->request_id_prefix, sizeof(w->request_id_prefix), 0) < 0)
         w->request_id_prefix = (uint64_t)loop_monotonic_ms() * 2654435761u + (uint64_t)index;
@@ -239,15 +258,15 @@ int worker_init(struct worker *w, int index, struct generation *_Atomic *publish
         return -errno;
     if ((rc = loop_add_reader(&w->loop, &w->wake_io, w->wake_fd, wake_event)) < 0)
         return rc;
-    *error = NULL;
-    return open_listeners(w, error);
+    return open_listeners(w, error, error_len);
 }
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     while (!w->loop.stop) {
-        int rc = loop_run_once(&w->loop, proxy_has_pending(w) ? 0 : -1);
+        bool busy = proxy_has_pending(w) || health_has_due(w->health);
+        int rc = loop_run_once(&w->loop, busy ? 0 : -1);
         if (rc < 0) {
             log_error("worker %d: event loop: %s", w->index, strerror(-rc));
             break;
@@ -279,6 +298,8 @@ void worker_join(struct worker *w)
 void worker_free(struct worker *w)
 {
     close_listeners(w);
+    health_detach(w->health);
+    w->health = NULL;
     if (w->idle)
         proxy_free(w);
     free(w->idle);

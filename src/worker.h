@@ -22,6 +22,7 @@
 #include "pool.h"
 
 struct client;
+struct health;
 struct upstream;
 struct ssl_ctx_st;
 
@@ -49,6 +50,7 @@ struct upstream_list {
 
 struct worker {
     int index;
+    int count;                 /* workers in all: each checks 1/count of the pool */
     const struct config *cfg;
     struct pool *pool;
     struct loop loop;
@@ -59,6 +61,7 @@ struct worker {
     struct http1_header *headers;    /* limits.headers entries: the parser's views, used
                                         only within the step that parsed a head */
     struct ssl_ctx_st *tls;    /* client context for tls = true applications; NULL if none */
+    struct health *health;     /* this worker's share of the active checks */
 
     struct listener listeners[CONFIG_MAX_LISTEN];
     int listener_count;
@@ -94,10 +97,11 @@ struct worker {
     bool thread_started;
 };
 
-/* Builds a worker: loop, listeners (SO_REUSEPORT), buffers. 0 or -errno;
- * *error names what failed. */
-int worker_init(struct worker *w, int index, struct generation *_Atomic *published,
-                _Atomic bool *stop_requested, const char **error);
+/* Builds worker `index` of `count`: loop, listeners (SO_REUSEPORT),
+ * buffers, its share of the health checks. 0 or -errno, with what could
+ * not be done in error ("listen on 127.0.0.1:80"). */
+int worker_init(struct worker *w, int index, int count, struct generation *_Atomic *published,
+                _Atomic bool *stop_requested, char *error, size_t error_len);
 int worker_start(struct worker *w);
 /* Wakes the worker to look at *stop_requested and *published (from any
  * thread). */

@@ -455,6 +455,70 @@ static void *backend_main(void *arg)
     return NULL;
 }
 
+static bool backend_start(struct backend *b, struct config_address *address)
+{
+    b->listener = listen_local(address);
+    if (b->listener < 0)
+        return false;
+    atomic_store(&b->status, 200);
+    atomic_store(&b->stop, false);
+    CHECK_INT(pthread_create(&b->thread, NULL, backend_main, b), 0);
+    return true;
+}
+
+static void backend_stop(struct backend *b)
+{
+    atomic_store(&b->stop, true);
+    pthread_join(b->thread, NULL);
+    close(b->listener);
+}
+
+/* A worker's part in the checks: its loop, on a thread of its own. */
+struct checker {
+    struct loop loop;
+    struct health *health;
+    pthread_t thread;
+    _Atomic bool stop;
+};
+
+static void *checker_main(void *arg)
+{
+    struct checker *k = arg;
+    while (!atomic_load(&k->stop)) {
+        loop_run_once(&k->loop, health_has_due(k->health) ? 0 : 5);
+        health_run_due(k->health);
+    }
+    return NULL;
+}
+
+static int checker_start_share(struct checker *k, struct pool *pool, const struct config *cfg, int index,
+                               int count)
+{
+    atomic_store(&k->stop, false);
+    if (loop_init(&k->loop) < 0)
+        return -1;
+    if (health_attach(&k->health, &k->loop, pool, cfg, index, count) < 0 ||
+        pthread_create(&k->thread, NULL, checker_main, k) != 0) {
+        health_detach(k->health);
+        loop_close(&k->loop);
+        return -1;
+    }
+    return 0;
+}
+
+static int checker_start(struct checker *k, struct pool *pool, const struct config *cfg)
+{
+    return checker_start_share(k, pool, cfg, 0, 1);
+}
+
+static void checker_stop(struct checker *k)
+{
+    atomic_store(&k->stop, true);
+    pthread_join(k->thread, NULL);
+    health_detach(k->health);
+    loop_close(&k->loop);
+}
+
 static bool wait_for_state(struct app *app, enum app_state want, int64_t within_ms)
 {
     int64_t deadline = loop_monotonic_ms() + within_ms;
@@ -463,18 +527,15 @@ static bool wait_for_state(struct app *app, enum app_state want, int64_t within_
     return app_state(app) == want;
 }
 
-static void test_health_thread(void)
+static void test_checks_on_a_loop(void)
 {
     static struct backend b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static struct checker k;
     struct config_address address;
     struct config cfg;
     struct pool pool;
-    struct health *h = NULL;
-    b.listener = listen_local(&address);
-    if (b.listener < 0)
+    if (!backend_start(&b, &address))
         return;
-    atomic_store(&b.status, 200);
-    CHECK_INT(pthread_create(&b.thread, NULL, backend_main, &b), 0);
     const char *port = strchr(address.text, ':') + 1;
     if (parse_config(&cfg,
                      "[health]\ninterval = \"20ms\"\ntimeout = \"500ms\"\nrise = 2\nfall = 2\n"
@@ -487,8 +548,8 @@ static void test_health_thread(void)
     CHECK_INT(pool_init(&pool, &cfg), 0);
     struct app *a = &pool.apps[0], *bb = &pool.apps[1], *c = &pool.apps[2];
     CHECK_INT(app_state(bb), APP_DOWN);                 /* alive = false */
-    CHECK_INT(health_start(&h, &pool, &cfg), 0);
-    if (!h)
+    CHECK_INT(checker_start(&k, &pool, &cfg), 0);
+    if (!k.health)
         goto out_pool;
 
     CHECK(wait_for_state(bb, APP_UP, 3000));            /* rise passes */
@@ -520,24 +581,58 @@ static void test_health_thread(void)
     /* the expect list decides what passes */
     atomic_store(&b.status, 302);
     CHECK(wait_for_state(bb, APP_DOWN, 3000));
-    health_stop(h);
+    checker_stop(&k);
 out_pool:
     pool_free(&pool);
     config_free(&cfg);
 out_backend:
-    atomic_store(&b.stop, true);
-    pthread_join(b.thread, NULL);
-    close(b.listener);
+    backend_stop(&b);
 }
 
-/* Thousands of applications: one thread, no per-check allocation, and the
- * checks spread over the interval. Only run for the count, not timed. */
+/* Each worker checks its share of the pool: worker 1 of 2 checks the
+ * applications at odd indexes, and only those. */
+static void test_share_of_the_pool(void)
+{
+    static struct backend b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static struct checker k;
+    struct config_address address;
+    struct config cfg;
+    struct pool pool;
+    if (!backend_start(&b, &address))
+        return;
+    const char *port = strchr(address.text, ':') + 1;
+    if (parse_config(&cfg,
+                     "[health]\ninterval = \"20ms\"\nrise = 1\n"
+                     "[[applications]]\nname = \"a\"\nalive = false\nip = \"127.0.0.1\"\nport = %s\n"
+                     "[[applications]]\nname = \"b\"\nalive = false\nip = \"127.0.0.1\"\nport = %s\n"
+                     "[[applications]]\nname = \"c\"\nalive = false\nip = \"127.0.0.1\"\nport = %s\n"
+                     "[[applications]]\nname = \"d\"\nalive = false\nip = \"127.0.0.1\"\nport = %s\n",
+                     port, port, port, port) != 0)
+        goto out_backend;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(checker_start_share(&k, &pool, &cfg, 1, 2), 0);
+    CHECK(wait_for_state(&pool.apps[1], APP_UP, 3000));
+    CHECK(wait_for_state(&pool.apps[3], APP_UP, 3000));
+    usleep(100 * 1000);                                 /* five more intervals */
+    checker_stop(&k);
+    CHECK_INT(app_state(&pool.apps[0]), APP_DOWN);
+    CHECK_INT(app_state(&pool.apps[2]), APP_DOWN);
+    CHECK(atomic_load(&pool.apps[0].last_check_time_ms) == 0);
+    CHECK(atomic_load(&pool.apps[2].last_check_time_ms) == 0);
+    pool_free(&pool);
+    config_free(&cfg);
+out_backend:
+    backend_stop(&b);
+}
+
+/* Thousands of applications: no per-check allocation, and the checks
+ * spread over the interval. Only run for the count, not timed. */
 static void test_many_applications(void)
 {
     enum { APPS = 2000 };
+    static struct checker k;
     struct config cfg;
     struct pool pool;
-    struct health *h = NULL;
     static char text[APPS * 64 + 256];
     size_t len = (size_t)snprintf(text, sizeof(text), "[health]\ninterval = \"1s\"\ntimeout = \"100ms\"\n");
     /* Ports nobody serves: each check is refused, quietly (already down). */
@@ -552,9 +647,14 @@ static void test_many_applications(void)
     CHECK_INT(pool_init(&pool, &cfg), 0);
     struct timespec cpu0, cpu1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
-    CHECK_INT(health_start(&h, &pool, &cfg), 0);
+    CHECK_INT(checker_start(&k, &pool, &cfg), 0);
     usleep(300 * 1000);
-    health_stop(h);
+    checker_stop(&k);
+    int checked = 0;
+    for (int i = 0; i < APPS; i++)
+        checked += atomic_load(&pool.apps[i].last_check_time_ms) > 0;
+    /* first checks at random offsets within the 1 s interval: about 600 */
+    CHECK_MSG(checked > 300 && checked < 1000, "%d of %d checked in 0.3 s", checked, APPS);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
     double cpu = (double)(cpu1.tv_sec - cpu0.tv_sec) + (double)(cpu1.tv_nsec - cpu0.tv_nsec) / 1e9;
     /* ~600 checks in 0.3 s; generous bound, this is no benchmark */
@@ -571,6 +671,7 @@ void unit_test_health(void)
     test_schedule();
     test_passive_detection();
     test_check_client();
-    test_health_thread();
+    test_checks_on_a_loop();
+    test_share_of_the_pool();
     test_many_applications();
 }
