@@ -555,7 +555,6 @@ struct health_check {
     struct health *health;
     struct app *app;
     struct health_counter counter;
-    struct loop_timer next;          /* start of the next check */
     struct health_http http;         /* the check in flight */
     struct health_buffer *buffer;    /* lent while a check is in flight */
     enum app_state state_at_start;
@@ -564,10 +563,22 @@ struct health_check {
     char *request;                   /* the GET, built once; owned */
 };
 
+/* When a check is next due. */
+struct schedule_entry {
+    int64_t deadline;                /* loop time, ms */
+    int check;                       /* index in health.checks */
+};
+
 struct health {
     struct pool *pool;
     const struct config *cfg;
     struct loop *loop;               /* the worker's */
+    /* The checks' own timetable: a min-heap by deadline holding every
+     * check exactly once, and one loop timer for its earliest entry. A
+     * loop timer per check would put thousands of entries in the heap that
+     * each request's timeouts walk. */
+    struct schedule_entry *schedule;
+    struct loop_timer tick;
     struct ssl_ctx_st *tls;          /* for tsl applications; NULL when none */
     struct health_check *checks;     /* this worker's share of the pool */
     int count;
@@ -692,29 +703,50 @@ static void check_start(struct health_check *c)
     }
 }
 
-/* Arms the next check `delay` ms from now, rounded up to a tick of 1% of the
+/* The deadline `delay` ms from now, rounded up to a tick of 1% of the
  * interval (at most 10 ms): checks that fall due in the same tick share one
  * wake-up of an idle worker instead of one each. A wake-up costs more than
  * a refused check on the benchmark machine (docs/benchmarks.md). The
  * spread over the interval stays. */
-static int check_arm(struct health *h, struct health_check *c, int64_t delay)
+static int64_t check_deadline(const struct health *h, int64_t delay)
 {
     int64_t tick = h->cfg->health_interval_ms / 100;
-    int64_t deadline = h->loop->now + delay;
+    int64_t deadline = h->loop->now + (delay > 1 ? delay : 1);
     tick = tick < 1 ? 1 : tick > 10 ? 10 : tick;
-    deadline += (tick - deadline % tick) % tick;
-    return loop_timer_arm_at(h->loop, &c->next, deadline);
+    return deadline + (tick - deadline % tick) % tick;
 }
 
-static void check_on_timer(struct loop *loop, struct loop_timer *timer)
+static void schedule_sift_down(struct health *h, int i)
 {
-    struct health_check *c = container_of(timer, struct health_check, next);
-    struct health *h = c->health;
-    (void)loop;
-    /* Re-armed from this start, not from the end: the rhythm does not
-     * drift with the applications' response times. */
-    if (check_arm(h, c, health_next_delay(h->cfg->health_interval_ms, health_random(h))) < 0)
-        log_error("application %s: health checks stopped: out of memory", c->app->cfg->name);
+    struct schedule_entry *e = h->schedule, moving = e[i];
+    for (;;) {
+        int child = 2 * i + 1;
+        if (child >= h->count)
+            break;
+        if (child + 1 < h->count && e[child + 1].deadline < e[child].deadline)
+            child++;
+        if (e[child].deadline >= moving.deadline)
+            break;
+        e[i] = e[child];
+        i = child;
+    }
+    e[i] = moving;
+}
+
+/* Every check's first time, at random within the first interval. */
+static int schedule_build(struct health *h)
+{
+    for (int i = 0; i < h->count; i++) {
+        uint32_t r = health_random(h);
+        h->schedule[i] = (struct schedule_entry){check_deadline(h, health_first_delay(h->cfg->health_interval_ms, r)), i};
+    }
+    for (int i = h->count / 2 - 1; i >= 0; i--)
+        schedule_sift_down(h, i);
+    return h->count ? loop_timer_arm_at(h->loop, &h->tick, h->schedule[0].deadline) : 0;
+}
+
+static void check_queue(struct health *h, struct health_check *c)
+{
     if (health_http_busy(&c->http) || c->due) {
         log_debug("application %s: previous health check still running, round skipped",
                   c->app->cfg->name);
@@ -729,6 +761,22 @@ static void check_on_timer(struct loop *loop, struct loop_timer *timer)
         h->due_first = c;
     h->due_last = c;
     h->due_count++;
+}
+
+static void schedule_on_tick(struct loop *loop, struct loop_timer *timer)
+{
+    struct health *h = container_of(timer, struct health, tick);
+    struct schedule_entry *first = &h->schedule[0];
+    while (first->deadline <= loop->now) {
+        /* The next one counts from this start, not from the end: the
+         * rhythm does not drift with the applications' response times. */
+        check_queue(h, &h->checks[first->check]);
+        first->deadline = check_deadline(h, health_next_delay(h->cfg->health_interval_ms, health_random(h)));
+        schedule_sift_down(h, 0);
+    }
+    /* Just taken off the loop's heap, so putting it back needs no memory. */
+    if (loop_timer_arm_at(loop, timer, first->deadline) < 0)
+        log_error("health: checks stopped: out of memory");
 }
 
 bool health_has_due(const struct health *h)
@@ -792,7 +840,6 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     c->health = h;
     c->app = app;
     health_counter_reset(&c->counter, app_state(app));
-    loop_timer_init(&c->next, check_on_timer);
     health_http_init(&c->http);
     if (!request_text_ok(app->cfg->host)) {
         log_error("application %s: host \"%s\" cannot be used in a health check", app->cfg->name,
@@ -852,7 +899,8 @@ static int health_prepare(struct health *h, int index, int count)
     h->spare_budget = spare_budget(count);
     int share = h->pool->count > index ? (h->pool->count - index + count - 1) / count : 0;
     h->checks = calloc((size_t)(share ? share : 1), sizeof(*h->checks));
-    if (!h->checks)
+    h->schedule = calloc((size_t)(share ? share : 1), sizeof(*h->schedule));
+    if (!h->checks || !h->schedule)
         return -ENOMEM;
     for (int i = index; i < h->pool->count; i += count) {
         int rc = check_init(h, &h->checks[h->count], &h->pool->apps[i]);
@@ -873,11 +921,10 @@ int health_attach(struct health **out, struct loop *loop, struct pool *pool, con
     h->pool = pool;
     h->cfg = cfg;
     h->loop = loop;
+    loop_timer_init(&h->tick, schedule_on_tick);
     int rc = health_prepare(h, index < 0 ? 0 : index, count < 1 ? 1 : count);
-    for (int i = 0; rc == 0 && i < h->count; i++) {
-        struct health_check *c = &h->checks[i];
-        rc = check_arm(h, c, health_first_delay(cfg->health_interval_ms, health_random(h)));
-    }
+    if (rc == 0)
+        rc = schedule_build(h);
     if (rc < 0) {
         health_detach(h);
         return rc;
@@ -890,14 +937,15 @@ void health_detach(struct health *h)
 {
     if (!h)
         return;
+    loop_timer_cancel(h->loop, &h->tick);
     for (int i = 0; i < h->count; i++) {
         struct health_check *c = &h->checks[i];
         health_http_cancel(&c->http);
         buffer_give_back(h, c->buffer);
-        loop_timer_cancel(h->loop, &c->next);
         free(c->request);
     }
     free(h->checks);
+    free(h->schedule);
     while (h->free_buffers) {
         struct health_buffer *b = h->free_buffers;
         h->free_buffers = b->next;

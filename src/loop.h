@@ -1,6 +1,6 @@
 /* loop.h - one epoll event loop per thread, with timers.
  *
- * Every worker thread (and the health thread) owns exactly one struct loop.
+ * Every worker thread (and the alert thread) owns exactly one struct loop.
  * Nothing here is shared between threads.
  *
  * File descriptors are registered edge-triggered once, for both directions,

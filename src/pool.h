@@ -8,7 +8,7 @@
  * Each transition that succeeds is logged, counted, and written as a
  * struct pool_transition to a non-blocking pipe whose reading end belongs to
  * the alert dispatcher (alert.c). A pipe write of fewer than PIPE_BUF bytes is
- * atomic, so workers and the health thread can all report without a lock.
+ * atomic, so workers (requests and checks) can all report without a lock.
  */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
@@ -46,7 +46,7 @@ struct app {
     _Atomic int64_t active;                /* requests in flight */
     _Atomic uint64_t transitions[APP_STATE_COUNT]; /* entries into each state */
 
-    /* last active check, written by the health thread only */
+    /* last active check, written by the one worker that checks it */
     _Atomic int64_t last_check_time_ms;    /* wall clock */
     _Atomic int last_check_ok;
 };
