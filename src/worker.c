@@ -109,11 +109,10 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
     uint64_t value;
     if (read(w->wake_fd, &value, sizeof(value)) < 0 || w->stopping)
         return;
-    struct generation *g = atomic_load(w->published);
-    int rc;
-    if (g != atomic_load(&w->generation) && (rc = adopt(w, g)) < 0)
-        log_error("worker %d: cannot take up the new configuration (%s); keeping the old one",
-                  w->index, strerror(-rc));
+    /* Taken up after this iteration's events: the checks of the old
+     * generation are freed then, and an event of this batch may still
+     * point at one of them. */
+    w->adopt_pending = atomic_load(w->published) != atomic_load(&w->generation);
     if (!atomic_load(w->stop_requested))
         return;
     w->stopping = true;
@@ -153,6 +152,13 @@ static void after_iteration(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
     proxy_after_iteration(w);
+    if (w->adopt_pending && !w->stopping) {
+        w->adopt_pending = false;
+        int rc = adopt(w, atomic_load(w->published));
+        if (rc < 0)
+            log_error("worker %d: cannot take up the new configuration (%s); keeping the old one",
+                      w->index, strerror(-rc));
+    }
     health_run_due(w->health);
     log_access_flush(&w->access_log);
     if (w->buffers.returned && !loop_timer_armed(&w->trim_timer))

@@ -74,6 +74,7 @@ struct worker {
     struct generation *_Atomic generation;      /* the one being served; read by main.c
                                                    to know when an old one is unused */
     bool stopping;
+    bool adopt_pending;        /* a new generation is published: adopt after this iteration */
     struct loop_timer grace_timer;
     struct loop_timer accept_timer;  /* resumes accepting after running out of fds */
     int64_t last_request_ms;         /* loop time of the last request started (trimming) */
