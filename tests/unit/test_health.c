@@ -653,8 +653,10 @@ static void test_many_applications(void)
     int checked = 0;
     for (int i = 0; i < APPS; i++)
         checked += atomic_load(&pool.apps[i].last_check_time_ms) > 0;
-    /* first checks at random offsets within the 1 s interval: about 600 */
-    CHECK_MSG(checked > 300 && checked < 1000, "%d of %d checked in 0.3 s", checked, APPS);
+    /* First checks at random offsets within the 1 s interval: about 600
+     * after 0.3 s; all 2,000 would mean no spread. Wide bounds: a loaded
+     * machine may run the checker late or sleep long. */
+    CHECK_MSG(checked > 50 && checked < 1800, "%d of %d checked in 0.3 s", checked, APPS);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
     double cpu = (double)(cpu1.tv_sec - cpu0.tv_sec) + (double)(cpu1.tv_nsec - cpu0.tv_nsec) / 1e9;
     /* ~600 checks in 0.3 s; generous bound, this is no benchmark */
