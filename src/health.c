@@ -3,10 +3,10 @@
  *
  * Shape. Each worker checks its share of the pool (applications i with
  * i % workers == its index) on its own loop: one struct health per worker
- * and generation, one struct health_check per application, allocated when
- * the worker takes up the generation and never again: its timer, its
- * counter and the request text ("GET /health HTTP/1.1", with that
- * application's Host) built once. A check is a struct health_http
+ * and generation, with one timetable entry and one struct health_check per
+ * application, allocated when the worker takes up the generation and never
+ * again: its counter and the request text ("GET /health HTTP/1.1", with
+ * that application's Host) built once. A check is a struct health_http
  * exchange, a small state machine driven by the edge-triggered loop:
  *
  *     CONNECTING -> [HANDSHAKING, for tsl] -> SENDING -> RECEIVING -> idle
@@ -63,7 +63,8 @@
 #define HEALTH_STATUS_LINE_MAX 256
 /* Checks a worker starts per loop iteration at least (health_run_due):
  * a refused check costs about 10-15 us on the benchmark machine, so the
- * requests of one iteration wait for checks 60 us at most. */
+ * requests of one iteration wait about 60 us for checks unless a backlog
+ * of more than 16 builds up. */
 #define HEALTH_STARTS_PER_ITERATION 4
 
 /* ---- the state machine ---- */
@@ -748,8 +749,8 @@ static int schedule_build(struct health *h)
 static void check_queue(struct health *h, struct health_check *c)
 {
     if (health_http_busy(&c->http) || c->due) {
-        log_debug("application %s: previous health check still running, round skipped",
-                  c->app->cfg->name);
+        log_debug("application %s: previous health check still %s, round skipped", c->app->cfg->name,
+                  c->due ? "waiting to start" : "running");
         return;
     }
     /* Started by health_run_due, a few per loop iteration. */

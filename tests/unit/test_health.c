@@ -383,11 +383,15 @@ static void test_check_client(void)
     http.spare_budget = &budget;
     run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
     CHECK_INT(budget, 0);
+    int kept = http.spare_fd;
+    CHECK(kept >= 0);
     run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
     CHECK_INT(budget, 0);
+    CHECK_INT(http.spare_fd, kept);            /* the same socket, connected again */
     /* once more: the spare was readied by the connect() that saw the refusal */
     run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
     CHECK_INT(budget, 0);
+    CHECK_INT(http.spare_fd, kept);
     listener = relisten(&address);
     if (listener >= 0) {
         http.timeout_ms = 1000;
@@ -625,6 +629,57 @@ out_backend:
     backend_stop(&b);
 }
 
+/* A config of `apps` applications, alive = false, on 127.0.0.1 ports
+ * nobody serves: every check is refused, quietly (they are down already). */
+static bool parse_down_fleet(struct config *cfg, int apps, const char *interval)
+{
+    static char text[2000 * 64 + 256];
+    size_t len = (size_t)snprintf(text, sizeof(text), "[health]\ninterval = \"%s\"\ntimeout = \"100ms\"\n",
+                                  interval);
+    for (int i = 0; i < apps && len < sizeof(text) - 64; i++)
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                "[[applications]]\nalive = false\nip = \"127.0.0.1\"\nport = %d\n", 20000 + i);
+    char errors[512] = "";
+    int rc = config_parse(cfg, "fleet.toml", text, len, errors, sizeof(errors));
+    CHECK_MSG(rc == 0, "%s", errors);
+    return rc == 0;
+}
+
+/* Checks that fall due together start a few per loop iteration (at least
+ * 4, a quarter of the queue when it is longer), never all at once, and
+ * the queue always drains. */
+static void test_checks_start_a_few_at_a_time(void)
+{
+    enum { APPS = 40 };
+    struct config cfg;
+    struct pool pool;
+    struct loop loop;
+    struct health *h = NULL;
+    if (!parse_down_fleet(&cfg, APPS, "10ms"))
+        return;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(pool.count, APPS);
+    CHECK_INT(loop_init(&loop), 0);
+    CHECK_INT(health_attach(&h, &loop, &pool, &cfg, 0, 1), 0);
+    CHECK(!health_has_due(h));                 /* first checks within the first interval */
+    usleep(30 * 1000);
+    loop_run_once(&loop, 0);                   /* every check's time has come */
+    CHECK(health_has_due(h));
+    health_run_due(h);
+    CHECK_MSG(health_has_due(h), "all %d checks started in one iteration", APPS);
+    int iterations = 1;
+    while (health_has_due(h) && iterations < 20) {
+        health_run_due(h);
+        iterations++;
+    }
+    /* 40 -> 30 -> 23 -> 18 -> 14 -> 10 -> 6 -> 2 -> 0 */
+    CHECK_INT(iterations, 8);
+    health_detach(h);
+    loop_close(&loop);
+    pool_free(&pool);
+    config_free(&cfg);
+}
+
 /* Thousands of applications: no per-check allocation, and the checks
  * spread over the interval. Only run for the count, not timed. */
 static void test_many_applications(void)
@@ -633,18 +688,10 @@ static void test_many_applications(void)
     static struct checker k;
     struct config cfg;
     struct pool pool;
-    static char text[APPS * 64 + 256];
-    size_t len = (size_t)snprintf(text, sizeof(text), "[health]\ninterval = \"1s\"\ntimeout = \"100ms\"\n");
-    /* Ports nobody serves: each check is refused, quietly (already down). */
-    for (int i = 0; i < APPS; i++)
-        len += (size_t)snprintf(text + len, sizeof(text) - len,
-                                "[[applications]]\nalive = false\nip = \"127.0.0.1\"\nport = %d\n", 20000 + i);
-    char errors[512] = "";
-    int rc = config_parse(&cfg, "many.toml", text, len, errors, sizeof(errors));
-    CHECK_MSG(rc == 0, "%s", errors);
-    if (rc != 0)
+    if (!parse_down_fleet(&cfg, APPS, "1s"))
         return;
     CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(pool.count, APPS);
     struct timespec cpu0, cpu1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
     CHECK_INT(checker_start(&k, &pool, &cfg), 0);
@@ -675,5 +722,6 @@ void unit_test_health(void)
     test_check_client();
     test_checks_on_a_loop();
     test_share_of_the_pool();
+    test_checks_start_a_few_at_a_time();
     test_many_applications();
 }
