@@ -5,10 +5,11 @@
  *   1. find_head_end() looks for the blank line with memchr('\n'). Every LF
  *      it meets must follow a CR (a bare LF is refused at once, even in an
  *      incomplete head), and the head ends at the first LF that closes
- *      "\r\n\r\n". The scan never looks past min(len, head_bytes), so a
- *      caller that re-parses a growing buffer costs at most head_bytes per
- *      call. Leading empty lines before a request line are skipped
- *      (RFC 9112 section 2.2); they count against the limit.
+ *      "\r\n\r\n". The scan never looks past min(len, head_bytes), and a
+ *      client's head arriving in pieces is scanned once in all, not once
+ *      per piece (http1_request_head_ready resumes where the last piece's
+ *      scan stopped). Leading empty lines before a request line are
+ *      skipped (RFC 9112 section 2.2); they count against the limit.
  *   2. One pass over the complete head. Every byte is checked against a
  *      256-entry class table (char_class), except field values, most of a
  *      head, which are checked 8 bytes at a time (skip_field_bytes). A value
@@ -203,9 +204,12 @@ static struct list_iter list_of(const struct http1_header *h)
 enum head_scan { SCAN_FOUND, SCAN_INCOMPLETE, SCAN_BARE_LF, SCAN_TOO_LARGE };
 
 /* Finds the end of the head: *start is past any skipped leading CRLFs,
- * *head_len is just past the final "\r\n\r\n". */
+ * *head_len is just past the final "\r\n\r\n". The search starts at
+ * *scanned, where an earlier call over the same bytes (the buffer only grew
+ * since) stopped without finding anything, and leaves there the offset to
+ * resume from: every LF before it was judged already. */
 static enum head_scan find_head_end(const char *buf, size_t len, size_t limit, bool skip_empty,
-                                    size_t *start, size_t *head_len)
+                                    size_t *scanned, size_t *start, size_t *head_len)
 {
     size_t avail = len < limit ? len : limit;
     size_t pos = 0;
@@ -213,7 +217,8 @@ static enum head_scan find_head_end(const char *buf, size_t len, size_t limit, b
         while (pos + 1 < avail && buf[pos] == '\r' && buf[pos + 1] == '\n')
             pos += 2;
     *start = pos;
-    const char *p = buf + pos, *end = buf + avail;
+    const char *p = buf + (*scanned > pos && *scanned <= avail ? *scanned : pos), *end = buf + avail;
+    *scanned = avail;
     while (p < end) {
         const char *lf = memchr(p, '\n', (size_t)(end - p));
         if (!lf)
@@ -819,14 +824,22 @@ static enum http1_result fail_request(struct http1_request *req, enum http1_erro
     return HTTP1_ERROR;
 }
 
+bool http1_request_head_ready(const char *buf, size_t len, const struct http1_limits *lim, uint32_t *scanned)
+{
+    size_t start, head_len, at = *scanned;
+    enum head_scan r = find_head_end(buf, len, lim->head_bytes, true, &at, &start, &head_len);
+    *scanned = r == SCAN_INCOMPLETE ? (uint32_t)at : 0;
+    return r != SCAN_INCOMPLETE;
+}
+
 enum http1_result http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
                                       struct http1_request *req)
 {
     struct http1_header *hs = req->headers;
     *req = (struct http1_request){.headers = hs};
 
-    size_t start, head_len;
-    switch (find_head_end(buf, len, lim->head_bytes, true, &start, &head_len)) {
+    size_t start, head_len, scanned = 0;
+    switch (find_head_end(buf, len, lim->head_bytes, true, &scanned, &start, &head_len)) {
     case SCAN_INCOMPLETE: return HTTP1_INCOMPLETE;
     case SCAN_BARE_LF: return fail_request(req, HTTP1_E_BAD_REQUEST);
     case SCAN_TOO_LARGE: return fail_request(req, HTTP1_E_HEAD_TOO_LARGE);
@@ -933,8 +946,8 @@ enum http1_result http1_parse_response(const char *buf, size_t len, const struct
     struct http1_header *hs = res->headers;
     *res = (struct http1_response){.headers = hs};
 
-    size_t start, head_len;
-    switch (find_head_end(buf, len, lim->head_bytes, false, &start, &head_len)) {
+    size_t start, head_len, scanned = 0;
+    switch (find_head_end(buf, len, lim->head_bytes, false, &scanned, &start, &head_len)) {
     case SCAN_INCOMPLETE: return HTTP1_INCOMPLETE;
     case SCAN_BARE_LF: return fail_response(res, HTTP1_E_BAD_RESPONSE);
     case SCAN_TOO_LARGE: return fail_response(res, HTTP1_E_HEAD_TOO_LARGE);

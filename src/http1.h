@@ -134,6 +134,15 @@ struct http1_response {
 enum http1_result http1_parse_request(const char *buf, size_t len, const struct http1_limits *lim,
                                       struct http1_request *req);
 
+/* Whether http1_parse_request(buf, len) would have more to say than
+ * HTTP1_INCOMPLETE (a whole head, or a reason to refuse one), at the cost
+ * of scanning only the bytes that arrived since the last call: *scanned
+ * (0 for a new head, then left to this function) remembers how far earlier
+ * calls over the same, only growing, bytes got. Set back to 0 once ready.
+ * A head that arrives a byte at a time is then scanned once, not once per
+ * byte. */
+bool http1_request_head_ready(const char *buf, size_t len, const struct http1_limits *lim, uint32_t *scanned);
+
 /* Parses a response head. request_method decides the body framing together
  * with the status (HEAD, 1xx, 204, 304 have none; 2xx to CONNECT has none).
  * On HTTP1_ERROR, res->error is HTTP1_E_HEAD_TOO_LARGE or

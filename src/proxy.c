@@ -102,6 +102,8 @@ struct client {
     bool in_pending;
     bool head_dirty;                /* c->in has bytes not yet tried as a head */
     char ip[48];
+    uint32_t head_scanned;          /* bytes of the head in c->in searched for its end
+                                       already (http1_request_head_ready) */
 
     /* the request in flight */
     struct http1_request req;           /* its header views are valid only in the step
@@ -842,6 +844,7 @@ static void reset_request(struct client *c)
     c->req_body_left = 0;
     memset(&c->req_chunked, 0, sizeof(c->req_chunked));
     c->req_ready = 0;
+    c->head_scanned = 0;
     c->sent_any = false;
     c->retryable = false;
     c->attempts = 0;
@@ -948,8 +951,11 @@ static void start_request(struct client *c)
 static int step_head(struct client *c)
 {
     struct worker *w = c->w;
-    if (c->head_dirty && buf_len(&c->in)) {
-        c->head_dirty = false;
+    /* Parsed only once whole (or refusable): a head dripped in small
+     * pieces costs one scan for its end in all, not one per piece. */
+    bool dirty = c->head_dirty && buf_len(&c->in);
+    c->head_dirty = false;
+    if (dirty && http1_request_head_ready(buf_start(&c->in), buf_len(&c->in), &w->limits, &c->head_scanned)) {
         c->req.headers = w->headers;
         enum http1_result rc = http1_parse_request(buf_start(&c->in), buf_len(&c->in), &w->limits, &c->req);
         if (rc == HTTP1_OK) {

@@ -585,6 +585,32 @@ def test_slowloris_dripping_bytes_is_bounded(backends, sluice):
     assert elapsed < scaled(2), "a client dripping one byte per 100 ms held the head %.1fs" % elapsed
 
 
+def _send_in_pieces(c, data, size):
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(0, len(data), size):
+        c.sock.sendall(data[i:i + size])
+        time.sleep(0.002)   # separate reads on sluice's side, mostly
+
+
+def test_head_in_pieces_then_pipelined_head(backends, sluice):
+    """A head that arrives a few bytes at a time is read as a whole (sluice
+    resumes its search for the head's end), and the next head on the same
+    connection is searched from its own start."""
+    b1, = backends(1)
+    s = sluice([b1])
+    first = b"\r\nGET /pieces HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 300 + b"\r\n\r\n"
+    second = b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n"
+    with RawConnection(s.port, timeout=scaled(5)) as c:
+        _send_in_pieces(c, first, 3)
+        assert c.read_response().status == 200
+        c.send(second)
+        assert c.read_response().status == 200
+        _send_in_pieces(c, b"GET /bare HTTP/1.1\r\nHost: x\r\nX: 1\n\r\n", 2)
+        assert c.read_response().status == 400
+    logged = b1.logged()
+    assert "GET /pieces" in logged and "GET /whole" in logged and "GET /bare" not in logged
+
+
 def test_silent_connection_closed_by_header_timeout(backends, sluice):
     b1, = backends(1)
     s = sluice([b1], sections={"server.timeouts": {"client_header": "500ms"}})

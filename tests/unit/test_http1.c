@@ -458,6 +458,59 @@ static void test_bad_requests(void)
     }
 }
 
+/* Fed in pieces of `piece` bytes with *scanned carried over, as the proxy
+ * does, http1_request_head_ready says "ready" exactly when a parse of the
+ * bytes so far would not be incomplete. Returns the disagreements. */
+static int ready_disagreements(const char *raw, size_t len, const struct http1_limits *lim, size_t piece)
+{
+    uint32_t scanned = 0;
+    int bad = 0;
+    for (size_t k = 0; k < len;) {
+        k = k + piece < len ? k + piece : len;
+        const char *buf = exact_copy(raw, k);     /* moves, as a compacted buffer does */
+        bool ready = http1_request_head_ready(buf, k, lim, &scanned);
+        struct http1_request req = {.headers = headers};
+        bool want = http1_parse_request(buf, k, lim, &req) != HTTP1_INCOMPLETE;
+        if (ready != want) {
+            bad++;
+            fprintf(stderr, "%zu of %zu bytes in pieces of %zu (%.30s): ready %d, parse %d\n", k, len, piece,
+                    raw, ready, want);
+        }
+        if (ready)
+            return bad + (scanned != 0);          /* set back for the next head */
+        if (scanned != (k < lim->head_bytes ? k : lim->head_bytes))
+            bad++;                                /* the next call resumes after these */
+    }
+    return bad;
+}
+
+static void test_head_ready_resumes(void)
+{
+    static const size_t pieces[] = {1, 2, 3, 4, 7, 64};
+    static const char *extra[] = {
+        "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",   /* leading empty lines */
+        "\r\n\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: 1\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789012345678901234567890123456789\r\n\r\n",
+    };
+    struct http1_limits tight = {.head_bytes = 40, .headers = MAX_HEADERS};
+    int bad = 0;
+    for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++) {
+        for (size_t i = 0; i < sizeof good_requests / sizeof good_requests[0]; i++) {
+            bad += ready_disagreements(good_requests[i].raw, good_requests[i].len, &limits, pieces[p]);
+            bad += ready_disagreements(good_requests[i].raw, good_requests[i].len, &tight, pieces[p]);
+        }
+        for (size_t i = 0; i < sizeof bad_requests / sizeof bad_requests[0]; i++)
+            bad += ready_disagreements(bad_requests[i].raw, bad_requests[i].len, &limits, pieces[p]);
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+            bad += ready_disagreements(extra[i], strlen(extra[i]), &limits, pieces[p]);
+            bad += ready_disagreements(extra[i], strlen(extra[i]), &tight, pieces[p]);
+        }
+    }
+    CHECK_INT(bad, 0);
+}
+
 static void test_limits(void)
 {
     struct http1_request req;
@@ -921,6 +974,7 @@ void unit_test_http1(void)
     test_value_bytes();
     test_bad_requests();
     test_limits();
+    test_head_ready_resumes();
     test_good_responses();
     test_bad_responses();
     test_chunked_good();
