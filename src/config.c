@@ -287,7 +287,8 @@ void config_defaults(struct config *cfg)
     for (int status = 200; status < 300; status++)
         expect_set(cfg->health_expect, status);
 
-    cfg->passive_connect_failures = 3;
+    cfg->passive_failures = 3;
+    cfg->passive_window_ms = 10 * 1000;
     cfg->passive_server_errors = 0;
 
     config_parse_address("127.0.0.1:9901", &cfg->admin_listen);
@@ -321,6 +322,7 @@ void config_free(struct config *cfg)
     free(cfg->alert_webhook);
     free(cfg->alert_command);
     free(cfg->log_access);
+    free(cfg->warnings);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -335,6 +337,8 @@ struct loader {
     size_t errors_len, errors_used;
     int count;                  /* errors so far, including any truncated away */
     char label[160];            /* dotted key being loaded: "server.timeouts.connect" */
+    char warnings[1024];        /* lines for cfg->warnings, truncated past this */
+    size_t warnings_used;
 };
 
 static void append_error_text(struct loader *ld, const char *fmt, ...)
@@ -387,6 +391,25 @@ static void value_error(struct loader *ld, const struct toml_value *at, const ch
     vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
     add_error(ld, at->line, at->col, "%s: %s", ld->label, message);
+}
+
+/* Something that works but should change: reported, never refused. */
+static void add_warning(struct loader *ld, const struct toml_value *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void add_warning(struct loader *ld, const struct toml_value *at, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    size_t room = sizeof(ld->warnings) - ld->warnings_used;
+    int n = snprintf(ld->warnings + ld->warnings_used, room, "%s:%d:%d: warning: %s: %s\n",
+                     ld->file, at->line, at->col, ld->label, message);
+    if (n > 0)
+        ld->warnings_used += (size_t)n < room ? (size_t)n : room - 1;
 }
 
 static void set_label(struct loader *ld, const char *section, const char *key)
@@ -1082,14 +1105,32 @@ static const struct section health_section = {
     NULL,
 };
 
+static void finish_passive(struct loader *ld, const struct toml_value *table, void *base)
+{
+    const struct toml_keyval *old = table_get(table, "connect_failures");
+
+    (void)base;
+    if (!old)
+        return;
+    set_label(ld, "passive", "connect_failures");
+    if (table_get(table, "failures"))
+        value_error(ld, old->value, "is the old name of failures; set only failures");
+    else
+        add_warning(ld, old->value, "is now called failures (it also counts connections closed "
+                    "or reset before any response byte, and response timeouts); rename it");
+}
+
 static const struct section passive_section = {
     "passive", "in [passive]",
     (const struct field[]){
-        KEY_INT("connect_failures", passive_connect_failures, 0, 1000),
+        KEY_INT("failures", passive_failures, 0, 1000),
+        KEY_DURATION("window", passive_window_ms, 1, DAY_MS),
         KEY_INT("server_errors", passive_server_errors, 0, 1000),
+        /* the name before failures counted more than connect errors */
+        KEY_INT("connect_failures", passive_failures, 0, 1000),
         {0},
     },
-    NULL,
+    finish_passive,
 };
 
 static const struct section admin_section = {
@@ -1518,6 +1559,8 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
             toml_free(root);
         }
     }
+    if (!ld.count && ld.warnings_used && !(cfg->warnings = strdup(ld.warnings)))
+        add_error(&ld, 1, 1, "out of memory");
     if (ld.count)
         config_free(cfg);
     return ld.count;

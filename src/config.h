@@ -73,7 +73,9 @@ struct config {
     uint8_t health_expect[75];      /* bit set of status codes 0..599 that pass */
 
     /* [passive] */
-    int passive_connect_failures;   /* 0 = off */
+    int passive_failures;           /* gateway failures within the window that
+                                       mark an application down; 0 = off */
+    int64_t passive_window_ms;
     int passive_server_errors;      /* 0 = off */
 
     /* [admin] */
@@ -98,6 +100,10 @@ struct config {
 
     struct config_app *apps;        /* owned array */
     int app_count;
+
+    /* "FILE:LINE:COL: warning: message\n" lines for settings that work but
+     * should change (an old key name); NULL when none. Owned. */
+    char *warnings;
 };
 
 static inline bool config_expect_has(const struct config *cfg, int status)

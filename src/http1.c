@@ -1079,12 +1079,16 @@ static enum chunk_state trailer_byte(enum chunk_state s, char c)
     }
 }
 
-ssize_t http1_chunked_scan(struct http1_chunked *st, const char *buf, size_t len)
+/* at_trailer_line: stop before the first byte of a trailer field line, so
+ * that http1_chunked_forward can judge the line whole. */
+static ssize_t chunked_scan(struct http1_chunked *st, const char *buf, size_t len, bool at_trailer_line)
 {
     enum chunk_state s = (enum chunk_state)st->state;
     size_t i = 0;
     while (i < len && s != CH_DONE && s != CH_ERROR) {
         char c = buf[i];
+        if (at_trailer_line && s == CH_TRAILER_FIRST && c != '\r')
+            break;
         switch (s) {
         case CH_DATA: {
             size_t take = len - i;
@@ -1133,6 +1137,73 @@ ssize_t http1_chunked_scan(struct http1_chunked *st, const char *buf, size_t len
     if (s == CH_DONE)
         st->done = true;
     return (ssize_t)i;
+}
+
+ssize_t http1_chunked_scan(struct http1_chunked *st, const char *buf, size_t len)
+{
+    return chunked_scan(st, buf, len, false);
+}
+
+/* Fields a recipient must not process from a trailer section (RFC 9110
+ * section 6.5.1): framing, routing, request modifiers and conditionals,
+ * authentication, response control data, content format, and the
+ * connection's own hop-by-hop fields. An application server that merges
+ * trailers into its headers would otherwise read a second Content-Length
+ * or Host that sluice never judged. */
+static bool trailer_is_forbidden(const char *line, size_t len)
+{
+    static const char *const names[] = {
+        "content-length", "transfer-encoding", "trailer", "te", "connection", "keep-alive",
+        "proxy-connection", "upgrade", "host", "max-forwards", "expect", "range", "if-match",
+        "if-none-match", "if-modified-since", "if-unmodified-since", "if-range", "cache-control",
+        "pragma", "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
+        "authentication-info", "proxy-authentication-info", "cookie", "set-cookie", "age",
+        "expires", "date", "location", "retry-after", "vary", "warning", "content-encoding",
+        "content-type", "content-range", "content-location", "x-forwarded-for",
+        "x-forwarded-host", "x-forwarded-proto", "forwarded", "via", NULL,
+    };
+    const char *colon = memchr(line, ':', len);
+    size_t name_len = colon ? (size_t)(colon - line) : 0;
+    for (const char *const *n = names; *n; n++) {
+        if (lower_eq(line, name_len, *n, strlen(*n)))
+            return true;
+    }
+    return false;
+}
+
+ssize_t http1_chunked_forward(struct http1_chunked *st, char *buf, size_t *len, size_t hold_max)
+{
+    size_t i = 0;
+    for (;;) {
+        ssize_t k = chunked_scan(st, buf + i, *len - i, true);
+        if (k < 0)
+            return -1;
+        i += (size_t)k;
+        if (st->done || i == *len) {
+            st->held = 0;
+            return (ssize_t)i;
+        }
+        /* A trailer field line starts at i: it is body only once whole. */
+        size_t avail = *len - i;
+        size_t searched = st->held <= avail ? st->held : 0;
+        const char *lf = memchr(buf + i + searched, '\n', avail - searched);
+        if (!lf) {
+            if (avail > hold_max || st->trailer_bytes + avail > CHUNK_TRAILER_MAX)
+                return -1;
+            st->held = (uint32_t)avail;
+            return (ssize_t)i;
+        }
+        st->held = 0;
+        size_t line = (size_t)(lf - (buf + i)) + 1;
+        if (chunked_scan(st, buf + i, line, false) != (ssize_t)line)
+            return -1;
+        if (trailer_is_forbidden(buf + i, line)) {
+            memmove(buf + i, buf + i + line, *len - i - line);
+            *len -= line;
+        } else {
+            i += line;
+        }
+    }
 }
 
 /* ---- reason phrases (RFC 9110 section 15) ---- */

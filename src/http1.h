@@ -160,6 +160,8 @@ struct http1_chunked {
     uint32_t digits;
     uint32_t trailer_bytes;
     uint64_t data_bytes;       /* decoded payload bytes seen so far */
+    uint32_t held;             /* http1_chunked_forward: bytes of an unfinished trailer
+                                  line at the end of the last call, not yet body */
     bool done;                 /* the final CRLF after the trailers was seen */
 };
 
@@ -168,6 +170,17 @@ struct http1_chunked {
  * or -1 when the framing is invalid (bad size, sign, prefix, more than 16
  * hex digits, bare CR/LF, bad extension or trailer). Sets st->done at the end. */
 ssize_t http1_chunked_scan(struct http1_chunked *st, const char *buf, size_t len);
+
+/* The same, for a body being forwarded: buf[0..*len) continues the body
+ * after the bytes already returned as body (held-back bytes of an earlier
+ * call included, which must be passed again). A trailer field line counts
+ * as body only once whole; one that frames or routes a message (RFC 9110
+ * section 6.5.1) is then removed from buf and *len shrinks by its length,
+ * so it is never forwarded. Bytes of an unfinished trailer line stay after
+ * the returned count (st->held of them); a line longer than hold_max (less
+ * than the caller's buffer) is an error, so the caller can always read
+ * more. Returns the body bytes at buf's start, or -1 as http1_chunked_scan. */
+ssize_t http1_chunked_forward(struct http1_chunked *st, char *buf, size_t *len, size_t hold_max);
 
 /* Case-insensitive comparison of a header name with a lower-case literal. */
 bool http1_name_is(const struct http1_header *h, const char *lower, size_t lower_len);

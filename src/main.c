@@ -96,6 +96,16 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
+static void log_lines(enum config_log_level level, const char *prefix, const char *text)
+{
+    while (*text) {
+        const char *end = strchr(text, '\n');
+        int len = end ? (int)(end - text) : (int)strlen(text);
+        log_msg(level, "%s%.*s", prefix, len, text);
+        text += len + (end != NULL);
+    }
+}
+
 /* Loads the file and applies the command line's overrides. Errors go into
  * errors as "FILE:LINE:COL: message" lines. */
 static int load_config(const struct options *o, struct config *cfg, char *errors, size_t errors_len)
@@ -103,6 +113,8 @@ static int load_config(const struct options *o, struct config *cfg, char *errors
     errors[0] = '\0';
     if (config_load(cfg, o->config_path, errors, errors_len) != 0)
         return -1;
+    if (cfg->warnings)
+        log_lines(LOG_WARN, "", cfg->warnings);
     if (o->listen) {
         struct config_address address;
         if (config_parse_address(o->listen, &address) < 0) {
@@ -290,15 +302,6 @@ static void announce(const struct runtime *rt)
 
 /* ---- reload (SIGHUP) ---- */
 
-static void log_lines(const char *text)
-{
-    while (*text) {
-        const char *end = strchr(text, '\n');
-        int len = end ? (int)(end - text) : (int)strlen(text);
-        log_error("reload: %.*s", len, text);
-        text += len + (end != NULL);
-    }
-}
 
 /* An application that keeps its name, address and protocol keeps its state
  * and counters (SPEC section 6). */
@@ -370,7 +373,7 @@ static void reload(struct runtime *rt)
         return;
     }
     if (load_config(rt->options, &next->cfg, errors, sizeof(errors)) < 0) {
-        log_lines(errors);
+        log_lines(LOG_ERROR, "reload: ", errors);
         log_error("reload: %s has errors; still serving the previous configuration", rt->options->config_path);
         generations_free(next);
         return;

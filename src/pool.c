@@ -2,6 +2,7 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +29,16 @@ int pool_init(struct pool *pool, const struct config *cfg)
 {
     int fds[2];
     *pool = (struct pool){.cfg = cfg, .notify_read_fd = -1, .notify_write_fd = -1};
+    size_t ring = (size_t)cfg->passive_failures;
     pool->apps = calloc((size_t)cfg->app_count, sizeof(*pool->apps));
-    if (!pool->apps)
+    pool->failure_ring = ring ? calloc((size_t)cfg->app_count * ring, sizeof(*pool->failure_ring)) : NULL;
+    if (!pool->apps || (ring && cfg->app_count && !pool->failure_ring)) {
+        pool_free(pool);
         return -ENOMEM;
+    }
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
         int err = -errno;
-        free(pool->apps);
-        pool->apps = NULL;
+        pool_free(pool);
         return err;
     }
     pool->notify_read_fd = fds[0];
@@ -44,6 +48,7 @@ int pool_init(struct pool *pool, const struct config *cfg)
         struct app *app = &pool->apps[i];
         app->cfg = &cfg->apps[i];
         app->index = i;
+        app->failure_times = ring ? pool->failure_ring + (size_t)i * ring : NULL;
         atomic_init(&app->state, (uint32_t)(cfg->apps[i].alive ? APP_UP : APP_DOWN));
     }
     return 0;
@@ -68,6 +73,7 @@ void pool_free(struct pool *pool)
 {
     pool_close_notify(pool);
     free(pool->apps);
+    free(pool->failure_ring);
     *pool = (struct pool){.notify_read_fd = -1, .notify_write_fd = -1};
 }
 
@@ -101,7 +107,7 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
     atomic_fetch_add_explicit(&pool->state_version, 1, memory_order_release);
     atomic_fetch_add_explicit(&app->transitions[to], 1, memory_order_relaxed);
     /* A fresh start for passive counting in the new state. */
-    atomic_store_explicit(&app->connect_failures_in_row, 0, memory_order_relaxed);
+    atomic_store_explicit(&app->failure_seq, 0, memory_order_relaxed);
     atomic_store_explicit(&app->server_errors_in_row, 0, memory_order_relaxed);
 
     struct pool_transition t = {
@@ -122,24 +128,28 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
     return true;
 }
 
-void pool_note_connect_failure(struct pool *pool, struct app *app, const char *cause)
+void pool_note_failure(struct pool *pool, struct app *app, int64_t now_ms, const char *cause)
 {
-    int limit = pool->cfg->passive_connect_failures;
-    uint32_t n = atomic_fetch_add_explicit(&app->connect_failures_in_row, 1, memory_order_relaxed) + 1;
+    const struct config *cfg = pool->cfg;
+    uint32_t limit = (uint32_t)cfg->passive_failures;
     atomic_fetch_add_explicit(&app->failures, 1, memory_order_relaxed);
-    if (limit > 0 && n >= (uint32_t)limit && app_state(app) == APP_UP) {
-        char reason[POOL_REASON_MAX];
-        snprintf(reason, sizeof(reason), "live traffic: %s (%u consecutive)", cause, n);
-        pool_set_state(pool, app, APP_UP, APP_DOWN, reason);
-    }
-}
-
-void pool_note_connect_success(struct app *app)
-{
-    /* Only write when needed: a store on every request would bounce the
-     * cache line between workers. */
-    if (atomic_load_explicit(&app->connect_failures_in_row, memory_order_relaxed))
-        atomic_store_explicit(&app->connect_failures_in_row, 0, memory_order_relaxed);
+    if (limit == 0)
+        return;
+    /* The ring holds the last `limit` failure times; after writing this
+     * one, the next slot holds the oldest of them. Workers racing here can
+     * only see a newer time in that slot, which delays a verdict by a
+     * failure, never brings it early. */
+    uint32_t seq = atomic_fetch_add_explicit(&app->failure_seq, 1, memory_order_relaxed);
+    atomic_store_explicit(&app->failure_times[seq % limit], now_ms, memory_order_relaxed);
+    if (seq + 1 < limit)
+        return;
+    int64_t oldest = atomic_load_explicit(&app->failure_times[(seq + 1) % limit], memory_order_relaxed);
+    if (now_ms - oldest > cfg->passive_window_ms || app_state(app) != APP_UP)
+        return;
+    char reason[POOL_REASON_MAX];
+    snprintf(reason, sizeof(reason), "live traffic: %s (%u failures within %" PRId64 " ms)", cause,
+             limit, cfg->passive_window_ms);
+    pool_set_state(pool, app, APP_UP, APP_DOWN, reason);
 }
 
 void pool_note_status(struct pool *pool, struct app *app, int status)

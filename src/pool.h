@@ -37,7 +37,9 @@ struct app {
     _Atomic uint32_t state;
 
     /* passive detection: written by workers */
-    _Atomic uint32_t connect_failures_in_row;
+    _Atomic uint32_t failure_seq;          /* gateway failures since the last transition */
+    _Atomic int64_t *failure_times;        /* ring of the last [passive] failures (monotonic
+                                              ms), indexed by failure_seq; in pool->failure_ring */
     _Atomic uint32_t server_errors_in_row;
 
     /* statistics, for logs, metrics and the admin API */
@@ -61,6 +63,7 @@ struct pool {
     _Alignas(64) _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
                                     so consecutive requests alternate even across workers */
     bool outage_at_start;      /* set by a reload during an outage (alert.c) */
+    _Atomic int64_t *failure_ring;  /* owned: count x cfg->passive_failures slots */
     int notify_read_fd;        /* alert dispatcher reads transitions here */
     int notify_write_fd;
     _Atomic uint64_t notify_lost;  /* records the full pipe refused */
@@ -111,11 +114,20 @@ const char *app_state_name(enum app_state state);
 bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enum app_state to,
                     const char *reason);
 
-/* Passive detection (SPEC [passive]); called by workers on live traffic.
- * A connect error or timeout counts toward connect_failures; a 5xx counts
- * toward server_errors when that is enabled; a success resets the count. */
-void pool_note_connect_failure(struct pool *pool, struct app *app, const char *cause);
-void pool_note_connect_success(struct app *app);
+/* Passive detection ([passive]), called by workers on live traffic.
+ *
+ * A gateway failure (connect error or timeout, a connection closed or reset
+ * before any response byte, no response head in time) is counted with its
+ * time; [passive] failures of them within [passive] window, consecutive or
+ * not, mark the application down, as nginx's max_fails/fail_timeout do. So
+ * an application that drops one request in five goes out as surely as one
+ * that refuses every connection. Successes do not wipe the count: only the
+ * window ages failures out, and only active checks bring it back. now_ms is
+ * the caller's monotonic clock (its loop's), so counting costs no syscall.
+ *
+ * A 5xx counts toward [passive] server_errors (consecutive) when that is
+ * enabled; any other status resets that count. */
+void pool_note_failure(struct pool *pool, struct app *app, int64_t now_ms, const char *cause);
 void pool_note_status(struct pool *pool, struct app *app, int status);
 
 /* Number of applications currently up. */

@@ -52,6 +52,14 @@
  * do not turn our last answer into a reset (RFC 9112 section 9.6). */
 #define LINGER_MS 2000
 #define IDLE_UPSTREAMS_PER_APP 256
+/* A pooled connection that the application closes as it is reused is the
+ * keep-alive race (RFC 9112 section 9.3.1), not a fault, only when it sat
+ * idle long enough for the application's own keep-alive timeout to end it
+ * (1 s or more in every common server). One reused within a second that
+ * breaks is a failure like any other: under load nearly every request
+ * travels on a pooled connection, and exempting them all would hide an
+ * application that drops requests. */
+#define STALE_IDLE_MS 1000
 
 enum client_phase {
     PHASE_IDLE,        /* keep-alive, waiting for a request; holds no buffers */
@@ -81,6 +89,7 @@ struct upstream {
     bool connecting;
     bool handshaking;               /* TLS handshake under way */
     bool reused;                    /* came from the idle list */
+    bool long_idle;                 /* ... after STALE_IDLE_MS or more there */
     bool closed;
 };
 
@@ -708,6 +717,7 @@ static struct upstream *idle_take(struct worker *w, struct app *app)
         return NULL;
     idle_remove(u);
     loop_timer_cancel(&w->loop, &u->timer);
+    u->long_idle = w->loop.now - u->last_activity >= STALE_IDLE_MS;
     if (buf_acquire(&w->buffers, &u->in) < 0) {
         upstream_close(u);
         return NULL;
@@ -798,14 +808,23 @@ static void dispatch(struct client *c)
         }
         log_warn("application %s %s: %s", app->cfg->name, app->cfg->address.text,
                  connect_error_text(err));
-        pool_note_connect_failure(w->pool, app, connect_error_text(err));
+        pool_note_failure(w->pool, app, w->loop.now, connect_error_text(err));
     }
-    /* Nobody was up: 503. Every try failed: the last failure's status. */
-    answer_error(c, c->attempts == 0 ? 503 : c->fail_status ? c->fail_status : 502);
+    /* None up, or none reached: 503 (with Retry-After). An application that
+     * had the request and failed it: 502, or 504 when it stayed silent. */
+    answer_error(c, c->fail_status ? c->fail_status : 503);
 }
 
+/* How an attempt at one application failed, which decides whether it
+ * counts against the application and what the client is finally told. */
+enum attempt_failure {
+    FAIL_CONNECT,       /* not reached (refused, timed out, TLS handshake): nothing sent */
+    FAIL_NO_RESPONSE,   /* closed or reset before a response head */
+    FAIL_BAD_RESPONSE,  /* answered, but with nothing a client can be given */
+};
+
 /* The attempt failed before any response byte reached the client. */
-static void attempt_failed(struct client *c, const char *why, bool connect_failure)
+static void attempt_failed(struct client *c, const char *why, enum attempt_failure kind)
 {
     struct upstream *u = c->up;
     if (c->resp_started) {
@@ -817,15 +836,20 @@ static void attempt_failed(struct client *c, const char *why, bool connect_failu
         return;
     }
     struct app *app = u->app;
-    bool was_reused = u->reused;
+    /* A long-idle pooled connection that the application closed says
+     * nothing about its health (STALE_IDLE_MS). */
+    bool stale = u->reused && u->long_idle && kind == FAIL_NO_RESPONSE;
     bool sent = c->sent_any;
     log_warn("application %s %s: %s", app->cfg->name, app->cfg->address.text, why);
     upstream_detach(c, false);
-    /* A reused connection that the application closed while idle says
-     * nothing about its health (the keep-alive race, RFC 9112 section 9.3.1). */
-    if (connect_failure || !was_reused)
-        pool_note_connect_failure(c->w->pool, app, why);
-    if (was_reused && c->attempts > 0 && (!sent || c->retryable))
+    if (kind != FAIL_BAD_RESPONSE && !stale)
+        pool_note_failure(c->w->pool, app, c->w->loop.now, why);
+    /* Once an application had the request and failed it, the client's
+     * answer is a 502 even if later candidates cannot be reached; a 503
+     * says that no application could be reached at all. */
+    if (kind != FAIL_CONNECT && !stale)
+        c->fail_status = 502;
+    if (stale && c->attempts > 0 && (!sent || c->retryable))
         c->attempts--;   /* the retry of a stale connection is free (and may go to
                             the same application: it leaves the tried list) */
     if (!sent || c->retryable) {
@@ -1014,6 +1038,16 @@ static int step_head(struct client *c)
 /* forwarding                                                          */
 
 /* Decides how many newly read request bytes belong to the body. */
+/* Scans the chunked body bytes of b after its first `ready` ones, which
+ * were counted already; a removed trailer line leaves b shorter. */
+static ssize_t forward_chunked(struct http1_chunked *st, struct buf *b, uint32_t ready)
+{
+    size_t fresh = buf_len(b) - ready, len = fresh;
+    ssize_t n = http1_chunked_forward(st, buf_start(b) + ready, &len, b->cap - 1);
+    b->tail -= (uint32_t)(fresh - len);
+    return n;
+}
+
 static int account_request_body(struct client *c)
 {
     uint32_t fresh = buf_len(&c->in) - c->req_ready;
@@ -1025,7 +1059,7 @@ static int account_request_body(struct client *c)
             c->req_side = REQ_DONE;
         return 0;
     }
-    ssize_t n = http1_chunked_scan(&c->req_chunked, buf_start(&c->in) + c->req_ready, fresh);
+    ssize_t n = forward_chunked(&c->req_chunked, &c->in, c->req_ready);
     if (n < 0)
         return 400;
     c->req_ready += (uint32_t)n;
@@ -1081,7 +1115,10 @@ static int pump_request(struct client *c)
     }
     if (c->req_side != REQ_BODY || c->req_ready)
         return progress;
-    if (buf_len(&c->in) == 0 && c->can_read) {
+    uint32_t held = c->req_chunked.held;   /* an unfinished trailer line */
+    if (buf_len(&c->in) == held && c->can_read) {
+        if (buf_room(&c->in) == 0)
+            buf_compact(&c->in);
         ssize_t n = read_into(c->io.fd, &c->in, &c->can_read, c->peer_closed);
         if (n < 0) {
             client_close(c);   /* the client left in the middle of its body */
@@ -1090,7 +1127,7 @@ static int pump_request(struct client *c)
         if (n > 0)
             c->last_activity = w->loop.now;
     }
-    if (buf_len(&c->in) > c->req_ready) {
+    if (buf_len(&c->in) > c->req_ready + held) {
         int status = account_request_body(c);
         if (status)
             return fail_request(c, status);
@@ -1154,13 +1191,13 @@ static int take_response_head(struct client *c)
         return -1;
     }
     if (status == 101 && !(c->req.flags & HTTP1_CONN_UPGRADE)) {
-        attempt_failed(c, "101 without an upgrade request", false);
+        attempt_failed(c, "101 without an upgrade request", FAIL_BAD_RESPONSE);
         return 1;
     }
     if (status < 200 && status != 101) {
         /* 1xx: relayed to HTTP/1.1 clients only (RFC 9110 section 15.2). */
         if (c->req.version_minor == 1 && !put_response_head(c, res)) {
-            attempt_failed(c, "response head too large", false);
+            attempt_failed(c, "response head too large", FAIL_BAD_RESPONSE);
             return 1;
         }
         buf_consume(&u->in, res->head_len);
@@ -1168,7 +1205,6 @@ static int take_response_head(struct client *c)
     }
     c->resp_started = true;
     c->log.status = status;
-    pool_note_connect_success(u->app);
     pool_note_status(w->pool, u->app, status);
     if (res->body == HTTP1_BODY_UNTIL_CLOSE || c->req_side != REQ_DONE || w->stopping)
         c->keep_alive = false;
@@ -1179,7 +1215,7 @@ static int take_response_head(struct client *c)
     c->resp_complete = res->body == HTTP1_BODY_NONE;
     if (!put_response_head(c, res)) {
         c->resp_started = false;
-        attempt_failed(c, "response head too large", false);
+        attempt_failed(c, "response head too large", FAIL_BAD_RESPONSE);
         return 1;
     }
     buf_consume(&u->in, res->head_len);
@@ -1228,7 +1264,8 @@ static int read_response_head(struct client *c)
     }
     if (n == 0)
         return 0;
-    attempt_failed(c, errno ? "connection reset" : "connection closed before a response", false);
+    attempt_failed(c, errno ? "connection reset before a response" : "connection closed before a response",
+                   FAIL_NO_RESPONSE);
     return 1;
 }
 
@@ -1245,7 +1282,7 @@ static int account_response_body(struct client *c)
         break;
     }
     case HTTP1_BODY_CHUNKED: {
-        ssize_t n = http1_chunked_scan(&c->resp_chunked, buf_start(&u->in) + c->resp_ready, fresh);
+        ssize_t n = forward_chunked(&c->resp_chunked, &u->in, c->resp_ready);
         if (n < 0)
             return -1;
         c->resp_ready += (uint32_t)n;
@@ -1296,7 +1333,7 @@ static int pump_response(struct client *c)
         finish_transaction(c);
         return 1;
     }
-    if (buf_len(&u->in) > c->resp_ready && !c->resp_complete) {
+    if (buf_len(&u->in) > c->resp_ready + c->resp_chunked.held && !c->resp_complete) {
         if (account_response_body(c) < 0) {
             log_warn("application %s %s: malformed chunked body", u->app->cfg->name,
                      u->app->cfg->address.text);
@@ -1307,6 +1344,8 @@ static int pump_response(struct client *c)
     }
     if (!u->can_read || c->resp_complete)
         return progress;
+    if (buf_room(&u->in) == 0)
+        buf_compact(&u->in);   /* an unfinished trailer line waits at the end */
     ssize_t n = upstream_read(u);
     if (n > 0) {
         u->last_activity = w->loop.now;
@@ -1334,7 +1373,7 @@ static int handshake(struct client *c)
         char why[160], detail[120];
         snprintf(why, sizeof(why), "TLS handshake: %s",
                  rc == -EPROTO ? tls_error_text(u->ssl, detail, sizeof(detail)) : strerror(-rc));
-        attempt_failed(c, why, true);
+        attempt_failed(c, why, FAIL_CONNECT);
         return 1;
     }
     u->handshaking = false;
@@ -1673,7 +1712,7 @@ static void upstream_connected(struct upstream *u)
         err = upstream_start_tls(u);
     if (err) {
         if (c)
-            attempt_failed(c, connect_error_text(err), true);
+            attempt_failed(c, connect_error_text(err), FAIL_CONNECT);
         else
             upstream_close(u);
         return;
@@ -1734,7 +1773,7 @@ static void upstream_timeout(struct loop *loop, struct loop_timer *timer)
     }
     int64_t limit = u->w->cfg->upstream_response_timeout_ms;
     if (u->connecting || u->handshaking) {
-        attempt_failed(c, u->connecting ? "connect timeout" : "TLS handshake timeout", true);
+        attempt_failed(c, u->connecting ? "connect timeout" : "TLS handshake timeout", FAIL_CONNECT);
         client_run(c);
         return;
     }
@@ -1754,11 +1793,15 @@ static void upstream_timeout(struct loop *loop, struct loop_timer *timer)
         client_close(c);
         return;
     }
+    struct app *app = u->app;
     upstream_detach(c, false);
     c->fail_status = 504;
-    /* An idempotent bodiless request may be asked again elsewhere (as
-     * nginx's proxy_next_upstream timeout does); a slow answer is not a
-     * connect failure, so it is not counted against the application. */
+    /* No response head in time is a gateway failure (nginx and Envoy count
+     * it too); a response that stalls once begun is only cut short. An
+     * idempotent bodiless request may be asked again elsewhere (as nginx's
+     * proxy_next_upstream timeout does). */
+    if (c->resp_side == RESP_WAIT)
+        pool_note_failure(c->w->pool, app, loop->now, "no response in time");
     if (c->retryable && c->attempts <= c->w->cfg->retries)
         dispatch(c);
     else

@@ -218,6 +218,8 @@ struct backend {
     int log_fd;                   /* -1 without --log */
     uint64_t connections;         /* accepted since start */
     uint64_t requests;            /* parsed since start, /stats excluded */
+    uint64_t drop_every;          /* --drop-every: close every Nth request unanswered */
+    uint64_t drop_count;          /* requests counted toward it (/health excluded) */
     struct loop loop;
     struct list live, dead, spare, hung;
     int listen_fd;
@@ -629,6 +631,12 @@ static void conn_route(struct conn *c)
 {
     struct span path, query;
     request_path(&c->req, &path, &query);
+    /* A flaky application: some requests are lost without a byte of
+     * answer, the rest (and every health check) are served normally. */
+    if (backend.drop_every && !span_is(path, "/health") && ++backend.drop_count % backend.drop_every == 0) {
+        route_close(c, query);
+        return;
+    }
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         if (span_is(path, routes[i].path)) {
             routes[i].fn(c, query);
@@ -1033,6 +1041,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: backend --port N [--host 127.0.0.1] [--name NAME] [--health-status CODE] [--log FILE]\n"
+            "               [--drop-every N]\n"
             "\n"
             "  GET /                    200 \"NAME\\n\" (also any other path)\n"
             "  GET /health              the health status, \"ok\\n\" or \"fail\\n\"\n"
@@ -1043,6 +1052,7 @@ static void usage(FILE *out)
             "  GET /bytes?n=N[&chunked=1]  N bytes of a..z\n"
             "  GET /headers             the request head as received\n"
             "  GET /stats               {\"name\":..,\"connections\":C,\"requests\":R}\n"
+            "  --drop-every N           close every Nth request (/health aside) without answering\n"
             "  any request with a body  \"NAME received N bytes\\n\"\n");
 }
 
@@ -1064,6 +1074,7 @@ struct options {
     const char *log_path;
     long port;
     int health_status;
+    uint64_t drop_every;
 };
 
 static bool parse_options(int argc, char **argv, struct options *opt)
@@ -1074,6 +1085,7 @@ static bool parse_options(int argc, char **argv, struct options *opt)
         {"name", required_argument, NULL, 'n'},
         {"health-status", required_argument, NULL, 's'},
         {"log", required_argument, NULL, 'l'},
+        {"drop-every", required_argument, NULL, 'd'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -1091,6 +1103,10 @@ static bool parse_options(int argc, char **argv, struct options *opt)
         case 'H': opt->host = optarg; break;
         case 'n': opt->name = optarg; break;
         case 'l': opt->log_path = optarg; break;
+        case 'd':
+            if (!parse_uint(arg, 1000000, &opt->drop_every))
+                return false;
+            break;
         case 's':
             if (!parse_status(arg, &opt->health_status))
                 return false;
@@ -1169,6 +1185,7 @@ static int backend_start(const struct options *opt)
     else
         snprintf(backend.name, sizeof(backend.name), "app-%d", port);
     backend.health_status = opt->health_status;
+    backend.drop_every = opt->drop_every;
     backend.log_fd = -1;
     if (opt->log_path) {
         backend.log_fd = open(opt->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -275,11 +275,12 @@ def registry(request, tmp_path):
 class Backend:
     """One build/backend application."""
 
-    def __init__(self, registry, name, port=None, health_status=None):
+    def __init__(self, registry, name, port=None, health_status=None, args=()):
         self.registry = registry
         self.name = name
         self.port = port or free_port()
         self.health_status = health_status
+        self.args = list(args)
         self.log_path = registry.dir / ("%s.requests.log" % name)
         registry.add_file("%s requests" % name, self.log_path)
         self.proc = None
@@ -301,6 +302,7 @@ class Backend:
                 "--log", self.log_path]
         if self.health_status is not None:
             argv += ["--health-status", self.health_status]
+        argv += self.args
         while True:
             self.proc = self.registry.start("backend-" + self.name, argv)
             ready = wait_until(lambda: (not self.proc.alive()) or
@@ -360,9 +362,9 @@ def backends(registry):
     made = []
 
     class Factory:
-        def start(self, name=None, health_status=None, port=None):
+        def start(self, name=None, health_status=None, port=None, args=()):
             name = name or "b%d" % (len(made) + 1)
-            b = Backend(registry, name, port=port, health_status=health_status)
+            b = Backend(registry, name, port=port, health_status=health_status, args=args)
             made.append(b)
             return b
 

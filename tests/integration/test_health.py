@@ -246,7 +246,7 @@ def test_passive_server_errors(backends, sluice, server_errors):
 def test_passive_connect_failures_before_next_check(backends, sluice):
     b1, b2 = backends(2)
     s = sluice([b1, b2], sections={"health": {"interval": "10s", "fall": 3},
-                                   "passive": {"connect_failures": 2}})
+                                   "passive": {"failures": 2}})
     t = Traffic(s.port)
     try:
         assert set(t.burst(10)) == {"b1", "b2"}

@@ -177,7 +177,8 @@ static void test_defaults(void)
     CHECK(config_expect_has(&cfg, 299));
     CHECK(!config_expect_has(&cfg, 300));
     CHECK(!config_expect_has(&cfg, 600));
-    CHECK_INT(cfg.passive_connect_failures, 3);
+    CHECK_INT(cfg.passive_failures, 3);
+    CHECK_INT(cfg.passive_window_ms, 10000);
     CHECK_INT(cfg.passive_server_errors, 0);
     CHECK(cfg.admin_enabled);
     CHECK_STR(cfg.admin_listen.text, "127.0.0.1:9901");
@@ -240,7 +241,8 @@ static const char full_fmt[] =
     "expect = [\"2xx\", 301, 302]\n"
     "\n"
     "[passive]\n"
-    "connect_failures = 0\n"
+    "failures = 0\n"
+    "window = \"30s\"\n"
     "server_errors = 10\n"
     "\n"
     "[admin]\n"
@@ -322,7 +324,8 @@ static void test_full(const char *dir)
     CHECK(config_expect_has(&cfg, 204) && config_expect_has(&cfg, 301) &&
           config_expect_has(&cfg, 302));
     CHECK(!config_expect_has(&cfg, 303) && !config_expect_has(&cfg, 404));
-    CHECK_INT(cfg.passive_connect_failures, 0);
+    CHECK_INT(cfg.passive_failures, 0);
+    CHECK_INT(cfg.passive_window_ms, 30000);
     CHECK_INT(cfg.passive_server_errors, 10);
     CHECK(cfg.admin_enabled);
     CHECK_STR(cfg.admin_token, "s3cret");

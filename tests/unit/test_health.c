@@ -1,5 +1,5 @@
 /* test_health.c - the health state machine, the check schedule, passive
- * detection as pool.c counts it, the check client against a socket served
+ * detection's hand-over to the checks, the check client against a socket served
  * by the test itself, and the health thread end to end against a tiny
  * backend thread. */
 #include <arpa/inet.h>
@@ -154,74 +154,6 @@ static int parse_config(struct config *cfg, const char *fmt, ...)
     int rc = config_parse(cfg, "test.toml", text, strlen(text), errors, sizeof(errors));
     CHECK_MSG(rc == 0, "config: %s", errors);
     return rc;
-}
-
-/* Transitions in the pool's pipe, read without blocking. */
-static int drain_transitions(struct pool *pool, struct pool_transition *out, int max)
-{
-    int n = 0;
-    while (n < max && read(pool->notify_read_fd, &out[n], sizeof(out[n])) == (ssize_t)sizeof(out[n]))
-        n++;
-    return n;
-}
-
-static void test_passive_detection(void)
-{
-    struct config cfg;
-    struct pool pool;
-    struct pool_transition t[8];
-    if (parse_config(&cfg, "[passive]\nconnect_failures = 3\nserver_errors = 2\n"
-                           "[[applications]]\nname = \"a\"\nip = \"127.0.0.1\"\nport = 1\n"
-                           "[[applications]]\nname = \"b\"\nip = \"127.0.0.1\"\nport = 2\n") != 0)
-        return;
-    CHECK_INT(pool_init(&pool, &cfg), 0);
-    struct app *a = &pool.apps[0], *b = &pool.apps[1];
-
-    pool_note_connect_failure(&pool, a, "connection refused");
-    pool_note_connect_failure(&pool, a, "connection refused");
-    pool_note_connect_success(a);                       /* the run is broken */
-    pool_note_connect_failure(&pool, a, "connection refused");
-    pool_note_connect_failure(&pool, a, "connection refused");
-    CHECK_INT(app_state(a), APP_UP);
-    pool_note_connect_failure(&pool, a, "connect timeout");
-    CHECK_INT(app_state(a), APP_DOWN);                  /* at once, before any check */
-    CHECK_INT(drain_transitions(&pool, t, 8), 1);
-    CHECK_INT(t[0].app_index, 0);
-    CHECK_INT(t[0].from, APP_UP);
-    CHECK_INT(t[0].to, APP_DOWN);
-    CHECK_MSG(strstr(t[0].reason, "connect timeout") && strstr(t[0].reason, "3 consecutive"), "%s", t[0].reason);
-    /* live traffic never brings it back: only checks do */
-    for (int i = 0; i < 5; i++)
-        pool_note_connect_success(a);
-    CHECK_INT(app_state(a), APP_DOWN);
-
-    pool_note_status(&pool, b, 500);
-    pool_note_status(&pool, b, 200);
-    pool_note_status(&pool, b, 502);
-    CHECK_INT(app_state(b), APP_UP);
-    pool_note_status(&pool, b, 503);
-    CHECK_INT(app_state(b), APP_DOWN);
-    CHECK_INT(drain_transitions(&pool, t, 8), 1);
-    CHECK_INT(pool_up_count(&pool), 0);
-
-    /* the checker's counter for b restarts: rise fresh passes needed */
-    struct health_counter c;
-    health_counter_reset(&c, APP_UP);
-    health_record(&c, APP_UP, false, 2, 3);
-    CHECK_INT(health_record(&c, app_state(b), true, 2, 3), HEALTH_KEEP);
-    CHECK_INT(health_record(&c, app_state(b), true, 2, 3), HEALTH_MARK_UP);
-    pool_free(&pool);
-    config_free(&cfg);
-
-    /* server_errors = 0 (the default): 5xx never mark down */
-    if (parse_config(&cfg, "[[applications]]\nip = \"127.0.0.1\"\nport = 1\n") != 0)
-        return;
-    CHECK_INT(pool_init(&pool, &cfg), 0);
-    for (int i = 0; i < 50; i++)
-        pool_note_status(&pool, &pool.apps[0], 500);
-    CHECK_INT(app_state(&pool.apps[0]), APP_UP);
-    pool_free(&pool);
-    config_free(&cfg);
 }
 
 /* ---- the check client, served by the test on one thread ---- */
@@ -577,8 +509,8 @@ static void test_checks_on_a_loop(void)
     atomic_store(&b.status, 200);
     CHECK(wait_for_state(bb, APP_UP, 3000));
     /* passive mark-down; checks bring it back */
-    for (int i = 0; i < cfg.passive_connect_failures; i++)
-        pool_note_connect_failure(&pool, bb, "connection refused");
+    for (int i = 0; i < cfg.passive_failures; i++)
+        pool_note_failure(&pool, bb, loop_monotonic_ms(), "connection refused");
     CHECK_INT(app_state(bb), APP_DOWN);
     CHECK(wait_for_state(bb, APP_UP, 3000));
 
@@ -718,7 +650,6 @@ void unit_test_health(void)
     test_external_change_resets();
     test_operator_states_are_immune();
     test_schedule();
-    test_passive_detection();
     test_check_client();
     test_checks_on_a_loop();
     test_share_of_the_pool();

@@ -966,6 +966,89 @@ static void test_misc(void)
     CHECK(!HTTP1_NAME_IS(&h, "x-forwarded-fob"));
 }
 
+
+/* Forwards raw through http1_chunked_forward the way the proxy does: bytes
+ * arrive `piece` at a time into a buffer of `cap` bytes, the body bytes
+ * returned leave at once, held-back bytes stay. Returns the bytes that
+ * left, or NULL on a framing error. */
+static const char *forward_in_pieces(const char *raw, size_t piece, size_t cap, size_t *out_len)
+{
+    static char out[8192];
+    char buf[8192];
+    struct http1_chunked st = {0};
+    size_t in = 0, have = 0, sent = 0, total = strlen(raw);
+    while (!st.done) {
+        size_t take = total - in < piece ? total - in : piece;
+        if (take > cap - have)
+            take = cap - have;
+        if (take == 0)
+            return NULL;   /* stuck: nothing fits and nothing left */
+        memcpy(buf + have, raw + in, take);
+        in += take;
+        have += take;
+        size_t len = have;
+        ssize_t n = http1_chunked_forward(&st, buf, &len, cap - 1);
+        if (n < 0)
+            return NULL;
+        memcpy(out + sent, buf, (size_t)n);
+        sent += (size_t)n;
+        memmove(buf, buf + n, len - (size_t)n);
+        have = len - (size_t)n;
+        if (st.held != have && !st.done)
+            return NULL;   /* held bytes are exactly what stays */
+    }
+    *out_len = sent;
+    return out;
+}
+
+static void test_chunked_trailers_filtered(void)
+{
+    static const struct {
+        const char *raw, *forwarded;
+    } cases[] = {
+        {"0\r\n\r\n", "0\r\n\r\n"},
+        {"3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n", "3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n"},
+        {"3\r\nabc\r\n0\r\nContent-Length: 5\r\n\r\n", "3\r\nabc\r\n0\r\n\r\n"},
+        {"0\r\nTransfer-Encoding: chunked\r\nHOST: evil\r\nX-A: 1\r\ncontent-length:0\r\n\r\n",
+         "0\r\nX-A: 1\r\n\r\n"},
+        {"0\r\nX-A: 1\r\nAuthorization: Basic x\r\nConnection: close\r\nTrailer: X-A\r\nX-B: 2\r\n\r\n",
+         "0\r\nX-A: 1\r\nX-B: 2\r\n\r\n"},
+        {"1;ext=1\r\nz\r\n0\r\nSet-Cookie: a=b\r\nServer-Timing: db;dur=53\r\n\r\n",
+         "1;ext=1\r\nz\r\n0\r\nServer-Timing: db;dur=53\r\n\r\n"},
+        /* a name that only starts like a forbidden one stays */
+        {"0\r\nHost-Name: x\r\nContent-Lengths: 1\r\n\r\n", "0\r\nHost-Name: x\r\nContent-Lengths: 1\r\n\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t piece = 1; piece <= strlen(cases[i].raw); piece++) {
+            size_t len = 0;
+            const char *out = forward_in_pieces(cases[i].raw, piece, 64, &len);
+            CHECK_MSG(out && len == strlen(cases[i].forwarded) && memcmp(out, cases[i].forwarded, len) == 0,
+                      "case %zu in pieces of %zu: \"%.*s\"", i, piece, out ? (int)len : 6,
+                      out ? out : "(error)");
+        }
+    }
+    /* bytes after the body (a pipelined message) stay after it, unscanned */
+    struct http1_chunked st = {0};
+    char buf[] = "0\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n";
+    size_t len = strlen(buf);
+    CHECK_INT(http1_chunked_forward(&st, buf, &len, 63), 5);
+    CHECK(st.done);
+    CHECK_INT(len, strlen("0\r\n\r\nGET / HTTP/1.1\r\n"));
+    CHECK(memcmp(buf, "0\r\n\r\nGET / HTTP/1.1\r\n", len) == 0);
+    /* bad trailer lines are still refused, whole or held */
+    size_t n;
+    CHECK(forward_in_pieces("0\r\nX-A: 1\nX-B: 2\r\n\r\n", 1, 64, &n) == NULL);
+    CHECK(forward_in_pieces("0\r\nX A: 1\r\n\r\n", 3, 64, &n) == NULL);
+    CHECK(forward_in_pieces("0\r\nContent-Length: 1\x01\r\n\r\n", 100, 64, &n) == NULL);
+    /* a trailer line that cannot fit in the caller's buffer is an error,
+     * not a stall */
+    char longline[200] = "0\r\nX-Long: ";
+    memset(longline + strlen(longline), 'a', 120);
+    strcpy(longline + strlen(longline), "\r\n\r\n");
+    CHECK(forward_in_pieces(longline, 7, 64, &n) == NULL);
+    CHECK(forward_in_pieces(longline, 7, 256, &n) != NULL);
+}
+
 void unit_test_http1(void)
 {
     test_good_requests();
@@ -980,6 +1063,7 @@ void unit_test_http1(void)
     test_chunked_good();
     test_chunked_bad();
     test_chunked_large();
+    test_chunked_trailers_filtered();
     test_mutations();
     test_misc();
     free(copy);
