@@ -281,6 +281,7 @@ void config_defaults(struct config *cfg)
 
     cfg->health_path = strdup("/health");
     cfg->health_interval_ms = 2 * 1000;
+    cfg->health_fast_interval_ms = 250;
     cfg->health_timeout_ms = 1 * 1000;
     cfg->health_rise = 2;
     cfg->health_fall = 3;
@@ -1096,6 +1097,7 @@ static const struct section health_section = {
     (const struct field[]){
         KEY_STRING("path", health_path, check_health_path),
         KEY_DURATION("interval", health_interval_ms, 1, DAY_MS),
+        KEY_DURATION("fast_interval", health_fast_interval_ms, 1, DAY_MS),
         KEY_DURATION("timeout", health_timeout_ms, 1, DAY_MS),
         KEY_INT("rise", health_rise, 1, 1000),
         KEY_INT("fall", health_fall, 1, 1000),

@@ -67,6 +67,7 @@ struct config {
     /* [health] */
     char *health_path;              /* owned */
     int64_t health_interval_ms;
+    int64_t health_fast_interval_ms; /* while a rise or fall is under way */
     int64_t health_timeout_ms;
     int health_rise;
     int health_fall;

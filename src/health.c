@@ -23,11 +23,17 @@
  * Schedule. Each application's first check comes at a random offset within
  * one interval and each next one an interval +/- 10% after the previous
  * started, so checks stay spread out even when the applications were all
- * added at once. A check whose time has come waits in a queue that the
- * worker drains a few at a time after each loop iteration
- * (health_run_due), so requests never wait behind a burst of checks. A
- * check still running when the next is due (timeout > interval) makes
- * that round skip rather than overlap.
+ * added at once. A result that starts or continues a streak toward `rise`
+ * or `fall` brings that application's next check forward to
+ * `fast_interval` (+/- 10%) after this one's start: a restarted
+ * application is back within about interval + (rise - 1) * fast_interval
+ * instead of rise * interval, and a dead one out sooner. Its entry moves
+ * up the same timetable (each check knows its entry's place); no timer is
+ * added. A check whose time has come waits in a queue that the worker
+ * drains a few at a time after each loop iteration (health_run_due), so
+ * requests never wait behind a burst of checks. A check still running when
+ * the next is due (timeout > interval) makes that round skip rather than
+ * overlap.
  *
  * Decisions. health_record (pure) counts passes and failures in a row and
  * says when `rise` or `fall` is reached; the change goes through
@@ -113,6 +119,15 @@ int64_t health_next_delay(int64_t interval_ms, uint32_t random)
     if (spread > 0)
         delay += (int64_t)(random % (uint64_t)(2 * spread + 1)) - spread;
     return delay > 0 ? delay : 1;
+}
+
+/* The counts are reset when a verdict is applied, so a streak that reached
+ * rise or fall is no longer under way by the time anyone asks. */
+bool health_in_transition(const struct health_counter *c, enum app_state state)
+{
+    if (c->seen != state)
+        return false;
+    return (state == APP_DOWN && c->passes > 0) || (state == APP_UP && c->failures > 0);
 }
 
 /* ---- one-shot HTTP/1.1 client ---- */
@@ -559,6 +574,8 @@ struct health_check {
     struct health_http http;         /* the check in flight */
     struct health_buffer *buffer;    /* lent while a check is in flight */
     enum app_state state_at_start;
+    int64_t started;                 /* loop time of the last start */
+    int slot;                        /* index of its entry in health.schedule */
     bool due;                        /* in the queue of checks to start */
     struct health_check *due_next;
     char *request;                   /* the GET, built once; owned */
@@ -653,6 +670,8 @@ static void check_log(const struct health_check *c, enum app_state state, bool p
                   app_state_name(state), error);
 }
 
+static void schedule_hurry(struct health_check *c);
+
 static void check_done(struct health_http *http, int status, const char *error)
 {
     struct health_check *c = container_of(http, struct health_check, http);
@@ -680,6 +699,8 @@ static void check_done(struct health_http *http, int status, const char *error)
         check_apply(c, verdict, error);
     else
         check_log(c, now, pass, error);
+    if (health_in_transition(&c->counter, app_state(c->app)))
+        schedule_hurry(c);
 }
 
 static void check_start(struct health_check *c)
@@ -696,6 +717,7 @@ static void check_start(struct health_check *c)
         return;
     }
     c->state_at_start = state;
+    c->started = h->loop->now;
     c->http.buf = c->buffer->data;
     if (health_http_start(&c->http, h->loop) < 0) {
         buffer_give_back(h, c->buffer);
@@ -717,6 +739,14 @@ static int64_t check_deadline(const struct health *h, int64_t delay)
     return deadline + (tick - deadline % tick) % tick;
 }
 
+/* Every entry is written through here, so that each check knows where its
+ * own entry is and can move it without a search. */
+static void schedule_place(struct health *h, int i, struct schedule_entry entry)
+{
+    h->schedule[i] = entry;
+    h->checks[entry.check].slot = i;
+}
+
 static void schedule_sift_down(struct health *h, int i)
 {
     struct schedule_entry *e = h->schedule, moving = e[i];
@@ -728,22 +758,55 @@ static void schedule_sift_down(struct health *h, int i)
             child++;
         if (e[child].deadline >= moving.deadline)
             break;
-        e[i] = e[child];
+        schedule_place(h, i, e[child]);
         i = child;
     }
-    e[i] = moving;
+    schedule_place(h, i, moving);
+}
+
+static void schedule_sift_up(struct health *h, int i)
+{
+    struct schedule_entry *e = h->schedule, moving = e[i];
+    while (i > 0 && e[(i - 1) / 2].deadline > moving.deadline) {
+        schedule_place(h, i, e[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    schedule_place(h, i, moving);
 }
 
 /* Every check's first time, at random within the first interval. */
 static int schedule_build(struct health *h)
 {
     for (int i = 0; i < h->count; i++) {
-        uint32_t r = health_random(h);
-        h->schedule[i] = (struct schedule_entry){check_deadline(h, health_first_delay(h->cfg->health_interval_ms, r)), i};
+        int64_t delay = health_first_delay(h->cfg->health_interval_ms, health_random(h));
+        schedule_place(h, i, (struct schedule_entry){check_deadline(h, delay), i});
     }
     for (int i = h->count / 2 - 1; i >= 0; i--)
         schedule_sift_down(h, i);
     return h->count ? loop_timer_arm_at(h->loop, &h->tick, h->schedule[0].deadline) : 0;
+}
+
+/* A streak under way: the next check fast_interval (+/- 10%) after the
+ * start of the one that just ended, or at once when that ran longer. The
+ * entry was put an interval ahead when the check was queued; it only ever
+ * moves forward here, so a broken streak simply keeps that. fast_interval
+ * longer than interval would slow a transition down, and is read as
+ * interval. */
+static void schedule_hurry(struct health_check *c)
+{
+    struct health *h = c->health;
+    int64_t fast = h->cfg->health_fast_interval_ms;
+    if (fast > h->cfg->health_interval_ms)
+        fast = h->cfg->health_interval_ms;
+    int64_t next = c->started + health_next_delay(fast, health_random(h));
+    int64_t deadline = check_deadline(h, next - h->loop->now);
+    if (deadline >= h->schedule[c->slot].deadline)
+        return;
+    h->schedule[c->slot].deadline = deadline;
+    schedule_sift_up(h, c->slot);
+    /* Re-arming an armed timer moves it within the loop's heap: no memory. */
+    if (c->slot == 0 && loop_timer_arm_at(h->loop, &h->tick, deadline) < 0)
+        log_error("health: checks stopped: out of memory");
 }
 
 static void check_queue(struct health *h, struct health_check *c)

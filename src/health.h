@@ -6,14 +6,16 @@
  * applications are not checked in one burst) it sends `GET <path>` and
  * reads the status of the answer, the whole exchange bounded by `timeout`.
  * `rise` passes in a row bring a down application up, `fall` failures in a
- * row take an up one down; the change goes through pool_set_state, which
- * every worker sees on its next load of the state, and which reports it to
- * the alert dispatcher (alert.h).
+ * row take an up one down, the checks of such a streak coming every
+ * `fast_interval` after its first result; the change goes through
+ * pool_set_state, which every worker sees on its next load of the state,
+ * and which reports it to the alert dispatcher (alert.h).
  *
  * Three parts are exposed beyond attach/detach:
  *  - the state machine (health_record), a pure function the unit tests
  *    drive without sockets;
- *  - the check schedule (health_first_delay, health_next_delay);
+ *  - the check schedule (health_first_delay, health_next_delay,
+ *    health_in_transition);
  *  - struct health_http, the one-shot non-blocking HTTP/1.1 client the
  *    checks run on, which alert.c reuses for webhook POSTs.
  */
@@ -81,6 +83,11 @@ enum health_verdict health_record(struct health_counter *c, enum app_state curre
 int64_t health_first_delay(int64_t interval_ms, uint32_t random);
 /* Delay between two checks: interval +/- up to 10%, at least 1 ms. */
 int64_t health_next_delay(int64_t interval_ms, uint32_t random);
+/* A rise or a fall is under way: a down application has passed its last
+ * check, or an up one has failed it, and the counts belong to `state`.
+ * Its next check then comes `fast_interval` after the start of this one
+ * instead of `interval`, until the streak breaks or the state changes. */
+bool health_in_transition(const struct health_counter *c, enum app_state state);
 
 /* ---- one-shot HTTP/1.1 client ---- */
 

@@ -113,6 +113,66 @@ def test_killed_application_goes_down_and_comes_back(backends, sluice):
         t.close()
 
 
+def _log_times(text, pattern):
+    """Times (s since the epoch) of the log lines matching pattern."""
+    return [_parse_time(m.group(1)) for m in re.finditer(r"^(\S+) \[\w+\] " + pattern, text, re.M)]
+
+
+def _first_pass_to_up(text, b, rise):
+    """For each time b came up: seconds from the first pass of the streak
+    that brought it up to its coming up, from sluice's own timestamps."""
+    firsts = _log_times(text, r"application %s \S+ health check passed \(1 of %d\)"
+                        % (re.escape(b.name), rise))
+    gaps = []
+    for up in _log_times(text, up_rx(b)):
+        before = [t for t in firsts if t <= up]
+        gaps.append(up - before[-1] if before else None)
+    return gaps
+
+
+def test_restarted_application_back_within_fast_interval(backends, sluice):
+    """A restarted application is back after the check that finds it (at
+    most an interval) and rise - 1 more, fast_interval apart: well under
+    the rise intervals it would take at the normal rhythm."""
+    interval, fast, rise, rounds = 2.0, 0.25, 2, 3
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"health": {"interval": "2s", "fast_interval": "250ms", "rise": rise,
+                                              "fall": FALL, "timeout": duration(TIMEOUT * 1000)}})
+    bound = interval + (rise - 1) * fast + 0.7 * SCALE
+    assert SCALE > 1 or bound < 2 * interval, "the bound would not tell fast checks from slow ones"
+    t = Traffic(s.port)
+    recoveries = []
+    try:
+        for n in range(1, rounds + 1):
+            b2.kill()                                   # SIGKILL to its PID
+            went_down = t.until(lambda: len(re.findall(down_rx(b2), s.stderr())) >= n, scaled(10))
+            assert went_down, "round %d: sluice never marked the killed b2 down" % n
+            restarted = time.monotonic()
+            b2.start()                                  # same port
+            deadline = restarted + bound + scaled(3)
+            back = None
+            while back is None and time.monotonic() < deadline:
+                r = t.one()
+                if r is not None and r.backend == "b2":
+                    back = time.monotonic()
+                time.sleep(0.01)
+            assert back, "round %d: no request reached b2 within %.1fs of its restart" % (n, deadline - restarted)
+            recoveries.append(back - restarted)
+        print("recovery after restart: %s s" % " ".join("%.2f" % r for r in recoveries))
+        assert max(recoveries) <= bound, \
+            "back in rotation %s s after a restart (bound %.2fs)" % (recoveries, bound)
+        # From the first pass to up: rise - 1 fast intervals, not intervals.
+        # (A lucky restart right before a check could pass the bound above
+        # even at the normal rhythm; this cannot.)
+        gaps = _first_pass_to_up(s.stderr(), b2, rise)
+        assert len(gaps) == rounds and None not in gaps, gaps
+        assert max(gaps) <= (rise - 1) * fast * 1.1 + 0.3 * SCALE, \
+            "first pass to up took %s s, fast_interval %.2fs" % (["%.3f" % g for g in gaps], fast)
+        assert t.failures == [], t.failures
+    finally:
+        t.close()
+
+
 def test_health_status_500_takes_application_down(backends, sluice):
     b1, b2 = backends(2)
     s = sluice([b1, b2], sections={"health": HEALTH})
@@ -186,20 +246,20 @@ def test_health_status_from_start(backends, sluice):
 
 def test_alive_false_gets_no_traffic_until_rise(backends, sluice):
     b1, b2 = backends(2)
-    interval, rise = 0.5, 3
+    fast, rise = 0.25, 3
     s = sluice([b1, app_entry(b2, alive=False)],
-               sections={"health": {"interval": "500ms", "timeout": duration(TIMEOUT * 1000),
-                                    "rise": rise, "fall": FALL}})
+               sections={"health": {"interval": "500ms", "fast_interval": "250ms",
+                                    "timeout": duration(TIMEOUT * 1000), "rise": rise, "fall": FALL}})
     started = time.monotonic()
     t = Traffic(s.port)
     try:
         early = t.burst(30)
         assert "b2" not in early, "an application with alive = false got traffic at start"
         assert early["b1"] == 30
-        # rise passes: at least (rise - 1) intervals after the first check
+        # rise passes: the first, then rise - 1 more fast_interval apart
         seen = t.until(lambda: re.search(up_rx(b2), s.stderr()), scaled(6))
         assert seen, "b2 never came up"
-        assert seen - started >= (rise - 1) * interval * 0.9 - 0.05, \
+        assert seen - started >= (rise - 1) * fast * 0.9 - 0.05, \
             "up after %.2fs, before %d checks could pass" % (seen - started, rise)
         assert t.burst(30)["b2"] >= 10
         assert t.failures == []

@@ -169,6 +169,7 @@ static void test_defaults(void)
     CHECK(cfg.tls_cert == NULL && cfg.tls_key == NULL);
     CHECK_STR(cfg.health_path, "/health");
     CHECK_INT(cfg.health_interval_ms, 2000);
+    CHECK_INT(cfg.health_fast_interval_ms, 250);
     CHECK_INT(cfg.health_timeout_ms, 1000);
     CHECK_INT(cfg.health_rise, 2);
     CHECK_INT(cfg.health_fall, 3);
@@ -235,6 +236,7 @@ static const char full_fmt[] =
     "[health]\n"
     "path = \"/ready?full=1\"\n"
     "interval = \"5s\"\n"
+    "fast_interval = \"1s\"\n"
     "timeout = 300\n"
     "rise = 1\n"
     "fall = 5\n"
@@ -318,6 +320,7 @@ static void test_full(const char *dir)
     CHECK_STR(cfg.tls_key, key);
     CHECK_STR(cfg.health_path, "/ready?full=1");
     CHECK_INT(cfg.health_interval_ms, 5000);
+    CHECK_INT(cfg.health_fast_interval_ms, 1000);
     CHECK_INT(cfg.health_timeout_ms, 300);
     CHECK_INT(cfg.health_rise, 1);
     CHECK_INT(cfg.health_fall, 5);
@@ -414,6 +417,12 @@ static void test_error_positions(void)
     check_one_error("server = 3\n" APP, "t.toml:1:10: server: expected a table, got integer");
     check_one_error("[health]\nrise = 0\n" APP, "t.toml:2:8: health.rise: 0 is out of range");
     check_one_error("[health]\nfall = 0\n" APP, "t.toml:2:8: health.fall: 0 is out of range");
+    check_one_error("[health]\nfast_interval = 0\n" APP,
+                    "t.toml:2:17: health.fast_interval: 0ms is out of range");
+    check_one_error("[health]\nfast_interval = \"2d\"\n" APP,
+                    "t.toml:2:17: health.fast_interval: invalid duration \"2d\"");
+    check_one_error("[health]\nfast_interval = true\n" APP,
+                    "t.toml:2:17: health.fast_interval: expected a duration");
     check_one_error("[health]\npath = \"health\"\n" APP,
                     "t.toml:2:8: health.path: \"health\" must start with '/'");
     check_one_error("[server.limits]\nheader_bytes = 512\n" APP,

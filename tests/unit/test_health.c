@@ -141,6 +141,36 @@ static void test_schedule(void)
     CHECK(health_next_delay(0, 77) >= 1);
 }
 
+/* A streak is under way from its first result until the state changes or
+ * the streak breaks. */
+static void test_transition(void)
+{
+    struct health_counter c;
+    health_counter_reset(&c, APP_DOWN);
+    CHECK(!health_in_transition(&c, APP_DOWN));
+    health_record(&c, APP_DOWN, true, 3, 3);
+    CHECK(health_in_transition(&c, APP_DOWN));
+    health_record(&c, APP_DOWN, true, 3, 3);
+    CHECK(health_in_transition(&c, APP_DOWN));
+    health_record(&c, APP_DOWN, false, 3, 3);          /* broken */
+    CHECK(!health_in_transition(&c, APP_DOWN));
+    CHECK(!health_in_transition(&c, APP_UP));
+
+    health_counter_reset(&c, APP_UP);
+    health_record(&c, APP_UP, true, 3, 3);
+    CHECK(!health_in_transition(&c, APP_UP));
+    health_record(&c, APP_UP, false, 3, 3);
+    CHECK(health_in_transition(&c, APP_UP));
+    CHECK(!health_in_transition(&c, APP_DOWN));         /* someone else moved it */
+    health_record(&c, APP_UP, true, 3, 3);
+    CHECK(!health_in_transition(&c, APP_UP));
+
+    /* operator states never hurry */
+    health_counter_reset(&c, APP_DRAINING);
+    health_record(&c, APP_DRAINING, false, 3, 3);
+    CHECK(!health_in_transition(&c, APP_DRAINING));
+}
+
 /* ---- config and pool for the tests below ---- */
 
 static int parse_config(struct config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -154,6 +184,15 @@ static int parse_config(struct config *cfg, const char *fmt, ...)
     int rc = config_parse(cfg, "test.toml", text, strlen(text), errors, sizeof(errors));
     CHECK_MSG(rc == 0, "config: %s", errors);
     return rc;
+}
+
+/* Transitions in the pool's pipe, read without blocking. */
+static int drain_transitions(struct pool *pool, struct pool_transition *out, int max)
+{
+    int n = 0;
+    while (n < max && read(pool->notify_read_fd, &out[n], sizeof(out[n])) == (ssize_t)sizeof(out[n]))
+        n++;
+    return n;
 }
 
 /* ---- the check client, served by the test on one thread ---- */
@@ -339,13 +378,19 @@ static void test_check_client(void)
 
 /* ---- the health thread end to end ---- */
 
-/* A backend on its own thread answering every request with `status`. */
+#define BACKEND_TIMES 32
+
+/* A backend on its own thread answering every request with `status`, or
+ * request n with script[n] while the script lasts. */
 struct backend {
     int listener;
     pthread_t thread;
     _Atomic int status;
     _Atomic int requests;
     _Atomic bool stop;
+    const int *script;
+    int script_len;
+    int64_t times[BACKEND_TIMES];      /* when request n came; read after the join */
     char last_request[512];            /* guarded by lock */
     pthread_mutex_t lock;
 };
@@ -368,8 +413,10 @@ static void backend_answer(struct backend *b, int conn)
     pthread_mutex_lock(&b->lock);
     snprintf(b->last_request, sizeof(b->last_request), "%s", request);
     pthread_mutex_unlock(&b->lock);
+    int index = atomic_load(&b->requests);
+    int status = index < b->script_len ? b->script[index] : atomic_load(&b->status);
     char response[128];
-    int n = snprintf(response, sizeof(response), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", atomic_load(&b->status));
+    int n = snprintf(response, sizeof(response), "HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n", status);
     if (write(conn, response, (size_t)n) < 0)
         perror("backend write");
     atomic_fetch_add(&b->requests, 1);
@@ -385,6 +432,9 @@ static void *backend_main(void *arg)
         int conn = accept4(b->listener, NULL, NULL, SOCK_CLOEXEC);
         if (conn < 0)
             continue;
+        int index = atomic_load(&b->requests);
+        if (index < BACKEND_TIMES)
+            b->times[index] = loop_monotonic_ms();
         backend_answer(b, conn);
         close(conn);
     }
@@ -561,6 +611,67 @@ out_backend:
     backend_stop(&b);
 }
 
+/* A result that starts or continues a streak brings the next check forward
+ * to fast_interval; a broken streak, or one that reached rise or fall,
+ * leaves it an interval after the start of the last. The backend answers
+ * a script and notes when each check came. */
+static void test_fast_interval_during_a_transition(void)
+{
+    enum { INTERVAL = 300, FAST = 30 };
+    /* rise = fall = 3, starting down: the first pass hurries the next
+     * check, a failure breaks the streak, three passes bring it up; then
+     * the same on the way down. */
+    static const int script[] = {200, 500, 200, 200, 200, 500, 200, 500, 500, 500, 500};
+    static const char gaps[] = "FIFFIFIFFI";    /* after each result: Fast or Interval */
+    enum { CHECKS = sizeof(script) / sizeof(script[0]) };
+    static struct backend b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    static struct checker k;
+    struct config_address address;
+    struct config cfg;
+    struct pool pool;
+    struct pool_transition t[4];
+    b.script = script;
+    b.script_len = CHECKS;
+    if (!backend_start(&b, &address))
+        return;
+    atomic_store(&b.status, 500);
+    if (parse_config(&cfg,
+                     "[health]\ninterval = \"%dms\"\nfast_interval = \"%dms\"\ntimeout = \"200ms\"\n"
+                     "rise = 3\nfall = 3\n"
+                     "[[applications]]\nalive = false\nip = \"127.0.0.1\"\nport = %s\n",
+                     INTERVAL, FAST, strchr(address.text, ':') + 1) != 0)
+        goto out_backend;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(checker_start(&k, &pool, &cfg), 0);
+    if (!k.health)
+        goto out_pool;
+    int64_t deadline = loop_monotonic_ms() + 6000;
+    while (atomic_load(&b.requests) < CHECKS && loop_monotonic_ms() < deadline)
+        usleep(5000);
+    checker_stop(&k);
+    backend_stop(&b);                                   /* b.times is ours from here */
+    CHECK_INT(drain_transitions(&pool, t, 4), 2);
+    CHECK(t[0].to == APP_UP && t[1].to == APP_DOWN);
+    CHECK_MSG(atomic_load(&b.requests) >= CHECKS, "%d checks of %d", atomic_load(&b.requests), CHECKS);
+    for (int i = 0; i + 1 < CHECKS && i + 1 < atomic_load(&b.requests); i++) {
+        int64_t gap = b.times[i + 1] - b.times[i];
+        if (gaps[i] == 'F')
+            CHECK_MSG(gap < INTERVAL / 2, "check %d came %lld ms after check %d, want about %d", i + 1,
+                      (long long)gap, i, FAST);
+        else
+            CHECK_MSG(gap >= INTERVAL * 8 / 10, "check %d came %lld ms after check %d, want about %d",
+                      i + 1, (long long)gap, i, INTERVAL);
+    }
+    pool_free(&pool);
+    config_free(&cfg);
+    return;
+out_pool:
+    pool_free(&pool);
+    config_free(&cfg);
+out_backend:
+    backend_stop(&b);
+}
+
 /* A config of `apps` applications, alive = false, on 127.0.0.1 ports
  * nobody serves: every check is refused, quietly (they are down already). */
 static bool parse_down_fleet(struct config *cfg, int apps, const char *interval)
@@ -650,9 +761,11 @@ void unit_test_health(void)
     test_external_change_resets();
     test_operator_states_are_immune();
     test_schedule();
+    test_transition();
     test_check_client();
     test_checks_on_a_loop();
     test_share_of_the_pool();
+    test_fast_interval_during_a_transition();
     test_checks_start_a_few_at_a_time();
     test_many_applications();
 }
