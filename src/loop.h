@@ -81,6 +81,7 @@ int loop_run_once(struct loop *loop, int max_wait_ms);
 int loop_run(struct loop *loop);
 
 int64_t loop_monotonic_ms(void);
+int64_t loop_monotonic_us(void);
 /* Wall clock, ms since the epoch: for timestamps people read, never for
  * intervals. */
 int64_t loop_wall_ms(void);

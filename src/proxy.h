@@ -1,33 +1,58 @@
-/* proxy.h - the client <-> application state machine (the hot path).
+/* proxy.h - what one worker's request path shares: the common ground of
+ * its layers. Types only.
  *
- * worker.c accepts connections and hands them here; everything that happens
- * to a request afterwards (parse, pick, connect or reuse, forward, stream
- * back, log, keep-alive) is in proxy.c.
+ *   client.c    the client connection: reading, buffers, idle / head /
+ *               linger, hands a parsed head to
+ *   exchange.c  one request and its response, which uses
+ *   upstream.c  connections to applications and the idle pool, and
+ *   rewrite.c   the heads sent on, as pure functions.
+ *
+ * A struct proxy is embedded in its worker (worker.h), which fills it from
+ * the generation it serves and calls the client layer; nothing here is
+ * shared with another thread (the pool and config are read-only or atomic).
  */
 #ifndef SLUICE_PROXY_H
 #define SLUICE_PROXY_H
 
-#include <sys/socket.h>
+#include <stdbool.h>
+#include <stdint.h>
 
-#include "worker.h"
+#include "balance.h"
+#include "buf.h"
+#include "config.h"
+#include "http1.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+#include "upstream.h"
 
-/* Takes ownership of an accepted, non-blocking client socket. */
-void proxy_accept(struct worker *w, int fd, const struct sockaddr_storage *peer);
+struct client;
+struct exchange;
 
-/* After each loop iteration: continues connections that ran out of their
- * budget, then frees what was closed during the iteration. */
-void proxy_after_iteration(struct worker *w);
-/* True when some connection has work left and the loop must not sleep. */
-bool proxy_has_pending(const struct worker *w);
+struct proxy {
+    struct loop *loop;                /* the worker's; the four below are the worker's too */
+    struct buf_pool *buffers;
+    struct balance *balance;
+    struct log_access *access_log;
+    const struct config *cfg;         /* of the generation served */
+    struct pool *pool;
+    struct http1_limits limits;
+    struct http1_header *headers;     /* limits.headers entries: the parser's views, valid
+                                         only within the step that parsed a head; owned */
+    struct upstream_pool upstreams;
 
-/* Graceful stop: idle clients are closed now, busy ones after their
- * current response. */
-void proxy_begin_shutdown(struct worker *w);
-/* Closes every idle upstream connection (before adopting a new pool). */
-void proxy_drop_idle(struct worker *w);
-/* Closes every connection at once (the grace period is over). */
-void proxy_close_all(struct worker *w);
-/* Frees the recycled objects and idle upstreams of a stopped worker. */
-void proxy_free(struct worker *w);
+    /* every client object is on exactly one of these lists */
+    struct client *clients;           /* open connections */
+    struct client *free_clients;      /* recycled objects */
+    struct client *closed_clients;    /* closed this iteration, recycled after it */
+    struct client *pending;           /* have work left after using their budget */
+    int client_count;
+    struct exchange *free_exchanges;  /* recycled: an exchange exists only while a request does */
+
+    bool stopping;                    /* graceful stop: no keep-alive, no pooling */
+    int64_t last_request_ms;          /* loop time of the last request started */
+    uint64_t request_counter;         /* for X-Request-Id */
+    uint64_t request_id_prefix;
+};
 
 #endif

@@ -1,5 +1,5 @@
 /* worker.c - a worker thread: its loop, its listeners, accepting, and the
- * graceful stop. What happens to a connection after accept is proxy.c's. */
+ * graceful stop. What happens to a connection after accept is client.c's. */
 #include "worker.h"
 
 #include <errno.h>
@@ -16,8 +16,7 @@
 
 #include "health.h"
 #include "net.h"
-#include "proxy.h"
-#include "tls.h"
+#include "client.h"
 
 /* Accepts per readiness event, so one busy listener cannot starve the
  * connections already open. */
@@ -42,7 +41,7 @@ static void resume_accepting(struct loop *loop, struct loop_timer *timer)
 {
     (void)loop;
     struct worker *w = container_of(timer, struct worker, accept_timer);
-    if (!w->stopping && w->client_count < w->client_limit)
+    if (!w->stopping && w->proxy.client_count < w->client_limit)
         worker_set_accepting(w, true);
 }
 
@@ -52,7 +51,7 @@ static void listener_event(struct loop *loop, struct loop_io *io, uint32_t event
     (void)events;
     struct listener *l = container_of(io, struct listener, io);
     struct worker *w = l->worker;
-    for (int i = 0; i < ACCEPT_BATCH && w->client_count < w->client_limit; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && w->proxy.client_count < w->client_limit; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -61,9 +60,9 @@ static void listener_event(struct loop *loop, struct loop_io *io, uint32_t event
                 pause_accepting(w, errno);
             break;
         }
-        proxy_accept(w, fd, &peer);
+        client_accept(&w->proxy, fd, &peer);
     }
-    if (w->client_count >= w->client_limit)
+    if (w->proxy.client_count >= w->client_limit)
         worker_set_accepting(w, false);
 }
 
@@ -94,9 +93,9 @@ static void close_listeners(struct worker *w)
 static void grace_expired(struct loop *loop, struct loop_timer *timer)
 {
     struct worker *w = container_of(timer, struct worker, grace_timer);
-    if (w->client_count)
-        log_warn("worker %d: shutdown grace over, closing %d connections", w->index, w->client_count);
-    proxy_close_all(w);
+    if (w->proxy.client_count)
+        log_warn("worker %d: shutdown grace over, closing %d connections", w->index, w->proxy.client_count);
+    clients_close_all(&w->proxy);
     loop->stop = true;
 }
 
@@ -117,7 +116,7 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
         return;
     w->stopping = true;
     close_listeners(w);
-    proxy_begin_shutdown(w);
+    clients_begin_shutdown(&w->proxy);
     loop_timer_arm(loop, &w->grace_timer, w->cfg->shutdown_grace_ms);
 }
 
@@ -132,7 +131,7 @@ static void trim_when_quiet(struct worker *w)
 {
     if (!w->buffers.returned)
         return;
-    int64_t quiet = w->loop.now - w->last_request_ms;
+    int64_t quiet = w->loop.now - w->proxy.last_request_ms;
     if (quiet < TRIM_QUIET_MS) {
         if (!loop_timer_armed(&w->trim_timer))
             loop_timer_arm(&w->loop, &w->trim_timer, TRIM_QUIET_MS - quiet);
@@ -151,7 +150,7 @@ static void trim_later(struct loop *loop, struct loop_timer *timer)
 static void after_iteration(struct loop *loop, void *arg)
 {
     struct worker *w = arg;
-    proxy_after_iteration(w);
+    clients_after_iteration(&w->proxy);
     if (w->adopt_pending && !w->stopping) {
         w->adopt_pending = false;
         int rc = adopt(w, atomic_load(w->published));
@@ -163,7 +162,11 @@ static void after_iteration(struct loop *loop, void *arg)
     log_access_flush(&w->access_log);
     if (w->buffers.returned && !loop_timer_armed(&w->trim_timer))
         trim_when_quiet(w);
-    if (w->stopping && w->client_count == 0)
+    /* max_connections: a connection closed during the iteration makes room. */
+    if (!w->accepting && !w->stopping && w->proxy.client_count < w->client_limit &&
+        !loop_timer_armed(&w->accept_timer))
+        worker_set_accepting(w, true);
+    if (w->stopping && w->proxy.client_count == 0)
         loop->stop = true;
 }
 
@@ -191,42 +194,43 @@ static int open_listeners(struct worker *w, char *error, size_t error_len)
 static int derive(struct worker *w, struct generation *g)
 {
     const struct config *cfg = &g->cfg;
-    struct upstream_list *idle = calloc((size_t)g->pool.count, sizeof(*idle));
+    struct proxy *p = &w->proxy;
     struct http1_header *headers = calloc(cfg->header_count, sizeof(*headers));
     struct balance balance;
     struct health *health = NULL;
+    bool had_balance = p->headers != NULL;
     int rc = -ENOMEM;
-    if (!idle || !headers || balance_init(&balance, &g->pool, w->index) < 0)
+    if (!headers || balance_init(&balance, &g->pool, w->index) < 0)
         goto fail;
     if ((rc = health_attach(&health, &w->loop, &g->pool, cfg, w->index, w->count)) < 0) {
         balance_free(&balance);
         goto fail;
     }
+    if ((rc = upstream_pool_adopt(&p->upstreams, &g->pool, cfg)) < 0) {
+        health_detach(health);
+        balance_free(&balance);
+        goto fail;
+    }
     health_detach(w->health);
     w->health = health;
-    if (w->idle)
+    if (had_balance)
         balance_free(&w->balance);
-    free(w->idle);
-    free(w->headers);
-    w->idle = idle;
-    w->headers = headers;
+    free(p->headers);
+    p->headers = headers;
     w->balance = balance;
     atomic_store(&w->generation, g);
-    w->cfg = cfg;
-    w->pool = &g->pool;
-    w->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
+    w->cfg = p->cfg = cfg;
+    w->pool = p->pool = &g->pool;
+    p->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
     buf_pool_resize(&w->buffers, cfg->header_bytes + 8192);
     return 0;
 fail:
-    free(idle);
     free(headers);
     return rc;
 }
 
 static int adopt(struct worker *w, struct generation *g)
 {
-    /* Idle upstreams are filed by application index in the old pool. */
-    proxy_drop_idle(w);
     int rc = derive(w, g);
     if (rc < 0)
         return rc;
@@ -251,14 +255,18 @@ int worker_init(struct worker *w, int index, int count, struct generation *_Atom
     loop_timer_init(&w->accept_timer, resume_accepting);
     loop_timer_init(&w->trim_timer, trim_later);
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
+    w->proxy = (struct proxy){.loop = &w->loop, .buffers = &w->buffers, .balance = &w->balance,
+                              .access_log = &w->access_log};
+    upstream_pool_init(&w->proxy.upstreams, &w->loop, &w->buffers);
     if ((rc = derive(w, g)) < 0) {
         snprintf(error, error_len, "start the health checks of worker %d", index);
         return rc;
     }
     if ((rc = log_access_init(&w->access_log)) < 0)
         return rc;
-    if (getrandom(&w->request_id_prefix, sizeof(w->request_id_prefix), 0) < 0)
-        w->request_id_prefix = (uint64_t)loop_monotonic_ms() * 2654435761u + (uint64_t)index;
+    uint64_t *prefix = &w->proxy.request_id_prefix;
+    if (getrandom(prefix, sizeof(*prefix), 0) < 0)
+        *prefix = (uint64_t)loop_monotonic_ms() * 2654435761u + (uint64_t)index;
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd < 0)
         return -errno;
@@ -271,7 +279,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     while (!w->loop.stop) {
-        bool busy = proxy_has_pending(w) || health_has_due(w->health);
+        bool busy = clients_have_pending(&w->proxy) || health_has_due(w->health);
         int rc = loop_run_once(&w->loop, busy ? 0 : -1);
         if (rc < 0) {
             log_error("worker %d: event loop: %s", w->index, strerror(-rc));
@@ -306,18 +314,13 @@ void worker_free(struct worker *w)
     close_listeners(w);
     health_detach(w->health);
     w->health = NULL;
-    if (w->idle)
-        proxy_free(w);
-    free(w->idle);
-    w->idle = NULL;
-    free(w->headers);
-    w->headers = NULL;
+    clients_free(&w->proxy);
+    upstream_pool_free(&w->proxy.upstreams);
+    free(w->proxy.headers);
+    w->proxy.headers = NULL;
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     log_access_free(&w->access_log);
-    if (w->tls)
-        tls_context_free(w->tls);
-    w->tls = NULL;
     balance_free(&w->balance);
     buf_pool_free(&w->buffers);
     loop_close(&w->loop);

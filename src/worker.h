@@ -16,15 +16,12 @@
 #include "balance.h"
 #include "buf.h"
 #include "config.h"
-#include "http1.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "proxy.h"
 
-struct client;
 struct health;
-struct upstream;
-struct ssl_ctx_st;
 
 /* What workers serve: a config and the pool built from it. main.c makes a
  * new one on reload and publishes it through an atomic pointer; each worker
@@ -42,12 +39,6 @@ struct listener {
     int fd;
 };
 
-/* Idle keep-alive connections to one application, most recent first. */
-struct upstream_list {
-    struct upstream *first;
-    uint32_t count;
-};
-
 struct worker {
     int index;
     int count;                 /* workers in all: each checks 1/count of the pool */
@@ -57,10 +48,7 @@ struct worker {
     struct balance balance;
     struct log_access access_log;
     struct buf_pool buffers;
-    struct http1_limits limits;
-    struct http1_header *headers;    /* limits.headers entries: the parser's views, used
-                                        only within the step that parsed a head */
-    struct ssl_ctx_st *tls;    /* client context for tls = true applications; NULL if none */
+    struct proxy proxy;        /* the request path: client connections, exchanges, upstreams */
     struct health *health;     /* this worker's share of the active checks */
 
     struct listener listeners[CONFIG_MAX_LISTEN];
@@ -77,23 +65,8 @@ struct worker {
     bool adopt_pending;        /* a new generation is published: adopt after this iteration */
     struct loop_timer grace_timer;
     struct loop_timer accept_timer;  /* resumes accepting after running out of fds */
-    int64_t last_request_ms;         /* loop time of the last request started (trimming) */
     struct loop_timer trim_timer;
-
-    /* connections: every client and upstream object is owned by exactly one
-     * of these lists (or is attached to a client that owns it) */
-    struct client *clients;          /* open client connections */
-    struct client *free_clients;     /* recycled objects */
-    struct client *closed_clients;   /* closed this iteration, freed after it */
-    struct client *pending;          /* have work left after using their budget */
-    struct upstream *free_upstreams;
-    struct upstream *closed_upstreams;
-    struct upstream_list *idle;      /* per application: idle keep-alive upstreams */
-    int client_count;
     int client_limit;                /* this worker's share of max_connections */
-
-    uint64_t request_counter;        /* for X-Request-Id */
-    uint64_t request_id_prefix;
     pthread_t thread;
     bool thread_started;
 };

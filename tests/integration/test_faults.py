@@ -111,7 +111,7 @@ def test_response_timeouts_take_an_application_out(backends, sluice):
     slow = 3000 if ASAN else 1500
     for _ in range(2):
         assert get(s.port, "/slow?ms=%d" % slow, timeout=scaled(5)).status == 504
-    assert s.wait_stderr(r"application b1 \S+ up -> down: live traffic: no response in time", scaled(2))
+    assert s.wait_stderr(r"application b1 \S+ up -> down: live traffic: no response within 200 ms", scaled(2))
     r = get(s.port, "/")
     assert r.status == 503 and _retry_after(r), r
 

@@ -1,0 +1,418 @@
+/* client.c - client connections: accept -> read a head -> run its exchange
+ * -> keep-alive or linger -> close. See client.h.
+ *
+ * A connection is in one phase at a time. While a request is answered it
+ * holds one exchange (exchange.c), which moves the bytes; the connection
+ * only runs it, keeps the client-side time limits and decides, when it is
+ * done, what comes next. Each event runs a connection for a fixed budget of
+ * steps; one that still has work goes on the pending list and continues
+ * after the loop iteration, so a fast connection cannot starve the others.
+ */
+#include "client.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exchange.h"
+#include "net.h"
+
+/* Steps a connection may take per event before others get a turn. */
+#define CLIENT_BUDGET 16
+/* How long a closing connection keeps reading so that unread request bytes
+ * do not turn our last answer into a reset (RFC 9112 section 9.6). */
+#define LINGER_MS 2000
+
+enum client_phase {
+    PHASE_IDLE,        /* keep-alive, waiting for a request; holds no buffer */
+    PHASE_HEAD,        /* reading a request head */
+    PHASE_EXCHANGE,    /* a request is being answered (c->x) */
+    PHASE_LINGER,      /* answered and shut down for writing; draining input */
+    PHASE_CLOSED,
+};
+
+/* Owned by p->clients while open, by p->free_clients or p->closed_clients
+ * after; c->x is owned by the connection. */
+struct client {
+    struct stream s;
+    struct proxy *p;
+    struct client *next, *prev;     /* p->clients, or the free/closed list (next only) */
+    struct client *pending_next;
+    struct loop_timer timer;
+    struct exchange *x;             /* PHASE_EXCHANGE only */
+    int64_t start_us;               /* the current head's first byte */
+    uint32_t head_scanned;          /* bytes of the head searched for its end already
+                                       (http1_request_head_ready) */
+    enum client_phase phase;
+    bool in_pending;
+    bool head_dirty;                /* s.in has bytes not yet tried as a head */
+    char ip[46];                    /* INET6_ADDRSTRLEN */
+};
+
+static void client_run(struct client *c);
+
+static struct client *client_alloc(struct proxy *p)
+{
+    struct client *c = p->free_clients;
+    if (c) {
+        p->free_clients = c->next;
+        memset(c, 0, sizeof(*c));
+        return c;
+    }
+    return calloc(1, sizeof(*c));
+}
+
+static void client_close(struct client *c)
+{
+    struct proxy *p = c->p;
+    if (c->phase == PHASE_CLOSED)
+        return;
+    if (c->x)
+        exchange_free(c->x);
+    c->x = NULL;
+    loop_timer_cancel(p->loop, &c->timer);
+    stream_close(&c->s, p->loop);
+    buf_release(p->buffers, &c->s.in);
+    c->phase = PHASE_CLOSED;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    /* Recycled after the iteration: an event for it may still be queued. */
+    c->next = p->closed_clients;
+    p->closed_clients = c;
+    p->client_count--;
+}
+
+static void mark_pending(struct client *c)
+{
+    if (c->in_pending)
+        return;
+    c->in_pending = true;
+    c->pending_next = c->p->pending;
+    c->p->pending = c;
+}
+
+/* An application's event or timer moved the exchange on. */
+static void client_wake(void *conn)
+{
+    struct client *c = conn;
+    if (c->phase == PHASE_EXCHANGE)
+        client_run(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* reading a request head                                              */
+
+/* Hands the head in s.in to a new exchange, or has one refuse the
+ * connection's input with refuse_status. */
+static enum step start_exchange(struct client *c, int refuse_status)
+{
+    struct proxy *p = c->p;
+    struct exchange *x = exchange_new(p, &c->s, c->ip, client_wake, c);
+    if (!x) {
+        log_error("out of memory: closing the connection of client %s", c->ip);
+        client_close(c);
+        return STEP_CLOSE;
+    }
+    c->x = x;
+    c->phase = PHASE_EXCHANGE;
+    c->head_scanned = 0;
+    loop_timer_arm(p->loop, &c->timer, p->cfg->client_idle_timeout_ms);
+    if (refuse_status)
+        exchange_refuse(x, refuse_status, c->start_us);
+    else
+        exchange_begin(x, c->start_us);
+    return STEP_MOVED;
+}
+
+static enum step step_head(struct client *c)
+{
+    struct proxy *p = c->p;
+    struct buf *in = &c->s.in;
+    /* Parsed only once whole (or refusable): a head dripped in small
+     * pieces costs one scan for its end in all, not one per piece. */
+    bool dirty = c->head_dirty && buf_len(in);
+    c->head_dirty = false;
+    if (dirty && http1_request_head_ready(buf_start(in), buf_len(in), &p->limits, &c->head_scanned))
+        return start_exchange(c, 0);
+    if (!c->s.can_read)
+        return STEP_WAIT;
+    /* A buffer is held only while a head is arriving: an idle keep-alive
+     * connection costs its struct client and nothing more. */
+    if (buf_acquire(p->buffers, in) < 0) {
+        client_close(c);
+        return STEP_CLOSE;
+    }
+    if (buf_room(in) == 0)
+        buf_compact(in);
+    if (buf_room(in) == 0)
+        return start_exchange(c, 431);
+    ssize_t n = stream_read(&c->s);
+    if (n == 0) {
+        if (buf_len(in) == 0)
+            buf_release(p->buffers, in);
+        return STEP_WAIT;
+    }
+    if (n < 0) {
+        client_close(c);   /* the client left; nothing to answer */
+        return STEP_CLOSE;
+    }
+    c->head_dirty = true;
+    c->s.last_activity = p->loop->now;
+    if (c->phase == PHASE_IDLE) {
+        /* The head's time limit runs from its first byte (slowloris bound). */
+        c->phase = PHASE_HEAD;
+        c->start_us = loop_monotonic_us();
+        loop_timer_arm(p->loop, &c->timer, p->cfg->client_header_timeout_ms);
+    }
+    return STEP_MOVED;
+}
+
+/* ------------------------------------------------------------------ */
+/* after an exchange                                                   */
+
+static void begin_next_request(struct client *c)
+{
+    struct proxy *p = c->p;
+    if (buf_len(&c->s.in)) {
+        /* A pipelined request is already here. */
+        buf_compact(&c->s.in);
+        c->phase = PHASE_HEAD;
+        c->head_dirty = true;
+        c->start_us = loop_monotonic_us();
+        loop_timer_arm(p->loop, &c->timer, p->cfg->client_header_timeout_ms);
+        return;
+    }
+    buf_release(p->buffers, &c->s.in);
+    c->phase = PHASE_IDLE;
+    loop_timer_arm(p->loop, &c->timer, p->cfg->client_idle_timeout_ms);
+}
+
+/* Half-closes and drains the client's remaining input for a while. */
+static void linger(struct client *c)
+{
+    stream_shutdown_write(&c->s);
+    buf_release(c->p->buffers, &c->s.in);
+    c->phase = PHASE_LINGER;
+    c->s.can_read = true;
+    loop_timer_arm(c->p->loop, &c->timer, LINGER_MS);
+}
+
+static enum step end_exchange(struct client *c)
+{
+    enum exchange_end end = exchange_end(c->x);
+    exchange_free(c->x);
+    c->x = NULL;
+    if (end == END_KEEP_ALIVE) {
+        begin_next_request(c);
+    } else if (end == END_CLOSE && buf_len(&c->s.in) == 0) {
+        client_close(c);
+        return STEP_CLOSE;
+    } else {
+        linger(c);
+    }
+    return STEP_MOVED;
+}
+
+static enum step step_exchange(struct client *c)
+{
+    enum step r = exchange_step(c->x);
+    if (r == STEP_CLOSE) {
+        client_close(c);
+        return STEP_CLOSE;
+    }
+    if (exchange_state(c->x) == EXCHANGE_DONE)
+        return end_exchange(c);
+    return r;
+}
+
+static enum step step_linger(struct client *c)
+{
+    char sink[4096];
+    if (!c->s.can_read)
+        return STEP_WAIT;
+    ssize_t n = read(c->s.io.fd, sink, sizeof(sink));
+    if (n > 0)
+        return STEP_MOVED;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        c->s.can_read = errno == EINTR;
+        return STEP_WAIT;
+    }
+    client_close(c);
+    return STEP_CLOSE;
+}
+
+/* ------------------------------------------------------------------ */
+/* events and timers                                                   */
+
+static enum step client_step(struct client *c)
+{
+    switch (c->phase) {
+    case PHASE_IDLE:
+    case PHASE_HEAD:
+        return step_head(c);
+    case PHASE_EXCHANGE:
+        return step_exchange(c);
+    case PHASE_LINGER:
+        return step_linger(c);
+    case PHASE_CLOSED:
+        break;
+    }
+    return STEP_CLOSE;
+}
+
+static void client_run(struct client *c)
+{
+    for (int budget = CLIENT_BUDGET; budget > 0; budget--)
+        if (client_step(c) != STEP_MOVED)
+            return;
+    mark_pending(c);
+}
+
+static void client_event(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    (void)loop;
+    struct client *c = container_of(io, struct client, s.io);
+    if (c->phase == PHASE_CLOSED)
+        return;
+    stream_note_events(&c->s, events);
+    client_run(c);
+}
+
+/* Client-side time limits. While an exchange runs, the limit is
+ * client_idle of silence from the client when sluice waits on it; waiting
+ * on an application is the application's timer's business. */
+static void client_timeout(struct loop *loop, struct loop_timer *timer)
+{
+    struct client *c = container_of(timer, struct client, timer);
+    int64_t limit = c->p->cfg->client_idle_timeout_ms;
+    switch (c->phase) {
+    case PHASE_HEAD:
+        if (buf_len(&c->s.in) == 0 && !c->head_dirty) {
+            client_close(c);   /* nothing was asked: nothing to answer */
+            return;
+        }
+        log_info("client %s: request head not received within %" PRId64 " ms", c->ip,
+                 c->p->cfg->client_header_timeout_ms);
+        if (start_exchange(c, 408) == STEP_MOVED)
+            client_run(c);
+        return;
+    case PHASE_EXCHANGE: {
+        bool waits_on_client = exchange_waits_on_client(c->x);
+        int64_t idle = loop->now - c->s.last_activity;
+        if (!waits_on_client || idle < limit) {
+            loop_timer_arm(loop, timer, waits_on_client ? limit - idle : limit);
+            return;
+        }
+        log_info("client %s: no progress for %" PRId64 " ms, closing", c->ip, idle);
+        client_close(c);
+        return;
+    }
+    default:
+        client_close(c);   /* idle keep-alive or lingering: done */
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* the worker's side                                                   */
+
+void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
+{
+    struct client *c = client_alloc(p);
+    if (!c) {
+        log_error("out of memory: refusing a connection");
+        close(fd);
+        return;
+    }
+    c->p = p;
+    loop_timer_init(&c->timer, client_timeout);
+    if (loop_add(p->loop, &c->s.io, fd, client_event) < 0) {
+        close(fd);
+        c->next = p->free_clients;
+        p->free_clients = c;
+        return;
+    }
+    net_format_ip(peer, c->ip, sizeof(c->ip));
+    c->next = p->clients;
+    if (c->next)
+        c->next->prev = c;
+    p->clients = c;
+    p->client_count++;
+    /* With TCP_DEFER_ACCEPT the request is usually here already: read now
+     * instead of waiting for the first edge. */
+    c->s.can_read = c->s.can_write = true;
+    c->phase = PHASE_HEAD;
+    c->start_us = loop_monotonic_us();
+    c->s.last_activity = p->loop->now;
+    loop_timer_arm(p->loop, &c->timer, p->cfg->client_header_timeout_ms);
+    client_run(c);
+}
+
+bool clients_have_pending(const struct proxy *p)
+{
+    return p->pending != NULL;
+}
+
+void clients_after_iteration(struct proxy *p)
+{
+    struct client *list = p->pending;
+    p->pending = NULL;
+    while (list) {
+        struct client *c = list;
+        list = c->pending_next;
+        c->in_pending = false;
+        if (c->phase != PHASE_CLOSED)
+            client_run(c);
+    }
+    while (p->closed_clients) {
+        struct client *c = p->closed_clients;
+        p->closed_clients = c->next;
+        c->next = p->free_clients;
+        p->free_clients = c;
+    }
+    upstream_pool_recycle(&p->upstreams);
+}
+
+void clients_begin_shutdown(struct proxy *p)
+{
+    p->stopping = true;
+    struct client *c = p->clients;
+    while (c) {
+        struct client *next = c->next;
+        if (c->phase == PHASE_IDLE || (c->phase == PHASE_HEAD && buf_len(&c->s.in) == 0))
+            client_close(c);
+        c = next;
+    }
+    upstream_pool_drop_idle(&p->upstreams);
+}
+
+void clients_close_all(struct proxy *p)
+{
+    while (p->clients)
+        client_close(p->clients);
+    upstream_pool_drop_idle(&p->upstreams);
+}
+
+static void free_list(struct client *c)
+{
+    while (c) {
+        struct client *next = c->next;
+        free(c);
+        c = next;
+    }
+}
+
+void clients_free(struct proxy *p)
+{
+    clients_close_all(p);
+    free_list(p->closed_clients);
+    free_list(p->free_clients);
+    p->closed_clients = p->free_clients = NULL;
+    exchanges_free(p);
+}

@@ -1,0 +1,121 @@
+/* stream.c - reads and writes on one proxied socket; see stream.h. */
+#include "stream.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "tls.h"
+
+void stream_note_events(struct stream *s, uint32_t events)
+{
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->peer_closed = true;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->can_read = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        s->can_write = true;
+}
+
+static ssize_t read_clear(struct stream *s, struct buf *b)
+{
+    size_t room = buf_room(b);
+    ssize_t n = read(s->io.fd, buf_end(b), room);
+    if (n > 0) {
+        b->tail += (uint32_t)n;
+        /* A short read drained the socket; the next edge will tell us
+         * when more arrives - unless the end of the stream already came,
+         * which no further edge will announce. */
+        if ((size_t)n < room && !s->peer_closed)
+            s->can_read = false;
+        return n;
+    }
+    if (n == 0) {
+        errno = 0;
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        s->can_read = errno == EINTR;
+        return 0;
+    }
+    return -1;
+}
+
+static ssize_t read_tls(struct stream *s, struct buf *b)
+{
+    ssize_t n = tls_read(s->ssl, buf_end(b), buf_room(b));
+    if (n > 0) {
+        /* No short-read shortcut here: OpenSSL may hold decrypted bytes
+         * that no new edge will announce. */
+        b->tail += (uint32_t)n;
+        return n;
+    }
+    if (n == -EAGAIN) {
+        s->can_read = false;
+        return 0;
+    }
+    errno = n == 0 ? 0 : (int)-n;
+    return -1;
+}
+
+ssize_t stream_read_into(struct stream *s, struct buf *b)
+{
+    return s->ssl ? read_tls(s, b) : read_clear(s, b);
+}
+
+ssize_t stream_read(struct stream *s)
+{
+    return stream_read_into(s, &s->in);
+}
+
+static ssize_t write_clear(struct stream *s, const char *a, size_t alen, const char *b, size_t blen)
+{
+    struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+    struct iovec *first = alen ? iov : iov + 1;   /* skip an empty first piece */
+    ssize_t n = writev(s->io.fd, first, alen && blen ? 2 : 1);
+    if (n >= 0) {
+        if ((size_t)n < alen + blen)
+            s->can_write = false;
+        return n;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        s->can_write = errno == EINTR;
+        return 0;
+    }
+    return -1;
+}
+
+ssize_t stream_write(struct stream *s, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (!s->ssl)
+        return write_clear(s, a, alen, b, blen);
+    ssize_t n = alen ? tls_write(s->ssl, a, alen) : tls_write(s->ssl, b, blen);
+    if (n > 0)
+        return n;
+    if (n == -EAGAIN) {
+        s->can_write = false;
+        return 0;
+    }
+    errno = (int)-n;
+    return -1;
+}
+
+void stream_shutdown_write(struct stream *s)
+{
+    if (!s->ssl)
+        shutdown(s->io.fd, SHUT_WR);
+}
+
+void stream_close(struct stream *s, struct loop *loop)
+{
+    if (s->io.fd < 0)
+        return;
+    loop_del(loop, &s->io);
+    if (s->ssl)
+        tls_close(s->ssl);
+    s->ssl = NULL;
+    close(s->io.fd);
+    s->io.fd = -1;
+}

@@ -1,0 +1,56 @@
+/* stream.h - one socket of a proxied conversation, in the clear or through
+ * TLS, with its input buffer and what epoll last said about it.
+ *
+ * Both the client connection (client.c) and the connection to an
+ * application (upstream.c) are a stream; the exchange (exchange.c) moves
+ * bytes between two of them without knowing which is which.
+ *
+ * Sockets are registered edge-triggered once: can_read / can_write are set
+ * by an event and cleared when a read or write comes up short, so no call
+ * is made that is known to return EAGAIN and no epoll_ctl is made per
+ * request.
+ */
+#ifndef SLUICE_STREAM_H
+#define SLUICE_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "loop.h"
+
+struct ssl_st;
+
+struct stream {
+    struct loop_io io;
+    struct ssl_st *ssl;           /* NULL in the clear */
+    struct buf in;                /* bytes read, not yet passed on; a block only while needed */
+    int64_t last_activity;        /* loop ms of the last byte either way */
+    bool can_read, can_write;
+    bool peer_closed;             /* EPOLLRDHUP/HUP/ERR seen: its edge has passed */
+};
+
+/* Records what an epoll event says about the socket. */
+void stream_note_events(struct stream *s, uint32_t events);
+
+/* Reads into s->in. Returns bytes read, 0 when nothing is there now, -1 at
+ * end of stream or on error (errno says which: 0 for end of stream). */
+ssize_t stream_read(struct stream *s);
+
+/* Reads into b from s's socket with the same contract (a tunnel or a body
+ * read into another buffer). */
+ssize_t stream_read_into(struct stream *s, struct buf *b);
+
+/* Writes up to two pieces with one call (through TLS, the first non-empty
+ * one only). Returns bytes written, 0 when the socket is full, -1 on error. */
+ssize_t stream_write(struct stream *s, const char *a, size_t alen, const char *b, size_t blen);
+
+/* Passes a finished direction on as a half-close (no-op through TLS). */
+void stream_shutdown_write(struct stream *s);
+
+/* Unregisters and closes the socket and its TLS session; the buffer is the
+ * owner's to release. */
+void stream_close(struct stream *s, struct loop *loop);
+
+#endif
