@@ -34,6 +34,10 @@
 
 /* Applications tried for one request at most: retries is capped at 100. */
 #define MAX_ATTEMPTS 101
+/* A response body with at least this much left, in the clear both ways,
+ * goes socket to socket through a pipe (stream_pipe): below it, the pipe's
+ * two system calls save nothing over a read and a write. */
+#define SPLICE_MIN 16384
 
 enum request_side { REQ_BODY, REQ_DONE };
 
@@ -72,6 +76,7 @@ struct exchange {
     uint64_t resp_body_left;
     struct http1_chunked resp_chunked;
     uint32_t resp_ready;                /* body bytes at up->s.in's start, checked, not yet sent */
+    struct stream_pipe pipe;            /* body bytes on their way without a copy, when spliced */
     bool resp_complete;                 /* every body byte has been read from the application */
     bool upstream_reusable;
 
@@ -117,6 +122,7 @@ struct exchange *exchange_new(struct proxy *p, struct stream *client, const char
     x->wake = wake;
     x->conn = conn;
     x->state = EXCHANGE_LOCAL;
+    x->pipe = (struct stream_pipe){.rd = -1, .wr = -1};
     return x;
 }
 
@@ -138,6 +144,7 @@ void exchange_free(struct exchange *x)
     upstream_detach(x, false);
     buf_release(p->buffers, &x->fwd);
     buf_release(p->buffers, &x->out);
+    stream_pipe_put(&p->pipes, &x->pipe);
     x->next_free = p->free_exchanges;
     p->free_exchanges = x;
 }
@@ -767,8 +774,53 @@ static void finish_transaction(struct exchange *x)
     x->state = EXCHANGE_DONE;
 }
 
+static bool can_splice(const struct exchange *x)
+{
+    return x->res.body == HTTP1_BODY_LENGTH && x->resp_body_left >= SPLICE_MIN && !x->up->s.ssl &&
+           !x->client->ssl && buf_len(&x->up->s.in) == 0 && buf_len(&x->out) == 0;
+}
+
+/* The rest of a large body, socket to pipe to socket. */
+static enum step pump_spliced(struct exchange *x)
+{
+    struct upstream *u = x->up;
+    struct stream *c = x->client;
+    enum step progress = STEP_WAIT;
+    if (x->pipe.len && c->can_write) {
+        ssize_t n = stream_splice_out(&x->pipe, c);
+        if (n < 0)
+            return abort_exchange(x);
+        if (n > 0) {
+            x->log.bytes_sent += (uint64_t)n;
+            c->last_activity = x->p->loop->now;
+            progress = STEP_MOVED;
+        }
+    }
+    if (x->pipe.len == 0 && x->resp_complete) {
+        stream_pipe_put(&x->p->pipes, &x->pipe);
+        finish_transaction(x);
+        return STEP_MOVED;
+    }
+    if (x->resp_complete || !u->s.can_read || x->pipe.len == STREAM_PIPE_CAPACITY)
+        return progress;
+    size_t room = STREAM_PIPE_CAPACITY - x->pipe.len;
+    ssize_t n = stream_splice_in(&u->s, &x->pipe, x->resp_body_left < room ? (size_t)x->resp_body_left : room);
+    if (n > 0) {
+        x->resp_body_left -= (uint64_t)n;
+        x->resp_complete = x->resp_body_left == 0;
+        u->s.last_activity = x->p->loop->now;
+        return STEP_MOVED;
+    }
+    if (n == 0)
+        return progress;
+    log_warn("application %s %s: response cut short", u->app->cfg->name, u->app->cfg->address.text);
+    return abort_exchange(x);
+}
+
 static enum step pump_response(struct exchange *x)
 {
+    if (x->pipe.rd >= 0)
+        return pump_spliced(x);
     struct upstream *u = x->up;
     struct stream *c = x->client;
     enum step progress = STEP_WAIT;
@@ -802,6 +854,8 @@ static enum step pump_response(struct exchange *x)
     }
     if (!u->s.can_read || x->resp_complete)
         return progress;
+    if (can_splice(x) && stream_pipe_get(&x->p->pipes, &x->pipe) == 0)
+        return pump_spliced(x);
     if (buf_room(&u->s.in) == 0)
         buf_compact(&u->s.in);   /* an unfinished trailer line waits at the end */
     ssize_t n = stream_read(&u->s);
@@ -997,7 +1051,8 @@ enum exchange_end exchange_end(struct exchange *x)
 
 bool exchange_waits_on_client(const struct exchange *x)
 {
-    return !forwarding(x) || buf_len(&x->out) || x->resp_ready || (x->req_side == REQ_BODY && x->req_ready == 0);
+    return !forwarding(x) || buf_len(&x->out) || x->resp_ready || x->pipe.len ||
+           (x->req_side == REQ_BODY && x->req_ready == 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1024,7 +1079,7 @@ static void on_upstream_timeout(void *owner)
     }
     bool tunnel = x->state == EXCHANGE_TUNNEL;
     bool waits_on_app = tunnel || (x->state == EXCHANGE_FORWARD && !buf_len(&x->out)) ||
-                        (x->state == EXCHANGE_STREAM && !x->resp_ready && !buf_len(&x->out));
+                        (x->state == EXCHANGE_STREAM && !x->resp_ready && !x->pipe.len && !buf_len(&x->out));
     int64_t limit = tunnel ? x->p->cfg->client_idle_timeout_ms : x->p->cfg->upstream_response_timeout_ms;
     int64_t idle = loop->now - u->s.last_activity;
     if (!waits_on_app || idle < limit) {

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "stream.h"
 #include "upstream.h"
 
 struct client;
@@ -40,6 +41,7 @@ struct proxy {
     struct http1_header *headers;     /* limits.headers entries: the parser's views, valid
                                          only within the step that parsed a head; owned */
     struct upstream_pool upstreams;
+    struct stream_pipes pipes;        /* spare pipes for splicing large bodies */
 
     /* every client object is on exactly one of these lists */
     struct client *clients;           /* open connections */

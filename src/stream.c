@@ -2,6 +2,7 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -118,4 +119,77 @@ void stream_close(struct stream *s, struct loop *loop)
     s->ssl = NULL;
     close(s->io.fd);
     s->io.fd = -1;
+}
+
+int stream_pipe_get(struct stream_pipes *pipes, struct stream_pipe *p)
+{
+    if (pipes->count) {
+        *p = pipes->spare[--pipes->count];
+        return 0;
+    }
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+    *p = (struct stream_pipe){.rd = fds[0], .wr = fds[1]};
+    return 0;
+}
+
+void stream_pipe_put(struct stream_pipes *pipes, struct stream_pipe *p)
+{
+    if (p->rd < 0)
+        return;
+    if (p->len == 0 && pipes->count < STREAM_PIPES_SPARE) {
+        pipes->spare[pipes->count++] = *p;
+    } else {
+        close(p->rd);
+        close(p->wr);
+    }
+    *p = (struct stream_pipe){.rd = -1, .wr = -1};
+}
+
+void stream_pipes_free(struct stream_pipes *pipes)
+{
+    while (pipes->count) {
+        struct stream_pipe *p = &pipes->spare[--pipes->count];
+        close(p->rd);
+        close(p->wr);
+    }
+}
+
+ssize_t stream_splice_in(struct stream *s, struct stream_pipe *p, size_t max)
+{
+    ssize_t n = splice(s->io.fd, NULL, p->wr, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+        p->len += (uint32_t)n;
+        /* As with a short read: the socket is drained (max never exceeds
+         * the room left in the pipe). */
+        if ((size_t)n < max && !s->peer_closed)
+            s->can_read = false;
+        return n;
+    }
+    if (n == 0) {
+        errno = 0;
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        s->can_read = errno == EINTR;
+        return 0;
+    }
+    return -1;
+}
+
+ssize_t stream_splice_out(struct stream_pipe *p, struct stream *s)
+{
+    ssize_t n = splice(p->rd, NULL, s->io.fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n >= 0) {
+        p->len -= (uint32_t)n;
+        if (p->len)
+            s->can_write = false;
+        return n;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        s->can_write = errno == EINTR;
+        return 0;
+    }
+    return -1;
 }

@@ -53,4 +53,34 @@ void stream_shutdown_write(struct stream *s);
  * owner's to release. */
 void stream_close(struct stream *s, struct loop *loop);
 
+/* A kernel pipe that carries body bytes from one socket to another with
+ * splice(2), so they are never copied into sluice: for large bodies in the
+ * clear, two system calls move up to a pipe's worth (64 KiB) where reads
+ * and writes through a buffer would take several, each with a copy. */
+struct stream_pipe {
+    int rd, wr;                   /* -1 when none */
+    uint32_t len;                 /* bytes in it */
+};
+
+#define STREAM_PIPE_CAPACITY 65536   /* the kernel's default pipe size */
+#define STREAM_PIPES_SPARE 16
+
+/* Empty pipes kept for reuse by one worker. */
+struct stream_pipes {
+    struct stream_pipe spare[STREAM_PIPES_SPARE];
+    int count;
+};
+
+/* Takes a spare pipe or makes one. 0 or -errno. */
+int stream_pipe_get(struct stream_pipes *pipes, struct stream_pipe *p);
+/* Gives an empty pipe back (a pipe with bytes in it is closed: they belong
+ * to nobody now). p is left with no pipe. */
+void stream_pipe_put(struct stream_pipes *pipes, struct stream_pipe *p);
+void stream_pipes_free(struct stream_pipes *pipes);
+
+/* Moves up to max bytes from s's socket into p, as stream_read does. */
+ssize_t stream_splice_in(struct stream *s, struct stream_pipe *p, size_t max);
+/* Moves what p holds to s's socket, as stream_write does. */
+ssize_t stream_splice_out(struct stream_pipe *p, struct stream *s);
+
 #endif

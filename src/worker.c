@@ -316,6 +316,7 @@ void worker_free(struct worker *w)
     w->health = NULL;
     clients_free(&w->proxy);
     upstream_pool_free(&w->proxy.upstreams);
+    stream_pipes_free(&w->proxy.pipes);
     free(w->proxy.headers);
     w->proxy.headers = NULL;
     if (w->wake_fd >= 0)
