@@ -546,22 +546,42 @@ static void test_stop_with_pending(void)
     }
     CHECK_INT(pool_init(&pool, &cfg), 0);
     CHECK_INT(alert_start(&a, &pool, &cfg), 0);
-    CHECK(pool_set_state(&pool, &pool.apps[0], APP_UP, APP_DOWN, "test"));
-    usleep(50 * 1000);
-    int64_t t0 = loop_monotonic_ms();
-    alert_stop(a, 200);
-    int64_t took = loop_monotonic_ms() - t0;
-    CHECK_MSG(took >= 150 && took < 1000, "stop took %lld ms", (long long)took);
+    if (a) {
+        CHECK(pool_set_state(&pool, &pool.apps[0], APP_UP, APP_DOWN, "test"));
+        usleep(50 * 1000);
+        int64_t t0 = loop_monotonic_ms();
+        alert_stop(a, 200);
+        int64_t took = loop_monotonic_ms() - t0;
+        CHECK_MSG(took >= 150 && took < 1000, "stop took %lld ms", (long long)took);
+    }
     pool_free(&pool);
     config_free(&cfg);
+}
 
-    /* a webhook URL that cannot be used is refused at start */
-    text = "[alerts]\nwebhook = \"http://user@example.com/\"\n";
-    if (config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) != 0)
+/* A webhook URL that cannot be used is refused by the config already; one
+ * that reaches the dispatcher all the same is refused at start. */
+static void test_unusable_webhook(void)
+{
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char errors[512] = "";
+    const char *app = "[[applications]]\nname = \"x\"\nip = \"127.0.0.1\"\nport = 8001\n";
+    char text[256];
+    snprintf(text, sizeof(text), "[alerts]\nwebhook = \"http://user@example.com/\"\n%s", app);
+    CHECK_MSG(config_parse(&cfg, "t.toml", text, strlen(text), errors, sizeof(errors)) == 1 &&
+                  strstr(errors, "alerts.webhook") && strstr(errors, "not supported"),
+              "%s", errors);
+    if (config_parse(&cfg, "t.toml", app, strlen(app), errors, sizeof(errors)) != 0) {
+        CHECK_MSG(false, "%s", errors);
         return;
+    }
+    set_string(&cfg.alert_webhook, "http://user@example.com/");
     CHECK_INT(pool_init(&pool, &cfg), 0);
     CHECK_INT(alert_start(&a, &pool, &cfg), -EINVAL);
     CHECK(a == NULL);
+    if (a)
+        alert_stop(a, 0);
     pool_free(&pool);
     config_free(&cfg);
 }
@@ -575,6 +595,7 @@ void unit_test_alert(void)
     test_dispatcher();
     test_states_ahead_of_records();
     test_stop_with_pending();
+    test_unusable_webhook();
     test_retire();
     test_webhook_by_name();
 }
