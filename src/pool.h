@@ -111,7 +111,7 @@ const char *app_state_name(enum app_state state);
 bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enum app_state to,
                     const char *reason);
 
-/* Passive detection (SPEC [passive]); called by workers on live traffic.
+/* Passive detection ([passive]); called by workers on live traffic.
  * A connect error or timeout counts toward connect_failures; a 5xx counts
  * toward server_errors when that is enabled; a success resets the count. */
 void pool_note_connect_failure(struct pool *pool, struct app *app, const char *cause);
