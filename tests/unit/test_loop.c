@@ -52,19 +52,28 @@ static void timer_init(struct test_timer *t, char id)
     loop_timer_init(&t->timer, on_timer);
 }
 
-/* Runs iterations until `done` says so or within_ms passes; false if it
- * never did. */
-static bool run_until(struct loop *loop, bool (*done)(void *), void *arg, int64_t within_ms)
+/* Runs iterations, each waiting at most max_wait_ms, until `done` says so
+ * or within_ms passes; false if it never did. */
+static bool run_until(struct loop *loop, bool (*done)(void *), void *arg, int max_wait_ms,
+                      int64_t within_ms)
 {
     int64_t deadline = loop_monotonic_ms() + within_ms;
-    while (!done(arg) && loop_monotonic_ms() < deadline)
-        CHECK_INT(loop_run_once(loop, 10), 0);
+    int rc = 0;
+    while (rc == 0 && !done(arg) && loop_monotonic_ms() < deadline)
+        rc = loop_run_once(loop, max_wait_ms);
+    CHECK_INT(rc, 0);
     return done(arg);
 }
 
 static bool has_fired(void *arg)
 {
     return ((struct test_timer *)arg)->fired > 0;
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
 }
 
 static void test_deadline_order(void)
@@ -95,8 +104,7 @@ static void test_deadline_order(void)
     int64_t armed = loop_monotonic_ms();
     CHECK_INT(loop_run_once(&loop, 0), 0);
     CHECK_INT(t[0].fired, 0);
-    while (t[0].fired == 0 && loop_monotonic_ms() - armed < 3000)
-        CHECK_INT(loop_run_once(&loop, 2000), 0);
+    run_until(&loop, has_fired, &t[0], 2000, 3000);
     int64_t took = loop_monotonic_ms() - armed;
     CHECK_INT(t[0].fired, 1);
     CHECK_MSG(took >= 59 && took < 1000, "a 60 ms timer fired after %lld ms", (long long)took);
@@ -144,9 +152,7 @@ static void test_cancel(void)
     timer_init(&t[0], 'x');
     CHECK_INT(loop_timer_arm(&loop, &t[0].timer, 20), 0);
     loop_timer_cancel(&loop, &t[0].timer);
-    int64_t until = loop_monotonic_ms() + 60;
-    while (loop_monotonic_ms() < until)
-        CHECK_INT(loop_run_once(&loop, 10), 0);
+    run_until(&loop, never, NULL, 10, 60);
     CHECK_INT(t[0].fired, 0);
     loop_close(&loop);
 }
@@ -187,7 +193,7 @@ static void test_rearm(void)
     CHECK_INT(loop_timer_arm(&loop, &early.timer, 10000), 0);
     CHECK_INT(loop_timer_arm(&loop, &early.timer, 5), 0);
     CHECK_INT(loop.heap_len, 3);
-    CHECK(run_until(&loop, has_fired, &late, 3000));
+    CHECK(run_until(&loop, has_fired, &late, 10, 3000));
     CHECK_STR(trace, "eol");
     CHECK_INT(early.fired, 1);
     CHECK_INT(late.fired, 1);
@@ -198,7 +204,7 @@ static void test_rearm(void)
     struct repeating r = {.rounds = 5};
     loop_timer_init(&r.timer, on_repeat);
     CHECK_INT(loop_timer_arm(&loop, &r.timer, 0), 0);
-    CHECK(run_until(&loop, repeated_enough, &r, 3000));
+    CHECK(run_until(&loop, repeated_enough, &r, 10, 3000));
     CHECK_INT(r.fired, 5);
     CHECK(!loop_timer_armed(&r.timer));
     CHECK_INT(loop.heap_len, 0);
