@@ -43,9 +43,10 @@
  * states instead would skip over records still in the pipe, and with them
  * an outage; that is done only after the full pipe refused a record.
  *
- * Every transition is alerted on, the operator's too (SPEC section 4: "every
- * transition is ... sent"). An application in maintenance is "not alerted
- * on" because nothing happens to it: it is not checked, so it cannot fail.
+ * Every transition is alerted on, the operator's too: whoever changed the
+ * state, people may need to know. An application in maintenance is never
+ * alerted on because nothing happens to it: it is not checked, so it cannot
+ * fail.
  */
 #include "alert.h"
 

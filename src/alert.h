@@ -1,4 +1,4 @@
-/* alert.h - telling people about state changes (SPEC [alerts], section 4).
+/* alert.h - telling people about state changes ([alerts]: a webhook, a command).
  *
  * The alert dispatcher runs on its own thread and loop, so that nothing it
  * waits for (a slow webhook, DNS, a mail command) delays a worker or a

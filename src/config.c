@@ -1,4 +1,5 @@
-/* config.c - applications.toml mapped onto struct config (SPEC section 2).
+/* config.c - applications.toml mapped onto struct config: every key, its
+ * type, range and default.
  *
  * The file is parsed whole by toml.c into a tree whose keys and values carry
  * their line and column; this file then walks that tree with one table of
@@ -18,7 +19,8 @@
  * handed back; otherwise it is freed and zeroed, so callers (startup,
  * --check, reload) never see a half-applied config.
  *
- * Where SPEC section 2 is silent, the choices are written in
+ * The choices sluice makes where no other load balancer's convention
+ * decides (duration and size syntax, ranges) are written in
  * docs/configuration.md; the ones that shape code are noted where they are
  * made.
  */

@@ -1,4 +1,4 @@
-/* health.h - active health checks, off the request path (SPEC [health]).
+/* health.h - active health checks ([health]), off the request path.
  *
  * Every worker checks its share of the applications that are not in
  * maintenance, on its own loop, between requests: every `interval` (first

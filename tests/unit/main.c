@@ -1,6 +1,7 @@
-/* The unit test runner: every suite below that was linked in runs, then one
- * closing line "N passed, N failed". Suites are weak so a module can be
- * built and tested before its neighbours exist. */
+/* The unit test runner: every suite below runs, then one closing line
+ * "N passed, N failed". The entry points are weak so that a listed suite
+ * whose file is missing still links: it is reported and counted as a
+ * failure, and the other suites run. */
 #include <stdio.h>
 
 #include "unit.h"
@@ -14,11 +15,15 @@ SUITES(DECLARE)
 int main(void)
 {
 #define RUN(name)                                                                \
-    if (unit_test_##name) {                                              \
+    if (unit_test_##name) {                                                      \
         int before_failed = unit_failed, before_passed = unit_passed;            \
         unit_test_##name();                                                      \
         fprintf(stderr, "%-8s %d passed, %d failed\n", #name,                    \
                 unit_passed - before_passed, unit_failed - before_failed);      \
+    } else {                                                                     \
+        unit_failed++;                                                           \
+        fprintf(stderr, "FAIL %-8s listed but not linked (no unit_test_%s)\n",   \
+                #name, #name);                                                   \
     }
     SUITES(RUN)
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
