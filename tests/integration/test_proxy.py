@@ -7,6 +7,7 @@ import http.client
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -333,6 +334,22 @@ def test_large_download_streams(backends, sluice, chunked):
     assert total == BIG
     if not ASAN:
         assert 0 < rss.peak < RSS_LIMIT_KB, "sluice RSS peaked at %d kB" % rss.peak
+
+
+def test_large_bodies_arrive_whole_at_any_pace(backends, sluice):
+    # Large Content-Length bodies travel socket to socket through a pipe;
+    # every byte must arrive whether the client reads as fast as it can or
+    # slower than the application sends (curl, as users fetch).
+    b1, = backends(1)
+    s = sluice([b1], sections={"server.timeouts": {"upstream_response": "5s"}})
+    size = 20 * 1024 * 1024
+    url = "http://127.0.0.1:%d/bytes?n=%d" % (s.port, size)
+    for limit in ([], [], ["--limit-rate", "40M"], [], ["--limit-rate", "80M"]):
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{http_code}",
+                              "--max-time", str(scaled(20))] + limit + [url],
+                             capture_output=True, text=True, timeout=scaled(30))
+        assert out.returncode == 0 and out.stdout == "%d 200" % size, (limit, out.stdout, out.stderr)
+    assert "during the response" not in s.stderr()
 
 
 # --------------------------------------------------------------- sluice's own answers
