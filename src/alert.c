@@ -17,7 +17,7 @@
  * cannot grow memory without end. Deliveries start only from the
  * after_iteration hook, so no completion path re-enters the scheduler.
  *
- * Webhook. An HTTP/1.1 POST over struct health_http (health.h), plain or
+ * Webhook. An HTTP/1.1 POST over struct health_http (httpclient.h), plain or
  * TLS; the host is resolved on every attempt (it may move), with
  * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
  * the commands nor the other webhooks, nor a stop. Any 2xx status is
@@ -66,7 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "health.h"
+#include "httpclient.h"
 #include "log.h"
 #include "loop.h"
 #include "tls.h"
