@@ -17,7 +17,7 @@
  * cannot grow memory without end. Deliveries start only from the
  * after_iteration hook, so no completion path re-enters the scheduler.
  *
- * Webhook. An HTTP/1.1 POST over struct health_http (httpclient.h), plain or
+ * Webhook. An HTTP/1.1 POST over struct httpclient (httpclient.h), plain or
  * TLS; the host is resolved on every attempt (it may move), with
  * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
  * the commands nor the other webhooks, nor a stop. Any 2xx status is
@@ -409,7 +409,7 @@ struct delivery {
     size_t request_len;
     struct config_address address;   /* resolved for the current attempt */
     struct lookup *lookup;           /* while resolving; owned */
-    struct health_http http;
+    struct httpclient http;
     char response[ALERT_RESPONSE_MAX];
     /* command */
     pid_t pid;
@@ -536,7 +536,7 @@ static void delivery_abort(struct delivery *d)
         return;
     if (d->kind == DELIVERY_WEBHOOK) {
         lookup_abandon(d);
-        health_http_cancel(&d->http);
+        httpclient_cancel(&d->http);
     } else if (d->pid > 0)
         command_kill_and_reap(d->pid);
     d->pid = 0;
@@ -616,10 +616,10 @@ static void webhook_pick(const struct alert_url *url, const struct addrinfo *res
     snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
 }
 
-static void webhook_done(struct health_http *http, int status, const char *error)
+static void webhook_done(struct httpclient *http, int status, const char *error)
 {
     struct delivery *d = container_of(http, struct delivery, http);
-    char why[HEALTH_HTTP_REASON_MAX + 32];
+    char why[HTTPCLIENT_REASON_MAX + 32];
     if (!error && status >= 200 && status <= 299) {
         delivery_succeeded(d, "");
         return;
@@ -643,7 +643,7 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     d->http.buf_cap = sizeof(d->response);
     d->http.timeout_ms = ALERT_WEBHOOK_TIMEOUT_MS;
     d->http.done = webhook_done;
-    if (health_http_start(&d->http, &a->loop) < 0) {
+    if (httpclient_start(&d->http, &a->loop) < 0) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -931,7 +931,7 @@ static void alert_add(struct alert *a, enum delivery_kind kind, const struct ale
     d->alert = a;
     d->kind = kind;
     d->event = *e;
-    health_http_init(&d->http);
+    httpclient_init(&d->http);
     loop_timer_init(&d->timer, delivery_on_backoff);
     if (kind == DELIVERY_WEBHOOK && !(d->request = webhook_request(a, e, &d->request_len))) {
         log_error("alert: cannot format the webhook alert for %s", e->application);

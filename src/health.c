@@ -134,7 +134,7 @@ struct health_check {
     struct health *health;
     struct app *app;
     struct health_counter counter;
-    struct health_http http;         /* the check in flight */
+    struct httpclient http;         /* the check in flight */
     struct health_buffer *buffer;    /* lent while a check is in flight */
     enum app_state state_at_start;
     int64_t started;                 /* loop time of the last start */
@@ -235,7 +235,7 @@ static void check_log(const struct health_check *c, enum app_state state, bool p
 
 static void schedule_hurry(struct health_check *c);
 
-static void check_done(struct health_http *http, int status, const char *error)
+static void check_done(struct httpclient *http, int status, const char *error)
 {
     struct health_check *c = container_of(http, struct health_check, http);
     struct health *h = c->health;
@@ -282,7 +282,7 @@ static void check_start(struct health_check *c)
     c->state_at_start = state;
     c->started = h->loop->now;
     c->http.buf = c->buffer->data;
-    if (health_http_start(&c->http, h->loop) < 0) {
+    if (httpclient_start(&c->http, h->loop) < 0) {
         buffer_give_back(h, c->buffer);
         c->buffer = NULL;
         log_error("application %s: health check skipped: out of memory", c->app->cfg->name);
@@ -374,7 +374,7 @@ static void schedule_hurry(struct health_check *c)
 
 static void check_queue(struct health *h, struct health_check *c)
 {
-    if (health_http_busy(&c->http) || c->due) {
+    if (httpclient_busy(&c->http) || c->due) {
         log_debug("application %s: previous health check still %s, round skipped", c->app->cfg->name,
                   c->due ? "waiting to start" : "running");
         return;
@@ -467,7 +467,7 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     c->health = h;
     c->app = app;
     health_counter_reset(&c->counter, app_state(app));
-    health_http_init(&c->http);
+    httpclient_init(&c->http);
     if (!request_text_ok(app->cfg->host)) {
         log_error("application %s: host \"%s\" cannot be used in a health check", app->cfg->name,
                   app->cfg->host);
@@ -567,7 +567,7 @@ void health_detach(struct health *h)
     loop_timer_cancel(h->loop, &h->tick);
     for (int i = 0; i < h->count; i++) {
         struct health_check *c = &h->checks[i];
-        health_http_cancel(&c->http);
+        httpclient_cancel(&c->http);
         buffer_give_back(h, c->buffer);
         free(c->request);
     }

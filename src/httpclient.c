@@ -6,7 +6,7 @@
  *     CONNECTING -> [HANDSHAKING, for TLS] -> SENDING -> RECEIVING -> idle
  *
  * bounded as a whole by one timer, which also carries a failure found
- * inside health_http_start to the loop: done never runs from inside start,
+ * inside httpclient_start to the loop: done never runs from inside start,
  * so an owner may restart the exchange or free itself from done. The owner
  * lends the request text and the head buffer (the health checks borrow
  * theirs from a free list for the duration of a check only); the client
@@ -37,8 +37,8 @@
 #include "net.h"
 #include "tls.h"
 
-#define HEALTH_HEADERS_MAX 64
-#define HEALTH_STATUS_LINE_MAX 256
+#define HTTPCLIENT_HEADERS_MAX 64
+#define HTTPCLIENT_STATUS_LINE_MAX 256
 
 enum http_phase {
     HTTP_IDLE = 0,
@@ -59,7 +59,7 @@ static const char *const http_phase_doing[] = {
 static void http_on_io(struct loop *loop, struct loop_io *io, uint32_t events);
 static void http_on_timer(struct loop *loop, struct loop_timer *timer);
 
-void health_http_init(struct health_http *x)
+void httpclient_init(struct httpclient *x)
 {
     x->fd = -1;
     x->spare_fd = -1;
@@ -70,12 +70,12 @@ void health_http_init(struct health_http *x)
     loop_timer_init(&x->timer, http_on_timer);
 }
 
-bool health_http_busy(const struct health_http *x)
+bool httpclient_busy(const struct httpclient *x)
 {
     return x->phase != HTTP_IDLE;
 }
 
-static void http_close(struct health_http *x)
+static void http_close(struct httpclient *x)
 {
     loop_timer_cancel(x->loop, &x->timer);
     if (x->fd >= 0) {
@@ -93,7 +93,7 @@ static void http_close(struct health_http *x)
     x->phase = HTTP_IDLE;
 }
 
-void health_http_cancel(struct health_http *x)
+void httpclient_cancel(struct httpclient *x)
 {
     if (x->phase != HTTP_IDLE)
         http_close(x);
@@ -104,14 +104,14 @@ void health_http_cancel(struct health_http *x)
     }
 }
 
-static void http_finish(struct health_http *x, int status, const char *error)
+static void http_finish(struct httpclient *x, int status, const char *error)
 {
     http_close(x);
     x->done(x, status, error);
 }
 
-static void http_fail(struct health_http *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void http_fail(struct health_http *x, const char *fmt, ...)
+static void http_fail(struct httpclient *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void http_fail(struct httpclient *x, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -121,7 +121,7 @@ static void http_fail(struct health_http *x, const char *fmt, ...)
 }
 
 /* Operators grep for these two; everything else carries the system's words. */
-static void http_fail_errno(struct health_http *x, int err)
+static void http_fail_errno(struct httpclient *x, int err)
 {
     char text[80];
     if (err == ECONNREFUSED)
@@ -136,7 +136,7 @@ static void http_fail_errno(struct health_http *x, int err)
         http_fail(x, "write failed: %s", strerror_r(err, text, sizeof(text)));
 }
 
-static void http_fail_tls(struct health_http *x, int rc)
+static void http_fail_tls(struct httpclient *x, int rc)
 {
     char text[96];
     if (rc != -EPROTO) {
@@ -152,7 +152,7 @@ static void http_fail_tls(struct health_http *x, int rc)
 
 static void http_on_timer(struct loop *loop, struct loop_timer *timer)
 {
-    struct health_http *x = container_of(timer, struct health_http, timer);
+    struct httpclient *x = container_of(timer, struct httpclient, timer);
     (void)loop;
     if (x->pending_error) {
         http_fail_errno(x, x->pending_error);
@@ -161,13 +161,13 @@ static void http_on_timer(struct loop *loop, struct loop_timer *timer)
     http_fail(x, "timeout after %lld ms %s", (long long)x->timeout_ms, http_phase_doing[x->phase]);
 }
 
-static ssize_t http_write(struct health_http *x);
+static ssize_t http_write(struct httpclient *x);
 
 /* On loopback and on a near network the handshake, or the refusal, is over
  * by the time connect() returns: sending the request at once spares the
  * trip through epoll for writability, and a refused check then costs no
  * epoll call at all. Returns 0 or -errno; EAGAIN (still connecting) is 0. */
-static int http_send_early(struct health_http *x)
+static int http_send_early(struct httpclient *x)
 {
     if (x->tls)
         return 0;   /* the handshake starts from the loop */
@@ -184,7 +184,7 @@ static int http_send_early(struct health_http *x)
 /* A socket connecting to the application: the spare one when there is one
  * (see http_keep_spare), else a new one. *from_spare tells which. Returns
  * it or -errno. */
-static int http_connect(struct health_http *x, bool *in_progress, bool *from_spare)
+static int http_connect(struct httpclient *x, bool *in_progress, bool *from_spare)
 {
     int fd = x->spare_fd;
     *from_spare = false;
@@ -209,7 +209,7 @@ static int http_connect(struct health_http *x, bool *in_progress, bool *from_spa
  * connect() calls a check instead of socket(), connect(), write() and
  * close(), which is most of what checking thousands of dead applications
  * costs. `dissolved`: the kernel already made it ready to connect again. */
-static bool http_keep_spare(struct health_http *x, int fd, int err, bool dissolved)
+static bool http_keep_spare(struct httpclient *x, int fd, int err, bool dissolved)
 {
     if (err != -ECONNREFUSED || !x->spare_budget || *x->spare_budget <= 0)
         return false;
@@ -226,7 +226,7 @@ static bool http_keep_spare(struct health_http *x, int fd, int err, bool dissolv
  * readies it for the next check, instead of a write() that would need one
  * more call to dissolve the socket afterwards. Returns 0 (x->fd is to be
  * watched) or -errno with x->fd closed or kept as the spare. */
-static int http_open(struct health_http *x)
+static int http_open(struct httpclient *x)
 {
     bool in_progress, from_spare;
     int fd = http_connect(x, &in_progress, &from_spare);
@@ -253,7 +253,7 @@ static int http_open(struct health_http *x)
     return rc;
 }
 
-int health_http_start(struct health_http *x, struct loop *loop)
+int httpclient_start(struct httpclient *x, struct loop *loop)
 {
     x->loop = loop;
     x->sent = x->received = 0;
@@ -285,7 +285,7 @@ int health_http_start(struct health_http *x, struct loop *loop)
     return 0;
 }
 
-static ssize_t http_write(struct health_http *x)
+static ssize_t http_write(struct httpclient *x)
 {
     const char *p = x->request + x->sent;
     size_t len = x->request_len - x->sent;
@@ -295,7 +295,7 @@ static ssize_t http_write(struct health_http *x)
     return n < 0 ? -errno : n;
 }
 
-static ssize_t http_read(struct health_http *x)
+static ssize_t http_read(struct httpclient *x)
 {
     char *p = x->buf + x->received;
     size_t len = x->buf_cap - x->received;
@@ -309,12 +309,11 @@ static ssize_t http_read(struct health_http *x)
  * (parsed by the same strict parser as an empty head). A health check asks
  * only for the status; big headers (security policies, cookies) must not
  * fail it. Returns the status, or 0 when the line is not a status line. */
-static int http_judge_status_line(const struct health_http *x)
+static int http_judge_status_line(const struct httpclient *x)
 {
-    char line[HEALTH_STATUS_LINE_MAX + 4];
-    const char *end = memmem(x->buf, x->received < HEALTH_STATUS_LINE_MAX ? x->received
-                                                                          : HEALTH_STATUS_LINE_MAX,
-                             "\r\n", 2);
+    char line[HTTPCLIENT_STATUS_LINE_MAX + 4];
+    size_t scan = x->received < HTTPCLIENT_STATUS_LINE_MAX ? x->received : HTTPCLIENT_STATUS_LINE_MAX;
+    const char *end = memmem(x->buf, scan, "\r\n", 2);
     if (!end)
         return 0;
     size_t len = (size_t)(end - x->buf);
@@ -330,7 +329,7 @@ static int http_judge_status_line(const struct health_http *x)
 
 /* Drops an interim 1xx head (100 Continue, 103 Early Hints) from the buffer:
  * the final response follows it (RFC 9110 section 15.2). 101 is final. */
-static bool http_skip_interim(struct health_http *x, const struct http1_response *res)
+static bool http_skip_interim(struct httpclient *x, const struct http1_response *res)
 {
     if (res->status < 100 || res->status > 199 || res->status == 101)
         return false;
@@ -340,11 +339,11 @@ static bool http_skip_interim(struct health_http *x, const struct http1_response
 }
 
 /* Judges what has been received. Returns true when the exchange is over. */
-static bool http_judge(struct health_http *x, bool at_eof)
+static bool http_judge(struct httpclient *x, bool at_eof)
 {
-    struct http1_header headers[HEALTH_HEADERS_MAX];
+    struct http1_header headers[HTTPCLIENT_HEADERS_MAX];
     struct http1_response res;
-    struct http1_limits lim = {.head_bytes = (uint32_t)x->buf_cap, .headers = HEALTH_HEADERS_MAX};
+    struct http1_limits lim = {.head_bytes = (uint32_t)x->buf_cap, .headers = HTTPCLIENT_HEADERS_MAX};
     enum http1_result r;
     do {
         res = (struct http1_response){.headers = headers};
@@ -380,7 +379,7 @@ static bool http_judge(struct health_http *x, bool at_eof)
 }
 
 /* A failed read or write: a TLS error has its own text, others an errno. */
-static void http_fail_io(struct health_http *x, ssize_t n)
+static void http_fail_io(struct httpclient *x, ssize_t n)
 {
     if (x->ssl && n == -EPROTO)
         http_fail_tls(x, (int)n);
@@ -388,7 +387,7 @@ static void http_fail_io(struct health_http *x, ssize_t n)
         http_fail_errno(x, (int)-n);
 }
 
-static void http_receive(struct health_http *x)
+static void http_receive(struct httpclient *x)
 {
     for (;;) {
         ssize_t n = http_read(x);
@@ -406,7 +405,7 @@ static void http_receive(struct health_http *x)
 
 /* Runs the exchange as far as the socket allows; the edge-triggered loop
  * calls again on the next readiness change. */
-static void http_advance(struct health_http *x)
+static void http_advance(struct httpclient *x)
 {
     if (x->phase == HTTP_HANDSHAKING) {
         int rc = tls_handshake(x->ssl);
@@ -432,7 +431,7 @@ static void http_advance(struct health_http *x)
     http_receive(x);
 }
 
-static void http_on_connected(struct health_http *x)
+static void http_on_connected(struct httpclient *x)
 {
     if (!x->tls) {
         x->phase = HTTP_SENDING;
@@ -444,7 +443,7 @@ static void http_on_connected(struct health_http *x)
 
 static void http_on_io(struct loop *loop, struct loop_io *io, uint32_t events)
 {
-    struct health_http *x = container_of(io, struct health_http, io);
+    struct httpclient *x = container_of(io, struct httpclient, io);
     (void)loop;
     /* An event queued in the same epoll batch as the exchange's end. */
     if (x->phase == HTTP_IDLE || x->fd < 0)

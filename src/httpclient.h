@@ -22,23 +22,23 @@
 #include "config.h"
 #include "loop.h"
 
-#define HEALTH_HTTP_REASON_MAX 120
+#define HTTPCLIENT_REASON_MAX 120
 
-struct health_http;
+struct httpclient;
 
-/* Called exactly once per health_http_start, from the loop, never from
- * inside health_http_start. On success error is NULL and status is the
+/* Called exactly once per httpclient_start, from the loop, never from
+ * inside httpclient_start. On success error is NULL and status is the
  * response's status code; otherwise status is 0 and error says why
  * ("connection refused", "timeout after 1000 ms waiting for the response");
  * it is valid until the callback returns or restarts the exchange. The
  * connection is already closed: the callback may start another exchange on
  * the same struct or free its owner. */
-typedef void (*health_http_done_fn)(struct health_http *http, int status, const char *error);
+typedef void (*httpclient_done_fn)(struct httpclient *http, int status, const char *error);
 
 /* Connect (TCP, then TLS when tls is set), send `request`, read the response
  * head, report its status, close. The owner fills the first block and keeps
  * what it points to alive until done is called. */
-struct health_http {
+struct httpclient {
     const struct config_address *address;
     struct ssl_ctx_st *tls;          /* NULL: plain TCP */
     const char *server_name;         /* TLS: SNI and certificate name */
@@ -47,11 +47,11 @@ struct health_http {
     char *buf;                       /* response head; a head that does not fit */
     size_t buf_cap;                  /* is judged by its status line alone */
     int64_t timeout_ms;              /* the whole exchange */
-    health_http_done_fn done;
+    httpclient_done_fn done;
     int *spare_budget;               /* how many more refused sockets may be kept
                                         for reuse (shared by many); NULL: none */
 
-    /* private to health.c */
+    /* private to httpclient.c */
     struct loop *loop;
     struct loop_io io;
     struct loop_timer timer;
@@ -61,18 +61,18 @@ struct health_http {
     int phase;
     int pending_error;               /* a failure found inside start, reported from the loop */
     size_t sent, received;
-    char reason[HEALTH_HTTP_REASON_MAX];
+    char reason[HTTPCLIENT_REASON_MAX];
 };
 
 /* Prepares a zeroed struct once, before its first exchange. */
-void health_http_init(struct health_http *http);
+void httpclient_init(struct httpclient *http);
 /* Starts an exchange on loop. Returns 0, after which every outcome, an
  * immediate failure to connect included, is reported through done; or
  * -ENOMEM when not even the timeout could be armed (done is not called). */
-int health_http_start(struct health_http *http, struct loop *loop);
+int httpclient_start(struct httpclient *http, struct loop *loop);
 /* Abandons an exchange in flight without calling done, and closes the
  * spare socket; harmless when idle. */
-void health_http_cancel(struct health_http *http);
-bool health_http_busy(const struct health_http *http);
+void httpclient_cancel(struct httpclient *http);
+bool httpclient_busy(const struct httpclient *http);
 
 #endif

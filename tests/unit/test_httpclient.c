@@ -2,7 +2,6 @@
  * the test itself, on the test's own thread: answers whole and split,
  * interim heads, heads too big for the buffer, garbage, silence, refusals
  * and the spare socket a refusal leaves. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,17 +13,15 @@
 #include "unit.h"
 #include "unit_net.h"
 
-/* ---- the check client, served by the test on one thread ---- */
-
 struct exchange_result {
     bool done;
     int status;
-    char error[HEALTH_HTTP_REASON_MAX];
+    char error[HTTPCLIENT_REASON_MAX];
 };
 
 static struct exchange_result result;
 
-static void on_done(struct health_http *http, int status, const char *error)
+static void on_done(struct httpclient *http, int status, const char *error)
 {
     (void)http;
     result.done = true;
@@ -73,33 +70,33 @@ static void serve(struct loop *loop, int listener, enum serve_mode mode, const c
     CHECK_MSG(result.done, "the exchange never finished");
 }
 
-static void run_case(struct loop *loop, struct health_http *http, int listener, enum serve_mode mode,
+static void run_case(struct loop *loop, struct httpclient *http, int listener, enum serve_mode mode,
                      const char *response, int want_status, const char *want_error)
 {
     char request[1024];
     result = (struct exchange_result){0};
-    CHECK_INT(health_http_start(http, loop), 0);
+    CHECK_INT(httpclient_start(http, loop), 0);
     CHECK(!result.done);                     /* never reported from inside start */
     serve(loop, listener, mode, response, request, sizeof(request));
     CHECK_INT(result.status, want_status);
     CHECK_MSG(strcmp(result.error, want_error) == 0, "error \"%s\", want \"%s\" (response %.40s)",
               result.error, want_error, response);
-    CHECK(!health_http_busy(http));
+    CHECK(!httpclient_busy(http));
     if (mode != SERVE_HANG && listener >= 0)
         CHECK_STR(request, http->request);
 }
 
-static void test_check_client(void)
+static void test_exchanges(void)
 {
     struct loop loop;
     struct config_address address;
-    struct health_http http = {0};
+    struct httpclient http = {0};
     static char big[8000];
     CHECK_INT(loop_init(&loop), 0);
     int listener = unit_listen_local(&address);
     if (listener < 0)
         return;
-    health_http_init(&http);
+    httpclient_init(&http);
     http.address = &address;
     http.request = "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     http.request_len = strlen(http.request);
@@ -156,12 +153,12 @@ static void test_check_client(void)
         close(listener);
     }
     run_case(&loop, &http, -1, SERVE_RESPOND, "", 0, "connection refused");
-    health_http_cancel(&http);                 /* lets the kept socket go */
+    httpclient_cancel(&http);                 /* lets the kept socket go */
     CHECK_INT(budget, 1);
     loop_close(&loop);
 }
 
 void unit_test_httpclient(void)
 {
-    test_check_client();
+    test_exchanges();
 }
