@@ -38,8 +38,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "alert.h"
 #include "toml.h"
+#include "url.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 #define HEADER_BYTES_MIN 1024
