@@ -310,7 +310,7 @@ struct alert {
     struct loop_io wake_io;
     struct loop_io notify_io;        /* pool->notify_read_fd */
     bool webhook_on, command_on;
-    struct alert_url url;
+    struct url url;
     struct ssl_ctx_st *tls;          /* for an https webhook */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
@@ -485,7 +485,7 @@ static void delivery_failed(struct delivery *d, const char *why)
 /* Each try takes the next address the name resolves to: "localhost" may
  * give ::1 first while the receiver listens on 127.0.0.1 only, and a
  * retry should not knock on the same closed door. */
-static void webhook_pick(const struct alert_url *url, const struct addrinfo *res, int attempt,
+static void webhook_pick(const struct url *url, const struct addrinfo *res, int attempt,
                          struct config_address *out)
 {
     int count = 0;
@@ -1051,7 +1051,7 @@ static int alert_configure(struct alert *a, const struct config *cfg)
         snprintf(a->host, sizeof(a->host), "unknown");
     if (!a->webhook_on)
         return 0;
-    if (alert_parse_url(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
+    if (url_parse(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
         log_error("[alerts] webhook \"%s\": %s", cfg->alert_webhook, err);
         return -EINVAL;
     }

@@ -56,7 +56,7 @@ static bool url_port_ok(const char *s, size_t len)
 }
 
 /* Splits the authority into host and port. */
-static int url_parse_authority(const char *auth, size_t len, struct alert_url *out, char *err, size_t err_len)
+static int url_parse_authority(const char *auth, size_t len, struct url *out, char *err, size_t err_len)
 {
     const char *host = auth, *port = NULL;
     size_t host_len = len, port_len = 0;
@@ -96,14 +96,14 @@ static int url_parse_authority(const char *auth, size_t len, struct alert_url *o
     return 0;
 }
 
-int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t err_len)
+int url_parse(const char *text, struct url *out, char *err, size_t err_len)
 {
     const char *p;
     memset(out, 0, sizeof(*out));
-    if (strncasecmp(url, "http://", 7) == 0) {
-        p = url + 7;
-    } else if (strncasecmp(url, "https://", 8) == 0) {
-        p = url + 8;
+    if (strncasecmp(text, "http://", 7) == 0) {
+        p = text + 7;
+    } else if (strncasecmp(text, "https://", 8) == 0) {
+        p = text + 8;
         out->tls = true;
     } else {
         return url_error(err, err_len, "must start with http:// or https://");

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct alert_url {
+struct url {
     bool tls;                        /* https */
     char host[256];                  /* for DNS and TLS: no brackets around IPv6 */
     char port[6];
@@ -22,6 +22,6 @@ struct alert_url {
 /* Parses http://host[:port]/path?query and https://... (Slack-style
  * incoming-webhook URLs included). A fragment is dropped. Returns 0, or -1
  * with the reason in err. */
-int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t err_len);
+int url_parse(const char *text, struct url *out, char *err, size_t err_len);
 
 #endif

@@ -9,9 +9,9 @@
 static void check_url(const char *url, bool tls, const char *host, const char *port, const char *authority,
                       const char *path)
 {
-    struct alert_url u;
+    struct url u;
     char err[128] = "";
-    int rc = alert_parse_url(url, &u, err, sizeof(err));
+    int rc = url_parse(url, &u, err, sizeof(err));
     CHECK_MSG(rc == 0, "%s: %s", url, err);
     if (rc != 0)
         return;
@@ -23,9 +23,9 @@ static void check_url(const char *url, bool tls, const char *host, const char *p
 
 static void check_bad_url(const char *url, const char *want)
 {
-    struct alert_url u;
+    struct url u;
     char err[128] = "";
-    CHECK_MSG(alert_parse_url(url, &u, err, sizeof(err)) == -1 && strstr(err, want),
+    CHECK_MSG(url_parse(url, &u, err, sizeof(err)) == -1 && strstr(err, want),
               "%s: got \"%s\", want \"%s\"", url, err, want);
 }
 
