@@ -40,8 +40,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "alert.h"
 #include "toml.h"
+#include "url.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 #define HEADER_BYTES_MIN 1024
@@ -752,12 +752,13 @@ static const char *check_webhook(const char *text)
         return NULL;
     if (!all_visible_ascii(text))
         return "must not contain spaces, control or non-ASCII characters";
-    /* The alert dispatcher's own parser decides, so that what --check
-     * accepts is what the dispatcher can use (a port of 99999 is not). */
+    /* The alert dispatcher's own parser (url.h) decides, so that what
+     * --check accepts is what the dispatcher can use (a port of 99999 is
+     * not). */
     static _Thread_local char why[200];
-    struct alert_url url;
+    struct url url;
     char err[160];
-    if (alert_parse_url(text, &url, err, sizeof(err)) < 0) {
+    if (url_parse(text, &url, err, sizeof(err)) < 0) {
         snprintf(why, sizeof(why), "is not usable: %s", err);
         return why;
     }

@@ -8,7 +8,7 @@
 
 int unit_passed, unit_failed;
 
-#define SUITES(X) X(toml) X(config) X(http1) X(rewrite) X(exchange) X(balance) X(pool) X(health) X(alert) X(loop)
+#define SUITES(X) X(toml) X(url) X(config) X(http1) X(rewrite) X(exchange) X(balance) X(pool) X(httpclient) X(health) X(alert) X(loop)
 #define DECLARE(name) void unit_test_##name(void) __attribute__((weak));
 SUITES(DECLARE)
 
@@ -18,7 +18,7 @@ int main(void)
     if (unit_test_##name) {                                                      \
         int before_failed = unit_failed, before_passed = unit_passed;            \
         unit_test_##name();                                                      \
-        fprintf(stderr, "%-8s %d passed, %d failed\n", #name,                    \
+        fprintf(stderr, "%-10s %d passed, %d failed\n", #name,                  \
                 unit_passed - before_passed, unit_failed - before_failed);      \
     } else {                                                                     \
         unit_failed++;                                                           \
