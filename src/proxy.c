@@ -1375,6 +1375,9 @@ static void begin_next_request(struct client *c)
     struct worker *w = c->w;
     buf_release(&w->buffers, &c->fwd);
     buf_release(&w->buffers, &c->out);
+    /* Logged already. An idle connection that kept it would hold on to a
+     * configuration a reload replaced (proxy_uses_pool). */
+    c->app = NULL;
     if (buf_len(&c->in)) {
         /* A pipelined request is already here. */
         buf_compact(&c->in);
@@ -1848,6 +1851,23 @@ void proxy_drop_idle(struct worker *w)
     for (int i = 0; i < w->pool->count; i++)
         while (w->idle[i].first)
             upstream_close(w->idle[i].first);
+}
+
+static bool app_in_pool(const struct app *app, const struct pool *pool)
+{
+    uintptr_t a = (uintptr_t)app, first = (uintptr_t)pool->apps;
+    return app && a >= first && a < first + (uintptr_t)pool->count * sizeof(*app);
+}
+
+/* Every pointer a connection keeps into a pool: the application of the
+ * request in flight and of its upstream (the same one, or NULL). Idle
+ * upstreams are not looked at: a worker drops them when it leaves a pool. */
+bool proxy_uses_pool(const struct worker *w, const struct pool *pool)
+{
+    for (const struct client *c = w->clients; c; c = c->next)
+        if (app_in_pool(c->app, pool) || (c->up && app_in_pool(c->up->app, pool)))
+            return true;
+    return false;
 }
 
 void proxy_close_all(struct worker *w)

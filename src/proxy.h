@@ -25,6 +25,10 @@ bool proxy_has_pending(const struct worker *w);
 void proxy_begin_shutdown(struct worker *w);
 /* Closes every idle upstream connection (before adopting a new pool). */
 void proxy_drop_idle(struct worker *w);
+/* Whether a connection still points at an application of pool, one the
+ * worker served before a reload (worker.c frees nothing while it does).
+ * Walks every connection: not for the request path. */
+bool proxy_uses_pool(const struct worker *w, const struct pool *pool);
 /* Closes every connection at once (the grace period is over). */
 void proxy_close_all(struct worker *w);
 /* Frees the recycled objects and idle upstreams of a stopped worker. */
