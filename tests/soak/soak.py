@@ -168,7 +168,9 @@ class Soak:
 
     # ---- clients
 
-    def keep_alive(self, seed):
+    def persistent(self, kind, seed, exchange):
+        """Requests over one connection, a new one only after a close.
+        exchange(conn, rng) sends one and returns (response, body, check)."""
         rng = random.Random(seed)
         conn = None
         for _ in range(MAX_PER_CLIENT):
@@ -176,29 +178,39 @@ class Soak:
                 break
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-            choice = rng.random()
-            if choice < 0.5:
-                path, n = "/", None
-            else:
-                n = rng.choice((0, 1, 100, 4096, 65536, 300000))
-                path = "/bytes?n=%d%s" % (n, "&chunked=1" if choice < 0.75 else "")
-            self.tally.request("keep-alive")
+            self.tally.request(kind)
             try:
-                conn.request("GET", path)
-                r = conn.getresponse()
-                body = r.read()
+                r, body, check = exchange(conn, rng)
             except (OSError, http.client.HTTPException) as e:
-                self.tally.fail("keep-alive", type(e).__name__, "%s %r" % (path, e))
+                self.tally.fail(kind, type(e).__name__, repr(e))
                 conn.close()
                 conn = None
                 continue
-            if self.expect("keep-alive", r, body) and n is not None and not pattern_ok(body, n):
-                self.tally.fail("keep-alive", "body mismatch", "%s: %d bytes" % (path, len(body)))
+            if self.expect(kind, r, body):
+                check(body)
             if r.will_close:
                 conn.close()
                 conn = None
         if conn:
             conn.close()
+
+    def keep_alive(self, seed):
+        self.persistent("keep-alive", seed, self.get_bytes)
+
+    def get_bytes(self, conn, rng):
+        choice = rng.random()
+        if choice < 0.5:
+            path, n = "/", None
+        else:
+            n = rng.choice((0, 1, 100, 4096, 65536, 300000))
+            path = "/bytes?n=%d%s" % (n, "&chunked=1" if choice < 0.75 else "")
+        conn.request("GET", path)
+        r = conn.getresponse()
+
+        def check(body):
+            if n is not None and not pattern_ok(body, n):
+                self.tally.fail("keep-alive", "body mismatch", "%s: %d bytes" % (path, len(body)))
+        return r, r.read(), check
 
     def new_connections(self, seed):
         rng = random.Random(seed)
@@ -219,42 +231,26 @@ class Soak:
                 conn.close()
 
     def uploads(self, seed):
-        rng = random.Random(seed)
-        conn = None
-        for _ in range(MAX_PER_CLIENT):
-            if not self.running():
-                break
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-            n = rng.choice((0, 1, 1000, 70000, 250000))
-            data = bytes(rng.getrandbits(8) for _ in range(min(n, 64))) * (n // 64 + 1)
-            data = data[:n]
-            chunked = rng.random() < 0.5
-            self.tally.request("upload")
-            try:
-                if chunked:
-                    pieces = [data[i:i + 16384] for i in range(0, len(data), 16384)]
-                    conn.request("POST", "/upload", body=iter(pieces), encode_chunked=True,
-                                 headers={"Transfer-Encoding": "chunked"})
-                else:
-                    conn.request("POST", "/upload", body=data)
-                r = conn.getresponse()
-                body = r.read()
-            except (OSError, http.client.HTTPException) as e:
-                self.tally.fail("upload", type(e).__name__, "%d bytes %r" % (n, e))
-                conn.close()
-                conn = None
-                continue
-            if self.expect("upload", r, body):
-                m = re.search(rb"received (\d+) bytes", body)
-                if not m or int(m.group(1)) != n:
-                    self.tally.fail("upload", "count mismatch",
-                                    "%s %d sent, answer %r" % ("chunked" if chunked else "length", n, body))
-            if r.will_close:
-                conn.close()
-                conn = None
-        if conn:
-            conn.close()
+        self.persistent("upload", seed, self.post)
+
+    def post(self, conn, rng):
+        n = rng.choice((0, 1, 1000, 70000, 250000))
+        data = (bytes(rng.getrandbits(8) for _ in range(64)) * (n // 64 + 1))[:n]
+        chunked = rng.random() < 0.5
+        if chunked:
+            pieces = [data[i:i + 16384] for i in range(0, len(data), 16384)]
+            conn.request("POST", "/upload", body=iter(pieces), encode_chunked=True,
+                         headers={"Transfer-Encoding": "chunked"})
+        else:
+            conn.request("POST", "/upload", body=data)
+        r = conn.getresponse()
+
+        def check(body):
+            m = re.search(rb"received (\d+) bytes", body)
+            if not m or int(m.group(1)) != n:
+                self.tally.fail("upload", "count mismatch",
+                                "%s %d sent, answer %r" % ("chunked" if chunked else "length", n, body))
+        return r, r.read(), check
 
     def upgrades(self, seed):
         rng = random.Random(seed)
