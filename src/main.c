@@ -42,7 +42,8 @@ static void usage(FILE *out)
             "  --workers N        worker threads (0 = one per CPU) instead of [server] workers\n"
             "  --version          print the version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.\n");
+            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration;\n"
+            "SIGUSR1 reopens the access log file (after log rotation).\n");
 }
 
 /* Returns 0 to go on, or exit status + 1 to stop with. */
@@ -464,6 +465,20 @@ static void housekeeping(struct runtime *rt)
     free_unused_generations(rt);
 }
 
+/* SIGUSR1, for log rotation: the file was renamed; write to a new one. */
+static void reopen_access_log(void)
+{
+    const char *path;
+    int rc = log_reopen_access(&path);
+    if (rc < 0)
+        log_error("received SIGUSR1: cannot reopen the access log %s (%s); still writing to the "
+                  "old file", path, strerror(-rc));
+    else if (rc > 0)
+        log_info("received SIGUSR1: the access log is not a file, nothing to reopen");
+    else
+        log_info("received SIGUSR1: reopened the access log %s", path);
+}
+
 static void serve_until_stop(struct runtime *rt, sigset_t *signals)
 {
     const struct timespec second = {.tv_sec = 1};
@@ -484,6 +499,8 @@ static void serve_until_stop(struct runtime *rt, sigset_t *signals)
             log_info("received SIGHUP: reloading %s", rt->options->config_path);
             reload(rt);
         }
+        if (sig == SIGUSR1)
+            reopen_access_log();
     }
 }
 
@@ -528,6 +545,7 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
