@@ -10,7 +10,9 @@ Starts build/sluice in front of three build/backend applications on free
   - uploads: POSTs with a Content-Length body and with a chunked body, the
     application's count of what it received checked against what was sent;
   - upgrades: GET /upgrade, a 101 tunnel, a few bytes each way, checked;
-  - a SIGHUP reload every SOAK_RELOAD_SECONDS (default 3).
+  - a SIGHUP reload every SOAK_RELOAD_SECONDS (default 3);
+  - an access log rotation every SOAK_ROTATE_SECONDS (default 10): the file
+    is renamed and SIGUSR1 makes sluice open a new one.
 
 It prints requests sent, answers by status, and sluice's RSS and open file
 descriptors at the start and at the end, and exits 1 when:
@@ -23,12 +25,13 @@ descriptors at the start and at the end, and exits 1 when:
   - once every client has closed, sluice holds more than
     SOAK_FD_SLACK (default 4) descriptors beyond what it held before the
     first request (a reload at the end drops idle application connections);
-  - a reload was not taken up, or sluice died.
+  - a reload was not taken up, sluice died, or the access log files hold
+    fewer or more lines than requests were answered.
 
 Every process it starts is stopped by its PID; every loop is bounded by the
 deadline and by a count. Environment: SLUICE_BUILD (default: the repo's
-build/), SOAK_SECONDS, SOAK_RELOAD_SECONDS, SOAK_RSS_GROWTH_KB,
-SOAK_FD_SLACK.
+build/), SOAK_SECONDS, SOAK_RELOAD_SECONDS, SOAK_ROTATE_SECONDS,
+SOAK_RSS_GROWTH_KB, SOAK_FD_SLACK.
 """
 
 import collections
@@ -48,6 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.path.abspath(os.environ.get("SLUICE_BUILD") or os.path.join(REPO, "build"))
 SECONDS = float(os.environ.get("SOAK_SECONDS", "120"))
 RELOAD_SECONDS = float(os.environ.get("SOAK_RELOAD_SECONDS", "3"))
+ROTATE_SECONDS = float(os.environ.get("SOAK_ROTATE_SECONDS", "10"))
 RSS_GROWTH_KB = int(os.environ.get("SOAK_RSS_GROWTH_KB", "2048"))
 FD_SLACK = int(os.environ.get("SOAK_FD_SLACK", "4"))
 WARMUP = min(30.0, SECONDS / 4)
@@ -304,6 +308,41 @@ def write_config(path, port, backends, access_log):
         f.write("\n".join(lines))
 
 
+class AccessLog:
+    """Rotates the access log the way logrotate does (rename, SIGUSR1) and
+    counts its lines. A renamed file is counted and removed one rotation
+    later, once no worker can still be writing to it."""
+
+    def __init__(self, path, sluice):
+        self.path = path
+        self.sluice = sluice
+        self.lines = 0
+        self.rotations = 0
+        self.previous = None
+
+    def count(self, path):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                self.lines += block.count(b"\n")
+
+    def rotate(self):
+        if self.previous:
+            self.count(self.previous)
+            os.unlink(self.previous)
+        self.rotations += 1
+        self.previous = "%s.%d" % (self.path, self.rotations)
+        os.rename(self.path, self.previous)
+        self.sluice.send_signal(signal.SIGUSR1)
+
+    def total(self):
+        """Every line so far; call once writing is over."""
+        for path in (self.previous, self.path):
+            if path and os.path.exists(path):
+                self.count(path)
+        self.previous = None
+        return self.lines
+
+
 def count_loaded(err_path):
     with open(err_path, "rb") as f:
         return len(re.findall(rb"reload: \S+ loaded", f.read()))
@@ -325,6 +364,7 @@ def run(tmp):
         config = os.path.join(tmp, "sluice.toml")
         write_config(config, port, backends, os.path.join(tmp, "access.log"))
         sluice = procs.start("sluice", [os.path.join(BUILD, "sluice"), "-c", config])
+        access = AccessLog(os.path.join(tmp, "access.log"), sluice)
         err_path = os.path.join(tmp, "sluice.err")
         if not wait_for(lambda: port_open(port) or sluice.poll() is not None, 10) or sluice.poll() is not None:
             return ["sluice did not start"]
@@ -347,6 +387,7 @@ def run(tmp):
         reloads = 0
         rss_warm = rss_peak = None
         next_reload = begin + RELOAD_SECONDS
+        next_rotation = begin + ROTATE_SECONDS
         next_sample = begin + 5
         warm_at = begin + WARMUP
         while soak.running() and sluice.poll() is None:
@@ -355,6 +396,9 @@ def run(tmp):
                 sluice.send_signal(signal.SIGHUP)
                 reloads += 1
                 next_reload += RELOAD_SECONDS
+            if now >= next_rotation:
+                access.rotate()
+                next_rotation += ROTATE_SECONDS
             if rss_warm is None and now >= warm_at:
                 rss_warm, _ = proc_figures(sluice.pid)
                 print("after the %d s warm-up: RSS %d KB" % (WARMUP, rss_warm), flush=True)
@@ -389,6 +433,14 @@ def run(tmp):
                                            ", ".join("%s %d" % kv for kv in sorted(tally.sent.items()))))
         print("answered by status: %s" % ", ".join("%d: %d" % kv for kv in sorted(tally.statuses.items())))
         print("reloads: %d sent, %d taken up" % (reloads, count_loaded(err_path)))
+        logged, answered = access.total(), sum(tally.statuses.values())
+        with open(err_path, "rb") as f:
+            reopened = f.read().count(b"reopened the access log")
+        print("access log: %d rotations, %d reopened, %d lines in all" % (access.rotations, reopened, logged))
+        if reopened != access.rotations:
+            problems.append("%d access log rotations, %d reopens logged" % (access.rotations, reopened))
+        if logged != answered:
+            problems.append("the access log files have %d lines for %d answers" % (logged, answered))
         for key, n in sorted(tally.failures.items()):
             problems.append("%s (x%d), e.g. %s" % (key, n, tally.examples[key]))
         growth = rss_end - (rss_warm or rss_start)
