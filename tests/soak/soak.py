@@ -80,6 +80,7 @@ class Processes:
     def __init__(self, directory):
         self.dir = directory
         self.started = []
+        self.named = {}
 
     def start(self, label, argv):
         out = open(os.path.join(self.dir, label + ".out"), "wb")
@@ -88,6 +89,7 @@ class Processes:
         out.close()
         err.close()
         self.started.append(p)
+        self.named[label] = p
         return p
 
     def stop_all(self):
@@ -348,112 +350,128 @@ def count_loaded(err_path):
         return len(re.findall(rb"reload: \S+ loaded", f.read()))
 
 
+SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:")
+
+
 def run(tmp):
     procs = Processes(tmp)
-    problems = []
     try:
-        backends = []
-        for i in range(3):
-            name, bport = "app%d" % (i + 1), free_port()
-            p = procs.start("backend-" + name, [os.path.join(BUILD, "backend"), "--port", bport,
-                                                "--name", name])
-            if not wait_for(lambda: port_open(bport) or p.poll() is not None, 10) or p.poll() is not None:
-                return ["backend %s did not start" % name]
-            backends.append((name, bport))
-        port = free_port()
-        config = os.path.join(tmp, "sluice.toml")
-        write_config(config, port, backends, os.path.join(tmp, "access.log"))
-        sluice = procs.start("sluice", [os.path.join(BUILD, "sluice"), "-c", config])
-        access = AccessLog(os.path.join(tmp, "access.log"), sluice)
-        err_path = os.path.join(tmp, "sluice.err")
-        if not wait_for(lambda: port_open(port) or sluice.poll() is not None, 10) or sluice.poll() is not None:
-            return ["sluice did not start"]
-        time.sleep(1)    # the first health checks
-        rss_start, fds_start = proc_figures(sluice.pid)
-        print("soak: %d s, reload every %g s, sluice pid %d on port %d, applications %s"
-              % (SECONDS, RELOAD_SECONDS, sluice.pid, port, ", ".join("%s:%d" % b for b in backends)))
-        print("start: RSS %d KB, %d descriptors" % (rss_start, fds_start), flush=True)
-
-        tally = Tally()
-        begin = time.monotonic()
-        soak = Soak(port, begin + SECONDS, tally)
-        clients = ([("keep_alive", i) for i in range(4)] + [("new_connections", 10 + i) for i in range(2)] +
-                   [("uploads", 20 + i) for i in range(2)] + [("upgrades", 30)])
-        threads = [threading.Thread(target=getattr(soak, name), args=(seed,), daemon=True)
-                   for name, seed in clients]
-        for t in threads:
-            t.start()
-
-        reloads = 0
-        rss_warm = rss_peak = None
-        next_reload = begin + RELOAD_SECONDS
-        next_rotation = begin + ROTATE_SECONDS
-        next_sample = begin + 5
-        warm_at = begin + WARMUP
-        while soak.running() and sluice.poll() is None:
-            now = time.monotonic()
-            if now >= next_reload:
-                sluice.send_signal(signal.SIGHUP)
-                reloads += 1
-                next_reload += RELOAD_SECONDS
-            if now >= next_rotation:
-                access.rotate()
-                next_rotation += ROTATE_SECONDS
-            if rss_warm is None and now >= warm_at:
-                rss_warm, _ = proc_figures(sluice.pid)
-                print("after the %d s warm-up: RSS %d KB" % (WARMUP, rss_warm), flush=True)
-            if now >= next_sample:
-                rss, fds = proc_figures(sluice.pid)
-                rss_peak = max(rss_peak or 0, rss)
-                next_sample += max(5, SECONDS / 60)
-                print("  t=%5.0f s  RSS %6d KB  fds %4d  requests %d  reloads %d"
-                      % (now - begin, rss, fds, sum(tally.sent.values()), reloads), flush=True)
-            time.sleep(0.05)
-        soak.stopping.set()
-        for t in threads:
-            t.join(TIMEOUT * 3)
-        if any(t.is_alive() for t in threads):
-            problems.append("a client thread did not finish")
-        if sluice.poll() is not None:
-            return problems + ["sluice exited with %s during the soak" % sluice.returncode]
-
-        # Every client is closed: a last reload drops idle application
-        # connections; then descriptors must be back near the start.
-        sluice.send_signal(signal.SIGHUP)
-        reloads += 1
-        if not wait_for(lambda: count_loaded(err_path) >= reloads, 10):
-            problems.append("%d reloads sent, %d taken up" % (reloads, count_loaded(err_path)))
-        wait_for(lambda: proc_figures(sluice.pid)[1] <= fds_start + FD_SLACK, 10)
-        time.sleep(1.5)   # old configurations are freed once a second
-        rss_end, fds_end = proc_figures(sluice.pid)
-
-        print("end: RSS %d KB (start %d, after warm-up %d, peak sampled %d), %d descriptors (start %d)"
-              % (rss_end, rss_start, rss_warm or rss_start, rss_peak or rss_end, fds_end, fds_start))
-        print("requests sent: %d (%s)" % (sum(tally.sent.values()),
-                                           ", ".join("%s %d" % kv for kv in sorted(tally.sent.items()))))
-        print("answered by status: %s" % ", ".join("%d: %d" % kv for kv in sorted(tally.statuses.items())))
-        print("reloads: %d sent, %d taken up" % (reloads, count_loaded(err_path)))
-        logged, answered = access.total(), sum(tally.statuses.values())
-        with open(err_path, "rb") as f:
-            reopened = f.read().count(b"reopened the access log")
-        print("access log: %d rotations, %d reopened, %d lines in all" % (access.rotations, reopened, logged))
-        if reopened != access.rotations:
-            problems.append("%d access log rotations, %d reopens logged" % (access.rotations, reopened))
-        if logged != answered:
-            problems.append("the access log files have %d lines for %d answers" % (logged, answered))
-        for key, n in sorted(tally.failures.items()):
-            problems.append("%s (x%d), e.g. %s" % (key, n, tally.examples[key]))
-        growth = rss_end - (rss_warm or rss_start)
-        if growth > RSS_GROWTH_KB:
-            problems.append("RSS grew %d KB after the warm-up (bound %d KB)" % (growth, RSS_GROWTH_KB))
-        if fds_end > fds_start + FD_SLACK:
-            problems.append("%d descriptors open after every client closed, %d at the start (slack %d)"
-                            % (fds_end, fds_start, FD_SLACK))
-        if sum(tally.statuses.values()) == 0:
-            problems.append("no request was answered")
-        return problems
+        problems = soak(tmp, procs)
     finally:
         procs.stop_all()
+    sluice = procs.named.get("sluice")
+    if sluice is not None and sluice.returncode != 0:
+        problems.append("sluice exited with %s on SIGTERM" % sluice.returncode)
+    err_path = os.path.join(tmp, "sluice.err")
+    if os.path.exists(err_path):
+        with open(err_path, "rb") as f:
+            err = f.read()
+        problems += ["sluice's stderr has %r" % m.decode() for m in SANITIZER_MARKERS if m in err]
+    return problems
+
+
+def soak(tmp, procs):
+    problems = []
+    backends = []
+    for i in range(3):
+        name, bport = "app%d" % (i + 1), free_port()
+        p = procs.start("backend-" + name, [os.path.join(BUILD, "backend"), "--port", bport,
+                                            "--name", name])
+        if not wait_for(lambda: port_open(bport) or p.poll() is not None, 10) or p.poll() is not None:
+            return ["backend %s did not start" % name]
+        backends.append((name, bport))
+    port = free_port()
+    config = os.path.join(tmp, "sluice.toml")
+    write_config(config, port, backends, os.path.join(tmp, "access.log"))
+    sluice = procs.start("sluice", [os.path.join(BUILD, "sluice"), "-c", config])
+    access = AccessLog(os.path.join(tmp, "access.log"), sluice)
+    err_path = os.path.join(tmp, "sluice.err")
+    if not wait_for(lambda: port_open(port) or sluice.poll() is not None, 10) or sluice.poll() is not None:
+        return ["sluice did not start"]
+    time.sleep(1)    # the first health checks
+    rss_start, fds_start = proc_figures(sluice.pid)
+    print("soak: %d s, reload every %g s, sluice pid %d on port %d, applications %s"
+          % (SECONDS, RELOAD_SECONDS, sluice.pid, port, ", ".join("%s:%d" % b for b in backends)))
+    print("start: RSS %d KB, %d descriptors" % (rss_start, fds_start), flush=True)
+
+    tally = Tally()
+    begin = time.monotonic()
+    soak = Soak(port, begin + SECONDS, tally)
+    clients = ([("keep_alive", i) for i in range(4)] + [("new_connections", 10 + i) for i in range(2)] +
+               [("uploads", 20 + i) for i in range(2)] + [("upgrades", 30)])
+    threads = [threading.Thread(target=getattr(soak, name), args=(seed,), daemon=True)
+               for name, seed in clients]
+    for t in threads:
+        t.start()
+
+    reloads = 0
+    rss_warm = rss_peak = None
+    next_reload = begin + RELOAD_SECONDS
+    next_rotation = begin + ROTATE_SECONDS
+    next_sample = begin + 5
+    warm_at = begin + WARMUP
+    while soak.running() and sluice.poll() is None:
+        now = time.monotonic()
+        if now >= next_reload:
+            sluice.send_signal(signal.SIGHUP)
+            reloads += 1
+            next_reload += RELOAD_SECONDS
+        if now >= next_rotation:
+            access.rotate()
+            next_rotation += ROTATE_SECONDS
+        if rss_warm is None and now >= warm_at:
+            rss_warm, _ = proc_figures(sluice.pid)
+            print("after the %d s warm-up: RSS %d KB" % (WARMUP, rss_warm), flush=True)
+        if now >= next_sample:
+            rss, fds = proc_figures(sluice.pid)
+            rss_peak = max(rss_peak or 0, rss)
+            next_sample += max(5, SECONDS / 60)
+            print("  t=%5.0f s  RSS %6d KB  fds %4d  requests %d  reloads %d"
+                  % (now - begin, rss, fds, sum(tally.sent.values()), reloads), flush=True)
+        time.sleep(0.05)
+    soak.stopping.set()
+    for t in threads:
+        t.join(TIMEOUT * 3)
+    if any(t.is_alive() for t in threads):
+        problems.append("a client thread did not finish")
+    if sluice.poll() is not None:
+        return problems + ["sluice exited with %s during the soak" % sluice.returncode]
+
+    # Every client is closed: a last reload drops idle application
+    # connections; then descriptors must be back near the start.
+    sluice.send_signal(signal.SIGHUP)
+    reloads += 1
+    if not wait_for(lambda: count_loaded(err_path) >= reloads, 10):
+        problems.append("%d reloads sent, %d taken up" % (reloads, count_loaded(err_path)))
+    wait_for(lambda: proc_figures(sluice.pid)[1] <= fds_start + FD_SLACK, 10)
+    time.sleep(1.5)   # old configurations are freed once a second
+    rss_end, fds_end = proc_figures(sluice.pid)
+
+    print("end: RSS %d KB (start %d, after warm-up %d, peak sampled %d), %d descriptors (start %d)"
+          % (rss_end, rss_start, rss_warm or rss_start, rss_peak or rss_end, fds_end, fds_start))
+    print("requests sent: %d (%s)" % (sum(tally.sent.values()),
+                                       ", ".join("%s %d" % kv for kv in sorted(tally.sent.items()))))
+    print("answered by status: %s" % ", ".join("%d: %d" % kv for kv in sorted(tally.statuses.items())))
+    print("reloads: %d sent, %d taken up" % (reloads, count_loaded(err_path)))
+    logged, answered = access.total(), sum(tally.statuses.values())
+    with open(err_path, "rb") as f:
+        reopened = f.read().count(b"reopened the access log")
+    print("access log: %d rotations, %d reopened, %d lines in all" % (access.rotations, reopened, logged))
+    if reopened != access.rotations:
+        problems.append("%d access log rotations, %d reopens logged" % (access.rotations, reopened))
+    if logged != answered:
+        problems.append("the access log files have %d lines for %d answers" % (logged, answered))
+    for key, n in sorted(tally.failures.items()):
+        problems.append("%s (x%d), e.g. %s" % (key, n, tally.examples[key]))
+    growth = rss_end - (rss_warm or rss_start)
+    if growth > RSS_GROWTH_KB:
+        problems.append("RSS grew %d KB after the warm-up (bound %d KB)" % (growth, RSS_GROWTH_KB))
+    if fds_end > fds_start + FD_SLACK:
+        problems.append("%d descriptors open after every client closed, %d at the start (slack %d)"
+                        % (fds_end, fds_start, FD_SLACK))
+    if sum(tally.statuses.values()) == 0:
+        problems.append("no request was answered")
+    return problems
 
 
 def main():
