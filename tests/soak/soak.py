@@ -474,7 +474,15 @@ def soak(tmp, procs):
     return problems
 
 
+def stop_on_signal(signum, frame):
+    raise SystemExit("soak: stopped by signal %d" % signum)
+
+
 def main():
+    # A soak stopped early still stops what it started (run's finally),
+    # also when started in the background, where SIGINT is ignored.
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGINT, stop_on_signal)
     for binary in ("sluice", "backend"):
         if not os.access(os.path.join(BUILD, binary), os.X_OK):
             print("soak: %s/%s is missing (run make)" % (BUILD, binary), file=sys.stderr)
