@@ -379,6 +379,14 @@ void clients_after_iteration(struct proxy *p)
     upstream_pool_recycle(&p->upstreams);
 }
 
+bool clients_use_pool(const struct proxy *p, const struct pool *pool)
+{
+    for (const struct client *c = p->clients; c; c = c->next)
+        if (c->x && exchange_uses_pool(c->x, pool))
+            return true;
+    return false;
+}
+
 void clients_begin_shutdown(struct proxy *p)
 {
     p->stopping = true;

@@ -24,6 +24,11 @@ void clients_after_iteration(struct proxy *p);
 /* True when some connection has work left and the loop must not sleep. */
 bool clients_have_pending(const struct proxy *p);
 
+/* Whether a connection's request still points at an application of pool,
+ * one the worker served before a reload (worker.c frees nothing while one
+ * does). Walks every connection: not for the request path. */
+bool clients_use_pool(const struct proxy *p, const struct pool *pool);
+
 /* Graceful stop: idle connections are closed now, busy ones after their
  * current response (p->stopping is set). */
 void clients_begin_shutdown(struct proxy *p);

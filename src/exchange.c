@@ -158,6 +158,17 @@ void exchanges_free(struct proxy *p)
     }
 }
 
+static bool app_in_pool(const struct app *app, const struct pool *pool)
+{
+    uintptr_t a = (uintptr_t)app, first = (uintptr_t)pool->apps;
+    return app && a >= first && a < first + (uintptr_t)pool->count * sizeof(*app);
+}
+
+bool exchange_uses_pool(const struct exchange *x, const struct pool *pool)
+{
+    return app_in_pool(x->app, pool) || (x->up && app_in_pool(x->up->app, pool));
+}
+
 enum exchange_state exchange_state(const struct exchange *x)
 {
     return x->state;

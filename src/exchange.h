@@ -92,6 +92,11 @@ struct exchange *exchange_new(struct proxy *p, struct stream *client, const char
 /* Releases everything the exchange holds (an application's connection is
  * closed if the exchange was not done with it) and recycles it. */
 void exchange_free(struct exchange *x);
+/* Whether the exchange points at an application of pool: the one that
+ * answers (or answered) it, or the one its connection goes to. Idle
+ * upstreams are not the exchange's: a worker drops them when it leaves a
+ * pool. */
+bool exchange_uses_pool(const struct exchange *x, const struct pool *pool);
 /* Frees the recycled exchanges of a stopped worker. */
 void exchanges_free(struct proxy *p);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +14,20 @@
 #define ACCESS_BUFFER_BYTES 65536
 #define ACCESS_LINE_MAX 4096
 
-/* Written once by log_init before threads start, then read-only. */
+/* Written once by log_init before threads start, then read-only: a
+ * reopen changes the file access_fd refers to, never the number. */
 static struct {
     enum config_log_level level;
     enum config_log_format format;
     int access_fd;               /* -1 = off */
-} log_settings = {LOG_INFO, LOG_FORMAT_COMBINED, STDOUT_FILENO};
+    char access_path[PATH_MAX];  /* "" unless the access log is a file */
+} log_settings = {LOG_INFO, LOG_FORMAT_COMBINED, STDOUT_FILENO, ""};
+
+static int open_access_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : fd;
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -31,12 +40,31 @@ int log_init(const struct config *cfg)
     } else if (strcmp(cfg->log_access, "stdout") == 0) {
         log_settings.access_fd = STDOUT_FILENO;
     } else {
-        int fd = open(cfg->log_access, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (strlen(cfg->log_access) >= sizeof(log_settings.access_path))
+            return -ENAMETOOLONG;
+        int fd = open_access_file(cfg->log_access);
         if (fd < 0)
-            return -errno;
+            return fd;
         log_settings.access_fd = fd;
+        strcpy(log_settings.access_path, cfg->log_access);
     }
     return 0;
+}
+
+/* The workers write to access_fd without a lock, once per loop iteration.
+ * dup3 swaps the file behind that number in one step: a write already
+ * under way finishes in the old file, every later one goes to the new. */
+int log_reopen_access(const char **path)
+{
+    *path = log_settings.access_path;
+    if (log_settings.access_path[0] == '\0')
+        return 1;
+    int fd = open_access_file(log_settings.access_path);
+    if (fd < 0)
+        return fd;
+    int rc = dup3(fd, log_settings.access_fd, O_CLOEXEC) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 void log_msg(enum config_log_level level, const char *fmt, ...)

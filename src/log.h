@@ -16,6 +16,13 @@
 /* Applies [log]; opens the access log file. Returns 0 or -errno. */
 int log_init(const struct config *cfg);
 
+/* Opens the access log file again by its name, for log rotation (SIGUSR1):
+ * lines written from then on go to the file now at that path. Safe while
+ * workers write. Returns 0, 1 when the access log is not a file (stdout,
+ * off: nothing to do), or -errno (the old file stays in use). *path is the
+ * file's name. */
+int log_reopen_access(const char **path);
+
 void log_msg(enum config_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

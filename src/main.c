@@ -42,7 +42,8 @@ static void usage(FILE *out)
             "  --workers N        worker threads (0 = one per CPU) instead of [server] workers\n"
             "  --version          print the version\n"
             "\n"
-            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration.\n");
+            "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration;\n"
+            "SIGUSR1 reopens the access log file (after log rotation).\n");
 }
 
 /* Returns 0 to go on, or exit status + 1 to stop with. */
@@ -162,9 +163,9 @@ static void raise_fd_limit(const struct config *cfg)
 /* How long SIGTERM waits for alerts still in delivery. */
 #define STOP_ALERT_GRACE_MS 3000
 
-/* Owned by main: every generation ever served (the newest is published to
- * the workers), the workers (which run the health checks) and the alert
- * dispatcher. */
+/* Owned by main: the generations still in use (the newest is published to
+ * the workers; older ones are kept while a worker or their alert
+ * dispatcher may use them) and the workers (which run the health checks). */
 struct runtime {
     const struct options *options;
     struct generation *newest;
@@ -172,11 +173,6 @@ struct runtime {
     _Atomic bool stop_requested;
     struct worker *workers;
     int worker_count;
-    struct alert *alert;             /* the newest generation's */
-    /* Alert dispatchers of earlier generations, finishing their deliveries
-     * (alert_retire); oldest first. */
-    struct alert *retired[RETIRED_MAX];
-    int retired_count;
 };
 
 static struct generation *generation_new(void)
@@ -189,14 +185,36 @@ static struct generation *generation_new(void)
     return g;
 }
 
+static void generation_free(struct generation *g)
+{
+    pool_free(&g->pool);
+    config_free(&g->cfg);
+    free(g);
+}
+
 static void generations_free(struct generation *g)
 {
     while (g) {
         struct generation *older = g->previous;
-        pool_free(&g->pool);
-        config_free(&g->cfg);
-        free(g);
+        generation_free(g);
         g = older;
+    }
+}
+
+/* Frees the old generations that no worker holds (worker.c gives up its
+ * share once none of its connections points into one) and whose alert
+ * dispatcher has been stopped, so that reloads do not add up. */
+static void free_unused_generations(struct runtime *rt)
+{
+    struct generation **link = &rt->newest->previous;
+    while (*link) {
+        struct generation *g = *link;
+        if (atomic_load(&g->holders) == 0 && !g->alert) {
+            *link = g->previous;
+            generation_free(g);
+        } else {
+            link = &g->previous;
+        }
     }
 }
 
@@ -209,11 +227,12 @@ static int start(struct runtime *rt)
         log_error("cannot set up the applications: %s", strerror(-rc));
         return -1;
     }
+    atomic_store(&g->holders, cfg->workers);
     atomic_store(&rt->published, g);
     rt->workers = calloc((size_t)cfg->workers, sizeof(*rt->workers));
     if (!rt->workers)
         return -1;
-    if ((rc = alert_start(&rt->alert, &g->pool, cfg)) < 0) {
+    if ((rc = alert_start(&g->alert, &g->pool, cfg)) < 0) {
         log_error("cannot start the alert dispatcher: %s", strerror(-rc));
         return -1;
     }
@@ -247,24 +266,37 @@ static void wake_workers(struct runtime *rt)
             worker_wake(&rt->workers[i]);
 }
 
-/* Stops retired alert dispatchers: those done (grace_ms < 0), or all of
- * them, sharing one grace. */
+/* Stops the alert dispatchers of old generations (retired): those done
+ * (grace_ms < 0), or all of them, sharing one grace. */
 static void stop_retired(struct runtime *rt, int64_t grace_ms)
 {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int kept = 0;
-    for (int i = 0; i < rt->retired_count; i++) {
-        struct alert *a = rt->retired[i];
-        if (grace_ms < 0 && !alert_finished(a)) {
-            rt->retired[kept++] = a;
+    for (struct generation *g = rt->newest->previous; g; g = g->previous) {
+        if (!g->alert || (grace_ms < 0 && !alert_finished(g->alert)))
             continue;
-        }
         clock_gettime(CLOCK_MONOTONIC, &t);
         int64_t spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        alert_stop(a, grace_ms > spent ? grace_ms - spent : 0);
+        alert_stop(g->alert, grace_ms > spent ? grace_ms - spent : 0);
+        g->alert = NULL;
     }
-    rt->retired_count = kept;
+}
+
+/* Makes room for one more retired dispatcher: past RETIRED_MAX the oldest
+ * is given the usual short grace. */
+static void limit_retired(struct runtime *rt)
+{
+    struct generation *oldest = NULL;
+    int count = 0;
+    for (struct generation *g = rt->newest->previous; g; g = g->previous)
+        if (g->alert) {
+            oldest = g;
+            count++;
+        }
+    if (count >= RETIRED_MAX) {
+        alert_stop(oldest->alert, STOP_ALERT_GRACE_MS);
+        oldest->alert = NULL;
+    }
 }
 
 static void stop(struct runtime *rt)
@@ -275,11 +307,13 @@ static void stop(struct runtime *rt)
         if (rt->workers[i].thread_started)
             worker_join(&rt->workers[i]);
     /* One grace for every alert thread, counted from here. */
-    for (int i = 0; i < rt->retired_count; i++)
-        alert_begin_stop(rt->retired[i], STOP_ALERT_GRACE_MS);
+    for (struct generation *g = rt->newest->previous; g; g = g->previous)
+        if (g->alert)
+            alert_begin_stop(g->alert, STOP_ALERT_GRACE_MS);
     /* After the workers: their last transitions are in the pipe by now. */
-    if (rt->alert)
-        alert_stop(rt->alert, STOP_ALERT_GRACE_MS);
+    if (rt->newest->alert)
+        alert_stop(rt->newest->alert, STOP_ALERT_GRACE_MS);
+    rt->newest->alert = NULL;
     stop_retired(rt, STOP_ALERT_GRACE_MS);
     for (int i = 0; i < rt->worker_count; i++)
         worker_free(&rt->workers[i]);
@@ -346,9 +380,9 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
 }
 
 /* Once every worker serves a newer generation, nobody reports to the old
- * pool's transition pipe: close it, or each reload would keep two
- * descriptors until exit. The pool itself stays (requests in flight may
- * still read its applications). */
+ * pool's transition pipe: close it, so that its alert dispatcher can end.
+ * The pool itself stays while requests in flight may still read its
+ * applications (free_unused_generations). */
 static void retire(struct runtime *rt, struct generation *old)
 {
     for (int waited_ms = 0; waited_ms < 2000; waited_ms += 10) {
@@ -391,8 +425,7 @@ static void reload(struct runtime *rt)
      * by the new pool's own checks within rise or fall rounds. */
     carry_over_state(&next->pool, &now->pool);
     next->pool.outage_at_start = pool_up_count(&now->pool) == 0;
-    struct alert *started = NULL;
-    if ((rc = alert_start(&started, &next->pool, &next->cfg)) < 0) {
+    if ((rc = alert_start(&next->alert, &next->pool, &next->cfg)) < 0) {
         log_error("reload: cannot start the alert dispatcher for the new configuration (%s); "
                   "still serving the previous one", strerror(-rc));
         generations_free(next);
@@ -401,20 +434,15 @@ static void reload(struct runtime *rt)
     /* The old dispatcher goes on delivering what it holds (alert_retire):
      * the reload neither waits for those alerts nor drops them. */
     stop_retired(rt, -1);
-    if (rt->retired_count == RETIRED_MAX) {
-        alert_stop(rt->retired[0], STOP_ALERT_GRACE_MS);
-        memmove(rt->retired, rt->retired + 1, --rt->retired_count * sizeof(rt->retired[0]));
-    }
-    struct alert *retiring = rt->alert;
-    alert_retire(retiring);
-    rt->alert = started;
-    if (retiring)
-        rt->retired[rt->retired_count++] = retiring;
+    limit_retired(rt);
+    alert_retire(now->alert);
+    atomic_store(&next->holders, rt->worker_count);
     next->previous = now;
     rt->newest = next;
     atomic_store(&rt->published, next);
     wake_workers(rt);
     retire(rt, now);
+    free_unused_generations(rt);
     log_info("reload: %s loaded: %d applications, %d up", rt->options->config_path, next->pool.count,
              pool_up_count(&next->pool));
 }
@@ -430,22 +458,43 @@ static bool served_by_a_worker(const struct runtime *rt, const struct generation
 /* Once a second while serving: an old pool every worker has left (reload
  * waits 2 s for that; a worker busy longer is caught here) gets its pipe's
  * writing end closed, so its retired alert thread can end; alert threads
- * that have ended are reaped with their descriptors. */
+ * that have ended are reaped with their descriptors, and generations
+ * nothing uses any more are freed. */
 static void housekeeping(struct runtime *rt)
 {
     for (struct generation *g = rt->newest->previous; g; g = g->previous)
         if (g->pool.notify_write_fd >= 0 && !served_by_a_worker(rt, g))
             pool_close_writer(&g->pool);
     stop_retired(rt, -1);
+    free_unused_generations(rt);
+}
+
+/* SIGUSR1, for log rotation: the file was renamed; write to a new one. */
+static void reopen_access_log(void)
+{
+    const char *path;
+    int rc = log_reopen_access(&path);
+    if (rc < 0)
+        log_error("received SIGUSR1: cannot reopen the access log %s (%s); still writing to the "
+                  "old file", path, strerror(-rc));
+    else if (rc > 0)
+        log_info("received SIGUSR1: the access log is not a file, nothing to reopen");
+    else
+        log_info("received SIGUSR1: reopened the access log %s", path);
 }
 
 static void serve_until_stop(struct runtime *rt, sigset_t *signals)
 {
     const struct timespec second = {.tv_sec = 1};
+    int64_t next_housekeeping = loop_monotonic_ms() + 1000;
     for (;;) {
         int sig = sigtimedwait(signals, NULL, &second);
-        if (sig < 0 && errno == EAGAIN)
+        /* By the clock, not by quiet seconds: signals arriving faster than
+         * once a second must not put it off. */
+        if (loop_monotonic_ms() >= next_housekeeping) {
             housekeeping(rt);
+            next_housekeeping = loop_monotonic_ms() + 1000;
+        }
         if (sig == SIGTERM || sig == SIGINT) {
             log_info("received %s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             return;
@@ -454,6 +503,8 @@ static void serve_until_stop(struct runtime *rt, sigset_t *signals)
             log_info("received SIGHUP: reloading %s", rt->options->config_path);
             reload(rt);
         }
+        if (sig == SIGUSR1)
+            reopen_access_log();
     }
 }
 
@@ -498,6 +549,7 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 

@@ -229,11 +229,71 @@ fail:
     return rc;
 }
 
+/* How often a worker looks again whether its connections still use a
+ * generation it left. Each look walks its connections once per such
+ * generation, so it is kept rare; main.c frees once a second anyway. */
+#define RELEASE_CHECK_MS 250
+
+/* Gives up this worker's share of every generation it left that none of
+ * its connections uses any more (main.c may free one from then on). */
+static void release_unused(struct worker *w)
+{
+    int kept = 0;
+    for (int i = 0; i < w->left_count; i++) {
+        struct generation *g = w->left[i];
+        if (clients_use_pool(&w->proxy, &g->pool))
+            w->left[kept++] = g;
+        else
+            atomic_fetch_sub(&g->holders, 1);
+    }
+    w->left_count = kept;
+    if (kept && !loop_timer_armed(&w->release_timer))
+        loop_timer_arm(&w->loop, &w->release_timer, RELEASE_CHECK_MS);
+}
+
+static void release_later(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    release_unused(container_of(timer, struct worker, release_timer));
+}
+
+/* Generations published and replaced while this worker was busy, between
+ * old and the newest g: it never served them, so nothing of its points at
+ * them. Each is read before its share goes: after that main.c may free it. */
+static void release_skipped(struct generation *g, const struct generation *old)
+{
+    struct generation *s = g->previous;
+    while (s && s != old) {
+        struct generation *older = s->previous;
+        atomic_fetch_sub(&s->holders, 1);
+        s = older;
+    }
+}
+
+static int remember_left(struct worker *w)
+{
+    if (w->left_count < w->left_cap)
+        return 0;
+    int cap = w->left_cap ? w->left_cap * 2 : 4;
+    struct generation **left = realloc(w->left, (size_t)cap * sizeof(*left));
+    if (!left)
+        return -ENOMEM;
+    w->left = left;
+    w->left_cap = cap;
+    return 0;
+}
+
 static int adopt(struct worker *w, struct generation *g)
 {
-    int rc = derive(w, g);
+    struct generation *old = atomic_load(&w->generation);
+    int rc = remember_left(w);
     if (rc < 0)
         return rc;
+    if ((rc = derive(w, g)) < 0)
+        return rc;
+    w->left[w->left_count++] = old;
+    release_skipped(g, old);
+    release_unused(w);
     log_debug("worker %d: serving the new configuration", w->index);
     return 0;
 }
@@ -254,6 +314,7 @@ int worker_init(struct worker *w, int index, int count, struct generation *_Atom
     loop_timer_init(&w->grace_timer, grace_expired);
     loop_timer_init(&w->accept_timer, resume_accepting);
     loop_timer_init(&w->trim_timer, trim_later);
+    loop_timer_init(&w->release_timer, release_later);
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
     w->proxy = (struct proxy){.loop = &w->loop, .buffers = &w->buffers, .balance = &w->balance,
                               .access_log = &w->access_log};
@@ -319,6 +380,9 @@ void worker_free(struct worker *w)
     stream_pipes_free(&w->proxy.pipes);
     free(w->proxy.headers);
     w->proxy.headers = NULL;
+    free(w->left);
+    w->left = NULL;
+    w->left_count = w->left_cap = 0;
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     log_access_free(&w->access_log);

@@ -21,16 +21,28 @@
 #include "pool.h"
 #include "proxy.h"
 
+struct alert;
 struct health;
 
-/* What workers serve: a config and the pool built from it. main.c makes a
- * new one on reload and publishes it through an atomic pointer; each worker
- * adopts it between two loop iterations. Old generations are kept until
- * exit, because requests in flight still point at their applications. */
+/* What workers serve: a config, the pool built from it and the alert
+ * dispatcher reading that pool's transitions. main.c makes a new one on
+ * reload and publishes it through an atomic pointer; each worker adopts it
+ * between two loop iterations. An old generation is freed by main.c once
+ * its holders count is 0 and its dispatcher has ended: requests that began
+ * before the reload may still point at its applications until they end. */
 struct generation {
     struct config cfg;
     struct pool pool;
-    struct generation *previous;     /* older generations, freed by main.c at exit */
+    struct alert *alert;             /* main.c's; NULL once stopped */
+    /* Workers that may still use it, set to the worker count before it is
+     * published. Each worker takes its share off once, when it serves a
+     * newer generation and none of its connections points at one of this
+     * generation's applications (worker.c); never to be read by that worker
+     * again after that. */
+    _Atomic int holders;
+    /* The next older generation still kept. Written by main.c only when it
+     * frees that one, which no worker can be walking through then. */
+    struct generation *previous;
 };
 
 struct listener {
@@ -61,6 +73,12 @@ struct worker {
     struct generation *_Atomic *published;      /* the generation to serve */
     struct generation *_Atomic generation;      /* the one being served; read by main.c
                                                    to know when an old one is unused */
+    /* Generations served before whose holders share this worker has not
+     * given up yet: some connection still points at their applications.
+     * Looked at again every few hundred ms until it is empty. */
+    struct generation **left;
+    int left_count, left_cap;
+    struct loop_timer release_timer;
     bool stopping;
     bool adopt_pending;        /* a new generation is published: adopt after this iteration */
     struct loop_timer grace_timer;

@@ -4,7 +4,8 @@
  * HTTP/1 parser (src/http1.c). Its endpoints let `make demo`, the integration
  * tests and the benchmark make an application behave any way they need:
  * healthy or failing, slow, hanging, closing, resetting, streaming large
- * bodies, counting uploads, echoing the head it received (usage() lists them).
+ * bodies, counting uploads, echoing the head it received, and echoing bytes
+ * after a 101 Switching Protocols (usage() lists them).
  *
  * Memory: each connection owns a fixed input buffer and a small output
  * buffer, both inside struct conn, and connections are recycled through a
@@ -152,6 +153,7 @@ enum conn_state {
     CONN_HUNG,     /* /health while health hangs: on backend.hung, no answer */
     CONN_RESPOND,  /* a response is queued or being written */
     CONN_LINGER,   /* last response written, write side shut, draining input */
+    CONN_ECHO,     /* after 101 (/upgrade): every byte read is written back */
     CONN_CLOSED,   /* on backend.dead until the loop iteration ends */
 };
 
@@ -187,6 +189,7 @@ struct conn {
     struct http1_request req;
     bool keep_alive;
     bool head_only;               /* HEAD: the response carries no body */
+    bool upgrading;               /* the response is a 101: CONN_ECHO after it */
     uint32_t consume;             /* bytes of in[] from in_start it still occupies */
 
     /* body counting (CONN_BODY) */
@@ -604,6 +607,24 @@ static void route_stats(struct conn *c, struct span query)
     respond(c, 200, "application/json", body, (size_t)n);
 }
 
+/* A tunnel for testing upgrades through a proxy: 101, then an echo. */
+static void route_upgrade(struct conn *c, struct span query)
+{
+    (void)query;
+    if (!(c->req.flags & HTTP1_CONN_UPGRADE) || c->req.version_minor != 1) {
+        respondf(c, 426, "send Connection: upgrade and an Upgrade header\n");
+        return;
+    }
+    /* RFC 9110 section 15.2: a 1xx has no content and no Content-Length. */
+    if (!out_printf(c, "HTTP/1.1 101 Switching Protocols\r\nX-Backend: %s\r\n"
+                       "Connection: upgrade\r\nUpgrade: echo\r\n\r\n", backend.name)) {
+        conn_close(c);
+        return;
+    }
+    c->upgrading = true;
+    c->state = CONN_RESPOND;
+}
+
 static const struct route {
     const char *path;
     route_fn fn;
@@ -616,6 +637,7 @@ static const struct route {
     {"/bytes", route_bytes},
     {"/headers", route_headers},
     {"/stats", route_stats},
+    {"/upgrade", route_upgrade},
 };
 
 /* Splits the origin-form path at '?'. */
@@ -783,9 +805,25 @@ static bool conn_count_body(struct conn *c)
     return used > 0;
 }
 
+/* Moves what fits of the input to the output. Returns true on progress. */
+static bool conn_echo(struct conn *c)
+{
+    out_compact(c);
+    size_t n = c->in_len - c->in_start;
+    if (n > OUT_CAP - c->out_len)
+        n = OUT_CAP - c->out_len;
+    if (n == 0)
+        return false;
+    out_append(c, c->in + c->in_start, n);
+    c->in_start += (uint32_t)n;
+    return true;
+}
+
 static bool conn_process(struct conn *c)
 {
     switch (c->state) {
+    case CONN_ECHO:
+        return conn_echo(c);
     case CONN_HEAD:
         return conn_parse_head(c);
     case CONN_BODY:
@@ -811,6 +849,12 @@ static void conn_linger(struct conn *c)
 
 static void conn_finish_response(struct conn *c)
 {
+    if (c->upgrading) {
+        c->in_start += c->consume;   /* bytes after the head are the tunnel's */
+        c->consume = 0;
+        c->state = CONN_ECHO;
+        return;
+    }
     if (!c->keep_alive) {
         conn_linger(c);
         return;
@@ -828,7 +872,8 @@ static bool conn_fill(struct conn *c)
         return false;
     if (c->state == CONN_LINGER) {
         c->in_start = c->in_len = 0;
-    } else if ((c->state == CONN_HEAD || c->state == CONN_BODY) && c->in_start > 0) {
+    } else if ((c->state == CONN_HEAD || c->state == CONN_BODY || c->state == CONN_ECHO) &&
+               c->in_start > 0) {
         memmove(c->in, c->in + c->in_start, c->in_len - c->in_start);
         c->in_len -= c->in_start;
         c->in_start = 0;
@@ -1052,6 +1097,8 @@ static void usage(FILE *out)
             "  GET /bytes?n=N[&chunked=1]  N bytes of a..z\n"
             "  GET /headers             the request head as received\n"
             "  GET /stats               {\"name\":..,\"connections\":C,\"requests\":R}\n"
+            "  GET /upgrade             with Connection: upgrade and Upgrade: 101, then\n"
+            "                           every byte that arrives is sent back\n"
             "  --drop-every N           close every Nth request (/health aside) without answering\n"
             "  any request with a body  \"NAME received N bytes\\n\"\n");
 }
