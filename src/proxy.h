@@ -42,6 +42,9 @@ struct proxy {
                                          only within the step that parsed a head; owned */
     struct upstream_pool upstreams;
     struct stream_pipes pipes;        /* spare pipes for splicing large bodies */
+    struct buf_pool bodies;           /* blocks of [server.limits] buffer_body bytes */
+    uint64_t bodies_held;             /* bytes of those blocks in use: at most buffer_total */
+    struct exchange *body_waiters;    /* waiting for a block, oldest first */
 
     /* every client object is on exactly one of these lists */
     struct client *clients;           /* open connections */
