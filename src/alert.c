@@ -17,7 +17,7 @@
  * cannot grow memory without end. Deliveries start only from the
  * after_iteration hook, so no completion path re-enters the scheduler.
  *
- * Webhook. An HTTP/1.1 POST over struct health_http (health.h), plain or
+ * Webhook. An HTTP/1.1 POST over struct httpclient (httpclient.h), plain or
  * TLS; the host is resolved on every attempt (it may move), with
  * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
  * the commands nor the other webhooks, nor a stop. Any 2xx status is
@@ -43,9 +43,10 @@
  * states instead would skip over records still in the pipe, and with them
  * an outage; that is done only after the full pipe refused a record.
  *
- * Every transition is alerted on, the operator's too (SPEC section 4: "every
- * transition is ... sent"). An application in maintenance is "not alerted
- * on" because nothing happens to it: it is not checked, so it cannot fail.
+ * Every transition is alerted on, the operator's too: whoever changed the
+ * state, people may need to know. An application in maintenance is never
+ * alerted on because nothing happens to it: it is not checked, so it cannot
+ * fail.
  */
 #include "alert.h"
 
@@ -55,21 +56,20 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "health.h"
+#include "httpclient.h"
 #include "log.h"
 #include "loop.h"
 #include "tls.h"
+#include "url.h"
 
 #define ALERT_ATTEMPTS 3
 #define ALERT_FIRST_BACKOFF_MS 1000
@@ -263,121 +263,6 @@ int alert_format_json(char *out, size_t cap, const struct alert_event *e, const 
     return t.len < cap ? (int)t.len : -1;
 }
 
-/* ---- webhook URLs ---- */
-
-static int url_error(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int url_error(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* RFC 3986 reg-name and IP literal characters; percent-encoded hosts are
- * not accepted (no real webhook uses one). */
-static bool url_host_ok(const char *s, size_t len, bool bracketed)
-{
-    if (len == 0)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.' || c == '_' || c == '~' || (bracketed && c == ':');
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
-static bool url_port_ok(const char *s, size_t len)
-{
-    unsigned long port = 0;
-    if (len == 0 || len > 5)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        port = port * 10 + (unsigned long)(s[i] - '0');
-    }
-    return port >= 1 && port <= 65535;
-}
-
-/* Splits the authority into host and port. */
-static int url_parse_authority(const char *auth, size_t len, struct alert_url *out, char *err, size_t err_len)
-{
-    const char *host = auth, *port = NULL;
-    size_t host_len = len, port_len = 0;
-    const char *end = auth + len;
-    bool bracketed = len > 0 && auth[0] == '[';
-    if (bracketed) {
-        const char *close = memchr(auth, ']', len);
-        if (!close)
-            return url_error(err, err_len, "unterminated [ in the host");
-        host = auth + 1;
-        host_len = (size_t)(close - host);
-        if (close + 1 < end && close[1] != ':')
-            return url_error(err, err_len, "unexpected text after ]");
-        port = close + 1 < end ? close + 2 : NULL;
-    } else {
-        const char *colon = memchr(auth, ':', len);
-        if (colon) {
-            host_len = (size_t)(colon - auth);
-            port = colon + 1;
-        }
-    }
-    if (port)
-        port_len = (size_t)(end - port);
-    if (!url_host_ok(host, host_len, bracketed) || host_len >= sizeof(out->host))
-        return url_error(err, err_len, "bad host");
-    if (port_len > 0 && !url_port_ok(port, port_len))
-        return url_error(err, err_len, "bad port");
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
-    if (port_len > 0)
-        snprintf(out->port, sizeof(out->port), "%.*s", (int)port_len, port);
-    else
-        snprintf(out->port, sizeof(out->port), "%s", out->tls ? "443" : "80");
-    /* The Host header: as written, minus an empty port ("host:"). */
-    size_t authority_len = port && port_len == 0 ? len - 1 : len;
-    snprintf(out->authority, sizeof(out->authority), "%.*s", (int)authority_len, auth);
-    return 0;
-}
-
-int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t err_len)
-{
-    const char *p;
-    memset(out, 0, sizeof(*out));
-    if (strncasecmp(url, "http://", 7) == 0) {
-        p = url + 7;
-    } else if (strncasecmp(url, "https://", 8) == 0) {
-        p = url + 8;
-        out->tls = true;
-    } else {
-        return url_error(err, err_len, "must start with http:// or https://");
-    }
-    size_t auth_len = strcspn(p, "/?#");
-    if (memchr(p, '@', auth_len))
-        return url_error(err, err_len, "user:password@ in the URL is not supported");
-    if (auth_len == 0)
-        return url_error(err, err_len, "no host");
-    if (auth_len >= sizeof(out->authority))
-        return url_error(err, err_len, "host too long");
-    if (url_parse_authority(p, auth_len, out, err, err_len) < 0)
-        return -1;
-    const char *path = p + auth_len;
-    size_t path_len = strcspn(path, "#");
-    for (size_t i = 0; i < path_len; i++)
-        if ((unsigned char)path[i] <= ' ' || (unsigned char)path[i] >= 0x7f)
-            return url_error(err, err_len, "the path has a space or a byte that must be %%-encoded");
-    if (path_len + 2 > sizeof(out->path))
-        return url_error(err, err_len, "path too long");
-    snprintf(out->path, sizeof(out->path), "%s%.*s", path_len == 0 || path[0] != '/' ? "/" : "",
-             (int)path_len, path);
-    return 0;
-}
-
 /* ---- the dispatcher ---- */
 
 enum delivery_kind { DELIVERY_WEBHOOK, DELIVERY_COMMAND };
@@ -409,7 +294,7 @@ struct delivery {
     size_t request_len;
     struct config_address address;   /* resolved for the current attempt */
     struct lookup *lookup;           /* while resolving; owned */
-    struct health_http http;
+    struct httpclient http;
     char response[ALERT_RESPONSE_MAX];
     /* command */
     pid_t pid;
@@ -426,7 +311,7 @@ struct alert {
     struct loop_io wake_io;
     struct loop_io notify_io;        /* pool->notify_read_fd */
     bool webhook_on, command_on;
-    struct alert_url url;
+    struct url url;
     struct ssl_ctx_st *tls;          /* for an https webhook */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
@@ -536,7 +421,7 @@ static void delivery_abort(struct delivery *d)
         return;
     if (d->kind == DELIVERY_WEBHOOK) {
         lookup_abandon(d);
-        health_http_cancel(&d->http);
+        httpclient_cancel(&d->http);
     } else if (d->pid > 0)
         command_kill_and_reap(d->pid);
     d->pid = 0;
@@ -601,7 +486,7 @@ static void delivery_failed(struct delivery *d, const char *why)
 /* Each try takes the next address the name resolves to: "localhost" may
  * give ::1 first while the receiver listens on 127.0.0.1 only, and a
  * retry should not knock on the same closed door. */
-static void webhook_pick(const struct alert_url *url, const struct addrinfo *res, int attempt,
+static void webhook_pick(const struct url *url, const struct addrinfo *res, int attempt,
                          struct config_address *out)
 {
     int count = 0;
@@ -616,10 +501,10 @@ static void webhook_pick(const struct alert_url *url, const struct addrinfo *res
     snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
 }
 
-static void webhook_done(struct health_http *http, int status, const char *error)
+static void webhook_done(struct httpclient *http, int status, const char *error)
 {
     struct delivery *d = container_of(http, struct delivery, http);
-    char why[HEALTH_HTTP_REASON_MAX + 32];
+    char why[HTTPCLIENT_REASON_MAX + 32];
     if (!error && status >= 200 && status <= 299) {
         delivery_succeeded(d, "");
         return;
@@ -643,7 +528,7 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     d->http.buf_cap = sizeof(d->response);
     d->http.timeout_ms = ALERT_WEBHOOK_TIMEOUT_MS;
     d->http.done = webhook_done;
-    if (health_http_start(&d->http, &a->loop) < 0) {
+    if (httpclient_start(&d->http, &a->loop) < 0) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -931,7 +816,7 @@ static void alert_add(struct alert *a, enum delivery_kind kind, const struct ale
     d->alert = a;
     d->kind = kind;
     d->event = *e;
-    health_http_init(&d->http);
+    httpclient_init(&d->http);
     loop_timer_init(&d->timer, delivery_on_backoff);
     if (kind == DELIVERY_WEBHOOK && !(d->request = webhook_request(a, e, &d->request_len))) {
         log_error("alert: cannot format the webhook alert for %s", e->application);
@@ -1167,7 +1052,7 @@ static int alert_configure(struct alert *a, const struct config *cfg)
         snprintf(a->host, sizeof(a->host), "unknown");
     if (!a->webhook_on)
         return 0;
-    if (alert_parse_url(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
+    if (url_parse(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
         log_error("[alerts] webhook \"%s\": %s", cfg->alert_webhook, err);
         return -EINVAL;
     }

@@ -1,4 +1,4 @@
-/* alert.h - telling people about state changes (SPEC [alerts], section 4).
+/* alert.h - telling people about state changes ([alerts]: a webhook, a command).
  *
  * The alert dispatcher runs on its own thread and loop, so that nothing it
  * waits for (a slow webhook, DNS, a mail command) delays a worker or a
@@ -76,20 +76,5 @@ int alert_format_text(char *out, size_t cap, const struct alert_event *e, const 
  * "reason", "time", "host", "event", "text"}. Returns the length, or -1 when
  * it does not fit in cap. */
 int alert_format_json(char *out, size_t cap, const struct alert_event *e, const char *host);
-
-/* ---- where it goes ---- */
-
-struct alert_url {
-    bool tls;                        /* https */
-    char host[256];                  /* for DNS and TLS: no brackets around IPv6 */
-    char port[6];
-    char authority[270];             /* the Host header: as written, minus any userinfo */
-    char path[1024];                 /* path and query; "/" when empty */
-};
-
-/* Parses http://host[:port]/path?query and https://... (Slack-style
- * incoming-webhook URLs included). A fragment is dropped. Returns 0, or -1
- * with the reason in err. */
-int alert_parse_url(const char *url, struct alert_url *out, char *err, size_t err_len);
 
 #endif

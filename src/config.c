@@ -1,4 +1,5 @@
-/* config.c - applications.toml mapped onto struct config (SPEC section 2).
+/* config.c - applications.toml mapped onto struct config: every key, its
+ * type, range and default.
  *
  * The file is parsed whole by toml.c into a tree whose keys and values carry
  * their line and column; this file then walks that tree with one table of
@@ -18,7 +19,8 @@
  * handed back; otherwise it is freed and zeroed, so callers (startup,
  * --check, reload) never see a half-applied config.
  *
- * Where SPEC section 2 is silent, the choices are written in
+ * The choices sluice makes where no other load balancer's convention
+ * decides (duration and size syntax, ranges) are written in
  * docs/configuration.md; the ones that shape code are noted where they are
  * made.
  */
@@ -38,8 +40,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "alert.h"
 #include "toml.h"
+#include "url.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 #define HEADER_BYTES_MIN 1024
@@ -755,12 +757,13 @@ static const char *check_webhook(const char *text)
         return NULL;
     if (!all_visible_ascii(text))
         return "must not contain spaces, control or non-ASCII characters";
-    /* The alert dispatcher's own parser decides, so that what --check
-     * accepts is what the dispatcher can use (a port of 99999 is not). */
+    /* The alert dispatcher's own parser (url.h) decides, so that what
+     * --check accepts is what the dispatcher can use (a port of 99999 is
+     * not). */
     static _Thread_local char why[200];
-    struct alert_url url;
+    struct url url;
     char err[160];
-    if (alert_parse_url(text, &url, err, sizeof(err)) < 0) {
+    if (url_parse(text, &url, err, sizeof(err)) < 0) {
         snprintf(why, sizeof(why), "is not usable: %s", err);
         return why;
     }

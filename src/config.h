@@ -1,4 +1,4 @@
-/* config.h - applications.toml mapped onto SPEC section 2.
+/* config.h - applications.toml mapped onto the settings sluice runs with.
  *
  * A struct config is immutable once loaded: workers read it without locks.
  * It owns every string and array it points to; config_free releases them.
@@ -118,7 +118,7 @@ static inline bool config_expect_has(const struct config *cfg, int status)
     return status >= 0 && status < 600 && (cfg->health_expect[status / 8] >> (status % 8)) & 1;
 }
 
-/* Fills cfg with every default of SPEC section 2 (no applications). It
+/* Fills cfg with every setting's default (no applications). It
  * overwrites cfg without freeing it, and allocates the default strings. */
 void config_defaults(struct config *cfg);
 

@@ -801,10 +801,10 @@ static enum step pump_spliced(struct exchange *x)
         finish_transaction(x);
         return STEP_MOVED;
     }
-    if (x->resp_complete || !u->s.can_read || x->pipe.len == STREAM_PIPE_CAPACITY)
+    if (x->resp_complete || !u->s.can_read || x->pipe.len)
         return progress;
-    size_t room = STREAM_PIPE_CAPACITY - x->pipe.len;
-    ssize_t n = stream_splice_in(&u->s, &x->pipe, x->resp_body_left < room ? (size_t)x->resp_body_left : room);
+    size_t max = STREAM_PIPE_CAPACITY;
+    ssize_t n = stream_splice_in(&u->s, &x->pipe, x->resp_body_left < max ? (size_t)x->resp_body_left : max);
     if (n > 0) {
         x->resp_body_left -= (uint64_t)n;
         x->resp_complete = x->resp_body_left == 0;

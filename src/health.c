@@ -6,12 +6,9 @@
  * and generation, with one timetable entry and one struct health_check per
  * application, allocated when the worker takes up the generation and never
  * again: its counter and the request text ("GET /health HTTP/1.1", with
- * that application's Host) built once. A check is a struct health_http
- * exchange, a small state machine driven by the edge-triggered loop:
- *
- *     CONNECTING -> [HANDSHAKING, for tsl] -> SENDING -> RECEIVING -> idle
- *
- * bounded as a whole by one timer. Nothing blocks, so 2,000 applications at
+ * that application's Host) built once. A check is one exchange of the
+ * one-shot HTTP client (httpclient.h), bounded as a whole by one timer,
+ * driven by the edge-triggered loop. Nothing blocks, so 2,000 applications at
  * a 1 s interval cost 2,000 short connections per second spread over the
  * workers, and no thread: a thread of its own cost a wake-up and two
  * context switches on a worker's core for every batch of checks, and its
@@ -45,28 +42,22 @@
 #include "health.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "http1.h"
+#include "httpclient.h"
 #include "log.h"
-#include "net.h"
 #include "tls.h"
 
-/* A health endpoint's head fits easily; a bigger one is judged by its
- * status line (see http_judge_status_line). */
+/* A health endpoint's head fits easily; the client judges a bigger one by
+ * its status line. */
 #define HEALTH_HEAD_MAX 4096
-#define HEALTH_HEADERS_MAX 64
-#define HEALTH_STATUS_LINE_MAX 256
 /* Checks a worker starts per loop iteration at least (health_run_due):
  * a refused check costs about 10-15 us on the benchmark machine, so the
  * requests of one iteration wait about 60 us for checks unless a backlog
@@ -130,434 +121,6 @@ bool health_in_transition(const struct health_counter *c, enum app_state state)
     return (state == APP_DOWN && c->passes > 0) || (state == APP_UP && c->failures > 0);
 }
 
-/* ---- one-shot HTTP/1.1 client ---- */
-
-enum http_phase {
-    HTTP_IDLE = 0,
-    HTTP_CONNECTING,
-    HTTP_HANDSHAKING,
-    HTTP_SENDING,
-    HTTP_RECEIVING,
-};
-
-static const char *const http_phase_doing[] = {
-    [HTTP_IDLE] = "",
-    [HTTP_CONNECTING] = "while connecting",
-    [HTTP_HANDSHAKING] = "in the TLS handshake",
-    [HTTP_SENDING] = "sending the request",
-    [HTTP_RECEIVING] = "waiting for the response",
-};
-
-static void http_on_io(struct loop *loop, struct loop_io *io, uint32_t events);
-static void http_on_timer(struct loop *loop, struct loop_timer *timer);
-
-void health_http_init(struct health_http *x)
-{
-    x->fd = -1;
-    x->spare_fd = -1;
-    x->spare_budget = NULL;
-    x->ssl = NULL;
-    x->phase = HTTP_IDLE;
-    x->io.fd = -1;
-    loop_timer_init(&x->timer, http_on_timer);
-}
-
-bool health_http_busy(const struct health_http *x)
-{
-    return x->phase != HTTP_IDLE;
-}
-
-static void http_close(struct health_http *x)
-{
-    loop_timer_cancel(x->loop, &x->timer);
-    if (x->fd >= 0) {
-        /* Removed explicitly: close() alone does not take it out of epoll
-         * while a child being spawned by the alert thread still holds a
-         * copy of the descriptor, and a late event would then reach an
-         * exchange that is over. */
-        loop_del(x->loop, &x->io);
-        tls_close(x->ssl);
-        close(x->fd);
-    }
-    x->ssl = NULL;
-    x->fd = -1;
-    x->io.fd = -1;
-    x->phase = HTTP_IDLE;
-}
-
-void health_http_cancel(struct health_http *x)
-{
-    if (x->phase != HTTP_IDLE)
-        http_close(x);
-    if (x->spare_fd >= 0) {
-        close(x->spare_fd);
-        x->spare_fd = -1;
-        ++*x->spare_budget;
-    }
-}
-
-static void http_finish(struct health_http *x, int status, const char *error)
-{
-    http_close(x);
-    x->done(x, status, error);
-}
-
-static void http_fail(struct health_http *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void http_fail(struct health_http *x, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->reason, sizeof(x->reason), fmt, ap);
-    va_end(ap);
-    http_finish(x, 0, x->reason);
-}
-
-/* Operators grep for these two; everything else carries the system's words. */
-static void http_fail_errno(struct health_http *x, int err)
-{
-    char text[80];
-    if (err == ECONNREFUSED)
-        http_fail(x, "connection refused");
-    else if (err == ECONNRESET)
-        http_fail(x, "connection reset");
-    else if (x->phase == HTTP_CONNECTING)
-        http_fail(x, "connect failed: %s", strerror_r(err, text, sizeof(text)));
-    else if (x->phase == HTTP_RECEIVING)
-        http_fail(x, "read failed: %s", strerror_r(err, text, sizeof(text)));
-    else
-        http_fail(x, "write failed: %s", strerror_r(err, text, sizeof(text)));
-}
-
-static void http_fail_tls(struct health_http *x, int rc)
-{
-    char text[96];
-    if (rc != -EPROTO) {
-        http_fail_errno(x, -rc);
-        return;
-    }
-    tls_error_text(x->ssl, text, sizeof(text));
-    if (x->phase == HTTP_HANDSHAKING)
-        http_fail(x, "TLS handshake failed: %s", text);
-    else
-        http_fail(x, "TLS error: %s", text);
-}
-
-static void http_on_timer(struct loop *loop, struct loop_timer *timer)
-{
-    struct health_http *x = container_of(timer, struct health_http, timer);
-    (void)loop;
-    if (x->pending_error) {
-        http_fail_errno(x, x->pending_error);
-        return;
-    }
-    http_fail(x, "timeout after %lld ms %s", (long long)x->timeout_ms, http_phase_doing[x->phase]);
-}
-
-static ssize_t http_write(struct health_http *x);
-
-/* On loopback and on a near network the handshake, or the refusal, is over
- * by the time connect() returns: sending the request at once spares the
- * trip through epoll for writability, and a refused check then costs no
- * epoll call at all. Returns 0 or -errno; EAGAIN (still connecting) is 0. */
-static int http_send_early(struct health_http *x)
-{
-    if (x->tls)
-        return 0;   /* the handshake starts from the loop */
-    ssize_t n = http_write(x);
-    if (n == -EAGAIN)
-        return 0;
-    if (n < 0)
-        return (int)n;
-    x->sent = (size_t)n;
-    x->phase = x->sent < x->request_len ? HTTP_SENDING : HTTP_RECEIVING;
-    return 0;
-}
-
-/* A socket connecting to the application: the spare one when there is one
- * (see http_keep_spare), else a new one. *from_spare tells which. Returns
- * it or -errno. */
-static int http_connect(struct health_http *x, bool *in_progress, bool *from_spare)
-{
-    int fd = x->spare_fd;
-    *from_spare = false;
-    if (fd >= 0) {
-        x->spare_fd = -1;
-        ++*x->spare_budget;
-        int rc = net_reconnect(fd, x->address, in_progress);
-        if (rc == 0) {
-            *from_spare = true;
-            return fd;
-        }
-        close(fd);
-        if (rc != -EISCONN && rc != -EALREADY && rc != -EINVAL)
-            return rc;   /* the address's own answer, as a new socket would get */
-    }
-    /* One small write per check: Nagle never delays it, so no setsockopt. */
-    return net_connect(x->address, false, in_progress);
-}
-
-/* A connection refused before it was ever watched by epoll leaves a socket
- * that can connect again: an application that is down then costs two
- * connect() calls a check instead of socket(), connect(), write() and
- * close(), which is most of what checking thousands of dead applications
- * costs. `dissolved`: the kernel already made it ready to connect again. */
-static bool http_keep_spare(struct health_http *x, int fd, int err, bool dissolved)
-{
-    if (err != -ECONNREFUSED || !x->spare_budget || *x->spare_budget <= 0)
-        return false;
-    if (!dissolved && net_dissolve(fd) < 0)
-        return false;
-    --*x->spare_budget;
-    x->spare_fd = fd;
-    return true;
-}
-
-/* Connects x->fd and, where the outcome is already known, sends the
- * request. A spare socket was refused last time, and most likely will be
- * again: it asks for the outcome with a second connect(), which also
- * readies it for the next check, instead of a write() that would need one
- * more call to dissolve the socket afterwards. Returns 0 (x->fd is to be
- * watched) or -errno with x->fd closed or kept as the spare. */
-static int http_open(struct health_http *x)
-{
-    bool in_progress, from_spare;
-    int fd = http_connect(x, &in_progress, &from_spare);
-    if (fd < 0)
-        return fd;
-    x->fd = fd;
-    int rc;
-    bool dissolved = false;
-    if (from_spare && in_progress) {
-        rc = net_connect_result(fd, x->address);
-        dissolved = rc < 0 && rc != -EALREADY;
-        if (rc == 0)
-            rc = http_send_early(x);
-        else if (rc == -EALREADY)
-            rc = 0;
-    } else {
-        rc = http_send_early(x);
-    }
-    if (rc == 0)
-        return 0;
-    x->fd = -1;
-    if (!http_keep_spare(x, fd, rc, dissolved))
-        close(fd);
-    return rc;
-}
-
-int health_http_start(struct health_http *x, struct loop *loop)
-{
-    x->loop = loop;
-    x->sent = x->received = 0;
-    x->pending_error = 0;
-    x->phase = HTTP_CONNECTING;
-    int rc = http_open(x);
-    if (rc == 0 && (rc = loop_add(loop, &x->io, x->fd, http_on_io)) == 0) {
-        if (loop_timer_arm(loop, &x->timer, x->timeout_ms) == 0) {
-            /* Registered edge-triggered: a socket already writable or
-             * readable still reports it once, so every case continues in
-             * http_on_io. */
-            return 0;
-        }
-        rc = -ENOMEM;
-        loop_del(loop, &x->io);
-    }
-    if (x->fd >= 0)
-        close(x->fd);
-    x->fd = -1;
-    x->io.fd = -1;
-    /* Reported from the loop, as promised to the caller; as the connect's
-     * failure, whatever call saw it. */
-    x->phase = HTTP_CONNECTING;
-    x->pending_error = -rc;
-    if (loop_timer_arm(loop, &x->timer, 0) < 0) {
-        x->phase = HTTP_IDLE;
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-static ssize_t http_write(struct health_http *x)
-{
-    const char *p = x->request + x->sent;
-    size_t len = x->request_len - x->sent;
-    if (x->ssl)
-        return tls_write(x->ssl, p, len);
-    ssize_t n = send(x->fd, p, len, MSG_NOSIGNAL);
-    return n < 0 ? -errno : n;
-}
-
-static ssize_t http_read(struct health_http *x)
-{
-    char *p = x->buf + x->received;
-    size_t len = x->buf_cap - x->received;
-    if (x->ssl)
-        return tls_read(x->ssl, p, len);
-    ssize_t n = recv(x->fd, p, len, 0);
-    return n < 0 ? -errno : n;
-}
-
-/* The status of a head too large for the buffer, from its first line alone
- * (parsed by the same strict parser as an empty head). A health check asks
- * only for the status; big headers (security policies, cookies) must not
- * fail it. Returns the status, or 0 when the line is not a status line. */
-static int http_judge_status_line(const struct health_http *x)
-{
-    char line[HEALTH_STATUS_LINE_MAX + 4];
-    const char *end = memmem(x->buf, x->received < HEALTH_STATUS_LINE_MAX ? x->received
-                                                                          : HEALTH_STATUS_LINE_MAX,
-                             "\r\n", 2);
-    if (!end)
-        return 0;
-    size_t len = (size_t)(end - x->buf);
-    memcpy(line, x->buf, len);
-    memcpy(line + len, "\r\n\r\n", 4);
-    struct http1_header header;
-    struct http1_response res = {.headers = &header};
-    struct http1_limits lim = {.head_bytes = sizeof(line), .headers = 1};
-    if (http1_parse_response(line, len + 4, &lim, HTTP1_METHOD_GET, &res) != HTTP1_OK)
-        return 0;
-    return res.status;
-}
-
-/* Drops an interim 1xx head (100 Continue, 103 Early Hints) from the buffer:
- * the final response follows it (RFC 9110 section 15.2). 101 is final. */
-static bool http_skip_interim(struct health_http *x, const struct http1_response *res)
-{
-    if (res->status < 100 || res->status > 199 || res->status == 101)
-        return false;
-    memmove(x->buf, x->buf + res->head_len, x->received - res->head_len);
-    x->received -= res->head_len;
-    return true;
-}
-
-/* Judges what has been received. Returns true when the exchange is over. */
-static bool http_judge(struct health_http *x, bool at_eof)
-{
-    struct http1_header headers[HEALTH_HEADERS_MAX];
-    struct http1_response res;
-    struct http1_limits lim = {.head_bytes = (uint32_t)x->buf_cap, .headers = HEALTH_HEADERS_MAX};
-    enum http1_result r;
-    do {
-        res = (struct http1_response){.headers = headers};
-        r = http1_parse_response(x->buf, x->received, &lim, HTTP1_METHOD_GET, &res);
-    } while (r == HTTP1_OK && http_skip_interim(x, &res));
-    if (r == HTTP1_OK) {
-        http_finish(x, res.status, NULL);
-        return true;
-    }
-    bool too_big = (r == HTTP1_INCOMPLETE && x->received == x->buf_cap) ||
-                   (r == HTTP1_ERROR &&
-                    (res.error == HTTP1_E_HEAD_TOO_LARGE || res.error == HTTP1_E_TOO_MANY_HEADERS));
-    if (too_big) {
-        int status = http_judge_status_line(x);
-        if (status)
-            http_finish(x, status, NULL);
-        else
-            http_fail(x, "bad response");
-        return true;
-    }
-    if (r == HTTP1_ERROR) {
-        http_fail(x, "bad response");
-        return true;
-    }
-    if (at_eof) {
-        if (x->received == 0)
-            http_fail(x, "connection closed without a response");
-        else
-            http_fail(x, "bad response: connection closed in the head");
-        return true;
-    }
-    return false;
-}
-
-/* A failed read or write: a TLS error has its own text, others an errno. */
-static void http_fail_io(struct health_http *x, ssize_t n)
-{
-    if (x->ssl && n == -EPROTO)
-        http_fail_tls(x, (int)n);
-    else
-        http_fail_errno(x, (int)-n);
-}
-
-static void http_receive(struct health_http *x)
-{
-    for (;;) {
-        ssize_t n = http_read(x);
-        if (n == -EAGAIN)
-            return;
-        if (n < 0) {
-            http_fail_io(x, n);
-            return;
-        }
-        x->received += (size_t)n;
-        if (http_judge(x, n == 0))
-            return;
-    }
-}
-
-/* Runs the exchange as far as the socket allows; the edge-triggered loop
- * calls again on the next readiness change. */
-static void http_advance(struct health_http *x)
-{
-    if (x->phase == HTTP_HANDSHAKING) {
-        int rc = tls_handshake(x->ssl);
-        if (rc == -EAGAIN)
-            return;
-        if (rc < 0) {
-            http_fail_tls(x, rc);
-            return;
-        }
-        x->phase = HTTP_SENDING;
-    }
-    while (x->phase == HTTP_SENDING && x->sent < x->request_len) {
-        ssize_t n = http_write(x);
-        if (n == -EAGAIN)
-            return;
-        if (n < 0) {
-            http_fail_io(x, n);
-            return;
-        }
-        x->sent += (size_t)n;
-    }
-    x->phase = HTTP_RECEIVING;
-    http_receive(x);
-}
-
-static void http_on_connected(struct health_http *x)
-{
-    if (!x->tls) {
-        x->phase = HTTP_SENDING;
-        return;
-    }
-    x->ssl = tls_client_new(x->tls, x->fd, x->server_name);
-    x->phase = HTTP_HANDSHAKING;
-}
-
-static void http_on_io(struct loop *loop, struct loop_io *io, uint32_t events)
-{
-    struct health_http *x = container_of(io, struct health_http, io);
-    (void)loop;
-    /* An event queued in the same epoll batch as the exchange's end. */
-    if (x->phase == HTTP_IDLE || x->fd < 0)
-        return;
-    if (x->phase == HTTP_CONNECTING) {
-        int err = net_socket_error(x->fd);
-        if (err) {
-            http_fail_errno(x, err);
-            return;
-        }
-        if (!(events & EPOLLOUT))
-            return;
-        http_on_connected(x);
-        if (x->tls && !x->ssl) {
-            http_fail(x, "TLS setup failed: out of memory");
-            return;
-        }
-    }
-    http_advance(x);
-}
-
 /* ---- the checker ---- */
 
 /* A head buffer, lent to one check at a time. */
@@ -571,7 +134,7 @@ struct health_check {
     struct health *health;
     struct app *app;
     struct health_counter counter;
-    struct health_http http;         /* the check in flight */
+    struct httpclient http;         /* the check in flight */
     struct health_buffer *buffer;    /* lent while a check is in flight */
     enum app_state state_at_start;
     int64_t started;                 /* loop time of the last start */
@@ -672,7 +235,7 @@ static void check_log(const struct health_check *c, enum app_state state, bool p
 
 static void schedule_hurry(struct health_check *c);
 
-static void check_done(struct health_http *http, int status, const char *error)
+static void check_done(struct httpclient *http, int status, const char *error)
 {
     struct health_check *c = container_of(http, struct health_check, http);
     struct health *h = c->health;
@@ -719,7 +282,7 @@ static void check_start(struct health_check *c)
     c->state_at_start = state;
     c->started = h->loop->now;
     c->http.buf = c->buffer->data;
-    if (health_http_start(&c->http, h->loop) < 0) {
+    if (httpclient_start(&c->http, h->loop) < 0) {
         buffer_give_back(h, c->buffer);
         c->buffer = NULL;
         log_error("application %s: health check skipped: out of memory", c->app->cfg->name);
@@ -811,7 +374,7 @@ static void schedule_hurry(struct health_check *c)
 
 static void check_queue(struct health *h, struct health_check *c)
 {
-    if (health_http_busy(&c->http) || c->due) {
+    if (httpclient_busy(&c->http) || c->due) {
         log_debug("application %s: previous health check still %s, round skipped", c->app->cfg->name,
                   c->due ? "waiting to start" : "running");
         return;
@@ -904,7 +467,7 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     c->health = h;
     c->app = app;
     health_counter_reset(&c->counter, app_state(app));
-    health_http_init(&c->http);
+    httpclient_init(&c->http);
     if (!request_text_ok(app->cfg->host)) {
         log_error("application %s: host \"%s\" cannot be used in a health check", app->cfg->name,
                   app->cfg->host);
@@ -1004,7 +567,7 @@ void health_detach(struct health *h)
     loop_timer_cancel(h->loop, &h->tick);
     for (int i = 0; i < h->count; i++) {
         struct health_check *c = &h->checks[i];
-        health_http_cancel(&c->http);
+        httpclient_cancel(&c->http);
         buffer_give_back(h, c->buffer);
         free(c->request);
     }

@@ -1,4 +1,4 @@
-/* health.h - active health checks, off the request path (SPEC [health]).
+/* health.h - active health checks ([health]), off the request path.
  *
  * Every worker checks its share of the applications that are not in
  * maintenance, on its own loop, between requests: every `interval` (first
@@ -11,13 +11,12 @@
  * pool_set_state, which every worker sees on its next load of the state,
  * and which reports it to the alert dispatcher (alert.h).
  *
- * Three parts are exposed beyond attach/detach:
+ * Two parts are exposed beyond attach/detach:
  *  - the state machine (health_record), a pure function the unit tests
  *    drive without sockets;
  *  - the check schedule (health_first_delay, health_next_delay,
- *    health_in_transition);
- *  - struct health_http, the one-shot non-blocking HTTP/1.1 client the
- *    checks run on, which alert.c reuses for webhook POSTs.
+ *    health_in_transition).
+ * The checks run on the one-shot HTTP client of httpclient.h.
  */
 #ifndef SLUICE_HEALTH_H
 #define SLUICE_HEALTH_H
@@ -88,60 +87,5 @@ int64_t health_next_delay(int64_t interval_ms, uint32_t random);
  * Its next check then comes `fast_interval` after the start of this one
  * instead of `interval`, until the streak breaks or the state changes. */
 bool health_in_transition(const struct health_counter *c, enum app_state state);
-
-/* ---- one-shot HTTP/1.1 client ---- */
-
-#define HEALTH_HTTP_REASON_MAX 120
-
-struct health_http;
-
-/* Called exactly once per health_http_start, from the loop, never from
- * inside health_http_start. On success error is NULL and status is the
- * response's status code; otherwise status is 0 and error says why
- * ("connection refused", "timeout after 1000 ms waiting for the response");
- * it is valid until the callback returns or restarts the exchange. The
- * connection is already closed: the callback may start another exchange on
- * the same struct or free its owner. */
-typedef void (*health_http_done_fn)(struct health_http *http, int status, const char *error);
-
-/* Connect (TCP, then TLS when tls is set), send `request`, read the response
- * head, report its status, close. The owner fills the first block and keeps
- * what it points to alive until done is called. */
-struct health_http {
-    const struct config_address *address;
-    struct ssl_ctx_st *tls;          /* NULL: plain TCP */
-    const char *server_name;         /* TLS: SNI and certificate name */
-    const char *request;
-    size_t request_len;
-    char *buf;                       /* response head; a head that does not fit */
-    size_t buf_cap;                  /* is judged by its status line alone */
-    int64_t timeout_ms;              /* the whole exchange */
-    health_http_done_fn done;
-    int *spare_budget;               /* how many more refused sockets may be kept
-                                        for reuse (shared by many); NULL: none */
-
-    /* private to health.c */
-    struct loop *loop;
-    struct loop_io io;
-    struct loop_timer timer;
-    struct ssl_st *ssl;
-    int fd;
-    int spare_fd;                    /* refused at once last time: reused next */
-    int phase;
-    int pending_error;               /* a failure found inside start, reported from the loop */
-    size_t sent, received;
-    char reason[HEALTH_HTTP_REASON_MAX];
-};
-
-/* Prepares a zeroed struct once, before its first exchange. */
-void health_http_init(struct health_http *http);
-/* Starts an exchange on loop. Returns 0, after which every outcome, an
- * immediate failure to connect included, is reported through done; or
- * -ENOMEM when not even the timeout could be armed (done is not called). */
-int health_http_start(struct health_http *http, struct loop *loop);
-/* Abandons an exchange in flight without calling done, and closes the
- * spare socket; harmless when idle. */
-void health_http_cancel(struct health_http *http);
-bool health_http_busy(const struct health_http *http);
 
 #endif

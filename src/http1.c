@@ -19,8 +19,8 @@
  *
  * Strictness. sluice is the security boundary in front of applications whose
  * parsers we do not know, so anything outside the RFC 9112 / RFC 9110
- * grammar is refused, never repaired (SPEC section 3): what we forward must
- * be read the same way by every conforming parser. In particular:
+ * grammar is refused, never repaired: what we forward must be read the same
+ * way by every conforming parser. In particular:
  *   - line ends are CRLF exactly; bare CR or LF anywhere in the head is an
  *     error (RFC 9112 2.2 allows a lenient LF; we do not);
  *   - obs-fold and whitespace before a colon are errors (RFC 9112 5.1, 5.2);

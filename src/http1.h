@@ -6,10 +6,10 @@
  * (pointer + length) into the caller's buffer, valid while it is not moved.
  * The caller passes the header array, so parsing never allocates.
  *
- * Anything outside RFC 9112's grammar is refused, never repaired (SPEC
- * section 3): the proxy forwards only what every origin parser reads the same
- * way. Bodies are framed by the caller with the body kind found here; chunked
- * bodies are validated byte by byte by http1_chunked_scan so that they can be
+ * Anything outside RFC 9112's grammar is refused, never repaired: the proxy
+ * forwards only what every origin parser reads the same way. Bodies are
+ * framed by the caller with the body kind found here; chunked bodies are
+ * validated byte by byte by http1_chunked_scan so that they can be
  * forwarded verbatim.
  */
 #ifndef SLUICE_HTTP1_H
@@ -125,7 +125,7 @@ struct http1_response {
  * before the request line are tolerated (RFC 9112 section 2.2) and counted
  * in head_len.
  *
- * Framing rules enforced (RFC 9112 sections 6.1-6.3, SPEC section 3):
+ * Framing rules enforced (RFC 9112 sections 6.1-6.3):
  * Content-Length together with Transfer-Encoding, differing or malformed
  * Content-Length values, any Transfer-Encoding whose final coding is not
  * chunked (or any in HTTP/1.0), missing or repeated Host in HTTP/1.1,

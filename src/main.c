@@ -304,7 +304,8 @@ static void announce(const struct runtime *rt)
 
 
 /* An application that keeps its name, address and protocol keeps its state
- * and counters (SPEC section 6). */
+ * and counters, so a reload neither revives a dead one nor loses its
+ * history. */
 static void carry_over_state(struct pool *to, const struct pool *from)
 {
     for (int i = 0; i < to->count; i++) {
@@ -472,7 +473,7 @@ int main(int argc, char **argv)
         generations_free(rt.newest);
         return 1;
     }
-    /* Accepted by the config (SPEC section 2) but not served yet: refuse
+    /* Accepted by the config but not served yet: refuse
      * rather than listen in plain text where TLS was asked for. */
     if (cfg->tls_cert) {
         fprintf(stderr, "%s: [server.tls]: TLS termination on the listener is not available in "

@@ -160,11 +160,10 @@ ssize_t stream_splice_in(struct stream *s, struct stream_pipe *p, size_t max)
 {
     ssize_t n = splice(s->io.fd, NULL, p->wr, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
+        /* A short count says nothing here: a pipe holds 16 buffers, not 64
+         * KiB, and small packets fill them first. Only EAGAIN into an
+         * empty pipe means the socket is drained. */
         p->len += (uint32_t)n;
-        /* As with a short read: the socket is drained (max never exceeds
-         * the room left in the pipe). */
-        if ((size_t)n < max && !s->peer_closed)
-            s->can_read = false;
         return n;
     }
     if (n == 0) {
@@ -182,9 +181,7 @@ ssize_t stream_splice_out(struct stream_pipe *p, struct stream *s)
 {
     ssize_t n = splice(p->rd, NULL, s->io.fd, NULL, p->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n >= 0) {
-        p->len -= (uint32_t)n;
-        if (p->len)
-            s->can_write = false;
+        p->len -= (uint32_t)n;   /* short or not, the next call (or EAGAIN) tells */
         return n;
     }
     if (errno == EAGAIN || errno == EINTR) {

@@ -78,7 +78,9 @@ int stream_pipe_get(struct stream_pipes *pipes, struct stream_pipe *p);
 void stream_pipe_put(struct stream_pipes *pipes, struct stream_pipe *p);
 void stream_pipes_free(struct stream_pipes *pipes);
 
-/* Moves up to max bytes from s's socket into p, as stream_read does. */
+/* Moves up to max bytes from s's socket into p, which must be empty (so
+ * that EAGAIN means the socket is drained, not the pipe full), with
+ * stream_read's contract. */
 ssize_t stream_splice_in(struct stream *s, struct stream_pipe *p, size_t max);
 /* Moves what p holds to s's socket, as stream_write does. */
 ssize_t stream_splice_out(struct stream_pipe *p, struct stream *s);

@@ -419,6 +419,9 @@ static int parse_escape(struct parser *p, struct buffer *out)
     case 'n': c = '\n'; break;
     case 'f': c = '\f'; break;
     case 'r': c = '\r'; break;
+    /* ESC, from TOML 1.1: the toml-test suite Debian ships counts it valid,
+     * and in a TOML 1.0 document it could only be an error. */
+    case 'e': c = '\x1b'; break;
     case '"': c = '"'; break;
     case '\\': c = '\\'; break;
     case 'u': return parse_unicode_escape(p, out, 4);

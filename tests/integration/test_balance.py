@@ -1,5 +1,5 @@
-"""Balancing algorithms and weights (SPEC section 2 [server] algorithm,
-hash_key, [[applications]] weight), as the traffic split a user sees."""
+"""Balancing algorithms and weights ([server] algorithm and hash_key,
+[[applications]] weight), as the traffic split a user sees."""
 
 import collections
 import http.client

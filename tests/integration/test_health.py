@@ -1,5 +1,5 @@
-"""Health: active checks, passive detection, state transitions and alerts
-(SPEC sections 2 [health]/[passive]/[alerts] and 4)."""
+"""Health: active checks ([health]), passive detection on live traffic
+([passive]), state transitions and the alerts they send ([alerts])."""
 
 import collections
 import datetime
@@ -334,14 +334,19 @@ def _transitions(events, name):
     return [e["json"] for e in events if e["json"] and e["json"].get("application") == name]
 
 
-def _all_down(events):
+def _fleet_events(events, event, state):
+    """The alerts about the whole pool ("*"), which say both the event and
+    the state it left the pool in."""
     return [e["json"] for e in events if e["json"] and e["json"].get("application") == "*"
-            and (e["json"].get("event") == "all_down" or e["json"].get("state") == "down")]
+            and e["json"].get("event") == event and e["json"].get("state") == state]
+
+
+def _all_down(events):
+    return _fleet_events(events, "all_down", "down")
 
 
 def _restored(events):
-    return [e["json"] for e in events if e["json"] and e["json"].get("application") == "*"
-            and (e["json"].get("event") == "restored" or e["json"].get("state") == "up")]
+    return _fleet_events(events, "restored", "up")
 
 
 def _check_alert(doc, b, state, previous):

@@ -1,6 +1,6 @@
-"""Configuration reload on SIGHUP (SPEC sections 1 and 6): new settings
-apply, unchanged applications keep their state, open connections survive,
-and a bad file changes nothing."""
+"""Configuration reload on SIGHUP: new settings apply, unchanged
+applications keep their state, open connections survive, and a bad file
+changes nothing."""
 
 import collections
 import os

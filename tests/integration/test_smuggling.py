@@ -1,4 +1,5 @@
-"""Request smuggling and malformed requests (SPEC section 3).
+"""Request smuggling and malformed requests (docs/proxying.md, "Refused
+requests").
 
 Each refused request is sent together with a second, smuggled request on the
 same connection. sluice must answer the first with 400 (501/505 where RFC

@@ -1,5 +1,5 @@
-/* test_config.c - config.c against SPEC section 2: the seed's file, every
- * default, the full example, and each kind of error with its position. */
+/* test_config.c - config.c: the seed's file, every key's default, a file
+ * that sets every key, and each kind of error with its position. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -209,7 +209,7 @@ static void test_defaults(void)
     config_free(&zero);
 }
 
-/* The full set of SPEC section 2, every value changed from its default. */
+/* Every key there is, each set to something other than its default. */
 static const char full_fmt[] =
     "[server]\n"
     "listen = [\"0.0.0.0:8080\", \"[::]:8080\"]\n"

@@ -901,7 +901,7 @@ static uint32_t rng(void)
 static void test_mutations(void)
 {
     static const char alphabet[] = "\r\n :\t,;\"=\\\x00\x7f\x80" "0aZ/?%#-";
-    int bad = 0;
+    int bad = 0, accepted = 0, refused = 0;
     for (int iter = 0; iter < 20000; iter++) {
         const struct good_request *g = &good_requests[rng() % (sizeof good_requests / sizeof good_requests[0])];
         char buf[256];
@@ -928,6 +928,8 @@ static void test_mutations(void)
         }
         struct http1_request req;
         enum http1_result r = parse_req(buf, len, &req);
+        accepted += r == HTTP1_OK;
+        refused += r == HTTP1_ERROR;
         if (r == HTTP1_OK) {
             /* whatever passes holds only grammar bytes in its head */
             for (uint32_t i = 0; i < req.head_len; i++) {
@@ -946,6 +948,8 @@ static void test_mutations(void)
         (void)http1_chunked_scan(&st, copy, len);
     }
     CHECK_INT(bad, 0);
+    /* the mutations reach both sides of the parser's judgement */
+    CHECK_MSG(accepted > 1000 && refused > 1000, "%d accepted, %d refused", accepted, refused);
 }
 
 static void test_misc(void)
