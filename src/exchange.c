@@ -48,11 +48,15 @@ struct exchange {
     void (*wake)(void *conn);
     void *conn;
     struct exchange *next_free;
+    struct exchange *next_waiter;       /* p->body_waiters */
     enum exchange_state state;
     bool parsed;                        /* req holds a parsed head */
     bool keep_alive;                    /* the connection stays open after this answer */
     bool tunnel_in_done;                /* tunnel: the client finished sending */
     bool tunnel_out_done;               /* tunnel: the application finished sending */
+    bool waiting_body;                  /* on p->body_waiters */
+    bool queued_once;                   /* has waited: goes first when refused again */
+    uint32_t body_block;                /* size of the body block client->in holds; 0: none */
     struct upstream *up;
     struct buf fwd, out;
 
@@ -67,6 +71,8 @@ struct exchange {
     bool sent_any;                      /* this attempt wrote bytes to the application */
     bool upload_failed;                 /* a write to the application failed: send no more */
     bool retryable;                     /* idempotent and bodiless: may be sent again */
+    int64_t body_start_ms;              /* loop time the body began to be awaited */
+    uint64_t body_received;             /* body bytes (as sent) received so far */
     int attempts;
     int fail_status;                    /* for the client if no try succeeds; 0 = 503 */
     uint16_t tried[MAX_ATTEMPTS];       /* application indexes */
@@ -138,9 +144,14 @@ static void upstream_detach(struct exchange *x, bool reusable)
     upstream_release(u, reusable && !x->p->stopping);
 }
 
+static void give_back_body_block(struct exchange *x);
+static void leave_body_waiters(struct exchange *x);
+
 void exchange_free(struct exchange *x)
 {
     struct proxy *p = x->p;
+    leave_body_waiters(x);
+    give_back_body_block(x);
     upstream_detach(x, false);
     buf_release(p->buffers, &x->fwd);
     buf_release(p->buffers, &x->out);
@@ -449,11 +460,13 @@ static bool rewrite_request(struct exchange *x)
     if (!(x->req.flags & HTTP1_HAS_REQ_ID))
         snprintf(x->request_id, sizeof(x->request_id), "%016" PRIx64 "%016" PRIx64, p->request_id_prefix,
                  ++p->request_counter);
-    struct rewrite_from from = {.client_ip = x->client_ip, .proto = "http", .request_id = x->request_id};
+    struct rewrite_from from = {.client_ip = x->client_ip, .proto = "http", .request_id = x->request_id,
+                                .body_buffered = x->req.body != HTTP1_BODY_NONE && p->cfg->buffer_body};
     return rewrite_request_head(&x->fwd, &x->req, &from, &x->log);
 }
 
 static int account_request_body(struct exchange *x);
+static void begin_receive(struct exchange *x);
 
 /* Sets the request's facts; the first applicable refusal answers it. */
 static void start_request(struct exchange *x)
@@ -496,6 +509,11 @@ static void start_request(struct exchange *x)
     }
     if (!rewrite_request(x)) {
         answer_error(x, 431);
+        return;
+    }
+    x->body_start_ms = p->loop->now;
+    if (x->req_side == REQ_BODY && cfg->buffer_body) {
+        begin_receive(x);
         return;
     }
     /* Body bytes that came with the head are checked before any application
@@ -555,6 +573,7 @@ static int account_request_body(struct exchange *x)
         uint32_t take = x->req_body_left < fresh ? (uint32_t)x->req_body_left : fresh;
         x->req_ready += take;
         x->req_body_left -= take;
+        x->body_received += take;
         if (x->req_body_left == 0)
             x->req_side = REQ_DONE;
         return 0;
@@ -563,6 +582,7 @@ static int account_request_body(struct exchange *x)
     if (n < 0)
         return 400;
     x->req_ready += (uint32_t)n;
+    x->body_received += (uint64_t)n;
     uint64_t limit = x->p->cfg->body_bytes;
     if (limit && x->req_chunked.data_bytes > limit)
         return 413;
@@ -628,6 +648,178 @@ static enum step pump_request(struct exchange *x)
         if (status)
             return fail_request(x, status);
         progress = STEP_MOVED;
+    }
+    return progress;
+}
+
+/* ------------------------------------------------------------------ */
+/* receiving a body before choosing an application                     */
+
+/* An application's request slots are few (a Python or Ruby service has a
+ * few dozen): a request takes one only when it can be served at once, so
+ * a body up to buffer_body is received whole first, and a larger one that
+ * far. A client that trickles its body then holds sluice's memory, never
+ * an application. The body moves into a block of that size taken from the
+ * worker's body pool (bounded by buffer_total), in place of the client's
+ * input buffer, so forwarding it later is the same writev as ever. */
+
+static void leave_body_waiters(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    if (!x->waiting_body)
+        return;
+    struct exchange **at = &p->body_waiters, *prev = NULL;
+    while (*at != x) {
+        prev = *at;
+        at = &(*at)->next_waiter;
+    }
+    *at = x->next_waiter;
+    if (p->body_waiters_last == x)
+        p->body_waiters_last = prev;
+    x->waiting_body = false;
+}
+
+/* Waits for a body block, in arrival order; first when woken and refused
+ * again (the block that came back was of an older size). */
+static void wait_for_body_block(struct exchange *x, bool first)
+{
+    struct proxy *p = x->p;
+    x->waiting_body = true;
+    if (first || !p->body_waiters) {
+        x->next_waiter = p->body_waiters;
+        p->body_waiters = x;
+        if (!p->body_waiters_last)
+            p->body_waiters_last = x;
+        return;
+    }
+    x->next_waiter = NULL;
+    p->body_waiters_last->next_waiter = x;
+    p->body_waiters_last = x;
+}
+
+static void give_back_body_block(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    struct buf *in = &x->client->in;
+    if (!x->body_block)
+        return;
+    p->bodies_held -= x->body_block;
+    x->body_block = 0;
+    /* Pipelined bytes after the body go back to a small buffer; more than
+     * fits there (rare) keep the block until the connection is done with
+     * it, outside the count. */
+    struct buf small = {0};
+    if (buf_len(in) == 0 || (buf_len(in) <= p->buffers->block_size && buf_acquire(p->buffers, &small) == 0)) {
+        if (small.data) {
+            memcpy(small.data, buf_start(in), buf_len(in));
+            small.tail = buf_len(in);
+        }
+        buf_release(&p->bodies, in);
+        *in = small;
+    }
+    p->body_block_returned = true;
+}
+
+void exchanges_after_iteration(struct proxy *p)
+{
+    /* Woken here, not where the block came back: that is inside another
+     * connection's close, and the waiter's run may close connections too. */
+    struct exchange *next = p->body_waiters;
+    if (!p->body_block_returned)
+        return;
+    p->body_block_returned = false;
+    if (next) {
+        leave_body_waiters(next);
+        next->wake(next->conn);
+    }
+}
+
+/* Moves the client's input into a body block. False when the worker's
+ * buffer_total is spent (the exchange then waits its turn). */
+static bool take_body_block(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    struct buf *in = &x->client->in;
+    uint32_t size = p->bodies.block_size;
+    if (p->bodies_held + size > p->cfg->buffer_total) {
+        wait_for_body_block(x, x->queued_once);
+        x->queued_once = true;
+        return false;
+    }
+    struct buf block = {0};
+    if (buf_acquire(&p->bodies, &block) < 0)
+        return false;
+    memcpy(block.data, buf_start(in), buf_len(in));
+    block.tail = buf_len(in);
+    buf_release(p->buffers, in);
+    *in = block;
+    x->body_block = block.cap;
+    p->bodies_held += block.cap;
+    return true;
+}
+
+static void begin_receive(struct exchange *x)
+{
+    x->state = EXCHANGE_RECEIVE;
+    /* The client waits for this before it sends the body (RFC 9110 section
+     * 10.1.1); the application is not asked, and its Expect is not sent. */
+    if ((x->req.flags & HTTP1_EXPECT_CONTINUE) && x->req.version_minor == 1 &&
+        buf_acquire(x->p->buffers, &x->out) == 0) {
+        static const char continue_head[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        x->out.head = 0;
+        x->out.tail = sizeof(continue_head) - 1;
+        memcpy(x->out.data, continue_head, sizeof(continue_head) - 1);
+    }
+}
+
+/* The body is whole, or fills the block: on to an application. */
+static void end_receive(struct exchange *x)
+{
+    x->state = EXCHANGE_FORWARD;
+    dispatch(x);
+}
+
+static enum step step_receive(struct exchange *x)
+{
+    struct stream *c = x->client;
+    enum step progress = STEP_WAIT;
+    if (buf_len(&x->out) && c->can_write) {
+        ssize_t n = stream_write(c, buf_start(&x->out), buf_len(&x->out), NULL, 0);
+        if (n < 0)
+            return abort_exchange(x);
+        buf_consume(&x->out, (uint32_t)n);
+        progress = n > 0 ? STEP_MOVED : STEP_WAIT;
+    }
+    if (!x->body_block) {
+        if (x->waiting_body || (!take_body_block(x) && x->waiting_body))
+            return progress;   /* reading paused until a block comes back */
+        if (!x->body_block) {   /* no memory for a block: stream as before */
+            end_receive(x);
+            return STEP_MOVED;
+        }
+    }
+    if (buf_len(&c->in) > x->req_ready + x->req_chunked.held) {
+        int status = account_request_body(x);
+        if (status) {
+            log_info("client %s: request body refused (%d)", x->client_ip, status);
+            answer_error(x, status);
+            return STEP_MOVED;
+        }
+    }
+    if (buf_room(&c->in) == 0)
+        buf_compact(&c->in);
+    if (x->req_side == REQ_DONE || buf_room(&c->in) == 0) {
+        end_receive(x);
+        return STEP_MOVED;
+    }
+    if (!c->can_read)
+        return progress;
+    ssize_t n = stream_read(c);
+    if (n < 0)
+        return abort_exchange(x);   /* the client left in the middle of its body */
+    if (n > 0) {
+        c->last_activity = x->p->loop->now;
+        return STEP_MOVED;
     }
     return progress;
 }
@@ -1026,6 +1218,8 @@ static enum step step_tunnel(struct exchange *x)
 enum step exchange_step(struct exchange *x)
 {
     switch (x->state) {
+    case EXCHANGE_RECEIVE:
+        return step_receive(x);
     case EXCHANGE_FORWARD:
     case EXCHANGE_STREAM:
         return step_forward(x);
@@ -1049,10 +1243,52 @@ enum exchange_end exchange_end(struct exchange *x)
     return x->req_side == REQ_DONE ? END_CLOSE : END_LINGER;
 }
 
-bool exchange_waits_on_client(const struct exchange *x)
+static bool waits_on_client(const struct exchange *x)
 {
     return !forwarding(x) || buf_len(&x->out) || x->resp_ready || x->pipe.len ||
            (x->req_side == REQ_BODY && x->req_ready == 0);
+}
+
+/* Apache's mod_reqtimeout MinRate: after a first 10 s, every min_body_rate
+ * bytes buy one more second. */
+#define BODY_RATE_GRACE_MS 10000
+
+static bool receiving_body(const struct exchange *x)
+{
+    return x->req_side == REQ_BODY &&
+           (x->state == EXCHANGE_RECEIVE || (forwarding(x) && x->req_ready == 0 && !x->upload_failed));
+}
+
+int64_t exchange_client_timeout(struct exchange *x, int64_t now)
+{
+    const struct config *cfg = x->p->cfg;
+    bool body = receiving_body(x);
+    if (!body && !waits_on_client(x))
+        return cfg->client_idle_timeout_ms;
+    int64_t limit = body ? cfg->client_body_timeout_ms : cfg->client_idle_timeout_ms;
+    int64_t idle = now - x->client->last_activity, next = limit - idle;
+    bool too_slow = next <= 0;
+    if (body && cfg->min_body_rate && !too_slow) {
+        int64_t allowed = BODY_RATE_GRACE_MS + (int64_t)(x->body_received * 1000 / cfg->min_body_rate);
+        int64_t elapsed = now - x->body_start_ms;
+        too_slow = elapsed >= allowed;
+        if (allowed - elapsed < next)
+            next = allowed - elapsed;
+    }
+    if (!too_slow)
+        return next;
+    if (!body) {
+        log_info("client %s: no progress for %" PRId64 " ms, closing", x->client_ip, idle);
+        abort_exchange(x);
+        return 0;
+    }
+    log_info("client %s: request body too slow (%" PRIu64 " bytes in %" PRId64 " ms, none for %" PRId64
+             " ms), answered 408", x->client_ip, x->body_received, now - x->body_start_ms, idle);
+    if (x->state == EXCHANGE_STREAM)
+        abort_exchange(x);
+    else
+        answer_error(x, 408);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -45,6 +45,8 @@ struct proxy {
     struct buf_pool bodies;           /* blocks of [server.limits] buffer_body bytes */
     uint64_t bodies_held;             /* bytes of those blocks in use: at most buffer_total */
     struct exchange *body_waiters;    /* waiting for a block, oldest first */
+    struct exchange *body_waiters_last;
+    bool body_block_returned;         /* since the last iteration: wake a waiter */
 
     /* every client object is on exactly one of these lists */
     struct client *clients;           /* open connections */
