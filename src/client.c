@@ -122,11 +122,14 @@ static enum step start_exchange(struct client *c, int refuse_status)
     c->x = x;
     c->phase = PHASE_EXCHANGE;
     c->head_scanned = 0;
-    loop_timer_arm(p->loop, &c->timer, p->cfg->client_idle_timeout_ms);
     if (refuse_status)
         exchange_refuse(x, refuse_status, c->start_us);
     else
         exchange_begin(x, c->start_us);
+    /* Which limit runs now (client_idle, or client_body while a body is
+     * awaited) is the exchange's to say; nothing can have expired yet. */
+    int64_t next = exchange_client_timeout(x, p->loop->now);
+    loop_timer_arm(p->loop, &c->timer, next > 0 ? next : 1);
     return STEP_MOVED;
 }
 
