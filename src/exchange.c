@@ -56,6 +56,9 @@ struct exchange {
     bool tunnel_out_done;               /* tunnel: the application finished sending */
     bool waiting_body;                  /* on p->body_waiters */
     bool queued_once;                   /* has waited: goes first when refused again */
+    bool waiting_slot;                  /* on p->slot_waiters */
+    struct exchange *next_slot_waiter;
+    int64_t queued_ms;                  /* loop time it began to wait for a slot */
     uint32_t body_block;                /* size of the body block client->in holds; 0: none */
     struct upstream *up;
     struct buf fwd, out;
@@ -134,23 +137,27 @@ struct exchange *exchange_new(struct proxy *p, struct stream *client, const char
 
 /* Separates the application's connection from the exchange: back to the
  * idle pool when it can carry another request, closed otherwise. */
+static void give_back_slot(struct proxy *p, struct app *app);
+
 static void upstream_detach(struct exchange *x, bool reusable)
 {
     struct upstream *u = x->up;
     if (!u)
         return;
-    atomic_fetch_sub_explicit(&u->app->active, 1, memory_order_relaxed);
+    give_back_slot(x->p, u->app);
     x->up = NULL;
     upstream_release(u, reusable && !x->p->stopping);
 }
 
 static void give_back_body_block(struct exchange *x);
 static void leave_body_waiters(struct exchange *x);
+static void leave_slot_waiters(struct exchange *x);
 
 void exchange_free(struct exchange *x)
 {
     struct proxy *p = x->p;
     leave_body_waiters(x);
+    leave_slot_waiters(x);
     give_back_body_block(x);
     upstream_detach(x, false);
     buf_release(p->buffers, &x->fwd);
@@ -319,6 +326,31 @@ static const struct upstream_owner upstream_ops = {
     .timeout = on_upstream_timeout,
 };
 
+/* A request slot at app: one more in flight, unless max_requests are
+ * already (counted across workers, so a compare-and-swap). */
+static bool take_slot(struct app *app)
+{
+    uint32_t max = app->cfg->max_requests;
+    if (!max) {
+        atomic_fetch_add_explicit(&app->active, 1, memory_order_relaxed);
+        return true;
+    }
+    int64_t seen = atomic_load_explicit(&app->active, memory_order_relaxed);
+    do {
+        if (seen >= max)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&app->active, &seen, seen + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+static void give_back_slot(struct proxy *p, struct app *app)
+{
+    atomic_fetch_sub_explicit(&app->active, 1, memory_order_relaxed);
+    if (app->cfg->max_requests)
+        p->slot_freed = true;
+}
+
 static void attach(struct exchange *x, struct upstream *u)
 {
     x->up = u;
@@ -326,9 +358,35 @@ static void attach(struct exchange *x, struct upstream *u)
     x->sent_any = false;
     x->upload_failed = false;
     x->fwd.head = 0;
-    atomic_fetch_add_explicit(&u->app->active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&u->app->requests, 1, memory_order_relaxed);
 }
+
+/* Applications skipped for being at max_requests, per pick at most. */
+#define FULL_SKIPPED_MAX 64
+
+/* The next application to try that has a free slot (taken), or NULL;
+ * *all_full says whether some were skipped only for being full. */
+static struct app *pick_with_slot(struct exchange *x, bool *all_full)
+{
+    struct proxy *p = x->p;
+    uint16_t skip[MAX_ATTEMPTS + FULL_SKIPPED_MAX];
+    int n = x->attempts;
+    memcpy(skip, x->tried, (size_t)n * sizeof(skip[0]));
+    *all_full = false;
+    for (;;) {
+        struct app *app = balance_pick(p->balance, x->hash_key, skip, n);
+        if (!app)
+            return NULL;
+        if (take_slot(app))
+            return app;
+        *all_full = true;
+        if (n == (int)(sizeof(skip) / sizeof(skip[0])))
+            return NULL;
+        skip[n++] = (uint16_t)app->index;
+    }
+}
+
+static void wait_for_slot(struct exchange *x);
 
 /* Sends the request to the next application that can take it: a reused
  * idle connection when there is one, a new one otherwise. */
@@ -336,7 +394,12 @@ static void dispatch(struct exchange *x)
 {
     struct proxy *p = x->p;
     while (x->attempts <= p->cfg->retries) {
-        struct app *app = balance_pick(p->balance, x->hash_key, x->tried, x->attempts);
+        bool all_full;
+        struct app *app = pick_with_slot(x, &all_full);
+        if (!app && all_full) {
+            wait_for_slot(x);
+            return;
+        }
         if (!app)
             break;
         x->tried[x->attempts++] = (uint16_t)app->index;
@@ -346,6 +409,7 @@ static void dispatch(struct exchange *x)
             attach(x, u);
             return;
         }
+        give_back_slot(p, app);
         if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
             /* sluice's own shortage, not the application's fault. */
             log_error("cannot connect to application %s: %s", app->cfg->name, strerror(err));
@@ -358,6 +422,78 @@ static void dispatch(struct exchange *x)
     /* None up, or none reached: 503 (with Retry-After). An application that
      * had the request and failed it: 502, or 504 when it stayed silent. */
     answer_error(x, x->fail_status ? x->fail_status : 503);
+}
+
+/* Every candidate is at max_requests: the request waits, in arrival order
+ * on this worker, for a slot (HAProxy's per-server maxconn and queue). A
+ * slot freed here is seen after the loop iteration; one freed on another
+ * worker by the queue timer's next look. */
+#define QUEUE_LOOK_MS 10
+
+static void leave_slot_waiters(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    if (!x->waiting_slot)
+        return;
+    struct exchange **at = &p->slot_waiters, *prev = NULL;
+    while (*at != x) {
+        prev = *at;
+        at = &(*at)->next_slot_waiter;
+    }
+    *at = x->next_slot_waiter;
+    if (p->slot_waiters_last == x)
+        p->slot_waiters_last = prev;
+    x->waiting_slot = false;
+    if (!p->slot_waiters)
+        loop_timer_cancel(p->loop, &p->queue_timer);
+}
+
+static void wait_for_slot(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    x->waiting_slot = true;
+    x->queued_ms = p->loop->now;
+    x->next_slot_waiter = NULL;
+    if (p->slot_waiters_last)
+        p->slot_waiters_last->next_slot_waiter = x;
+    else
+        p->slot_waiters = x;
+    p->slot_waiters_last = x;
+    if (!loop_timer_armed(&p->queue_timer))
+        loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
+}
+
+/* Each waiter in turn tries again; those past the queue limit get 503. */
+static void serve_slot_waiters(struct proxy *p)
+{
+    struct exchange *x = p->slot_waiters;
+    while (x) {
+        struct exchange *next = x->next_slot_waiter;
+        bool expired = p->loop->now - x->queued_ms >= p->cfg->queue_timeout_ms;
+        bool all_full;
+        struct app *app = expired ? NULL : pick_with_slot(x, &all_full);
+        if (app) {
+            give_back_slot(p, app);   /* dispatch takes it again, in order */
+            leave_slot_waiters(x);
+            dispatch(x);
+            x->wake(x->conn);
+        } else if (expired) {
+            leave_slot_waiters(x);
+            log_warn("client %s: every application at max_requests for %" PRId64 " ms", x->client_ip,
+                     p->loop->now - x->queued_ms);
+            answer_error(x, 503);
+            x->wake(x->conn);
+        }
+        x = next;
+    }
+    if (p->slot_waiters)
+        loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
+}
+
+void exchanges_queue_timer(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    serve_slot_waiters(container_of(timer, struct proxy, queue_timer));
 }
 
 struct retry_verdict exchange_decide(const struct retry_facts *f)
@@ -722,6 +858,11 @@ static void give_back_body_block(struct exchange *x)
 
 void exchanges_after_iteration(struct proxy *p)
 {
+    if (p->slot_freed) {
+        p->slot_freed = false;
+        if (p->slot_waiters)
+            serve_slot_waiters(p);
+    }
     /* Woken here, not where the block came back: that is inside another
      * connection's close, and the waiter's run may close connections too. */
     struct exchange *next = p->body_waiters;
@@ -1095,6 +1236,8 @@ static bool forwarding(const struct exchange *x)
 
 static enum step step_forward(struct exchange *x)
 {
+    if (x->waiting_slot)
+        return STEP_WAIT;   /* every candidate at max_requests: the queue wakes it */
     if (x->up->state != UPSTREAM_READY)
         return step_connect(x);
     enum step a = pump_request(x);

@@ -96,6 +96,8 @@ void exchange_free(struct exchange *x);
 /* After each loop iteration: a request body that waits for memory goes
  * on once a block came back. */
 void exchanges_after_iteration(struct proxy *p);
+/* The handler of struct proxy's queue_timer (loop_timer_init it with this). */
+void exchanges_queue_timer(struct loop *loop, struct loop_timer *timer);
 /* Frees the recycled exchanges of a stopped worker. */
 void exchanges_free(struct proxy *p);
 

@@ -47,6 +47,11 @@ struct proxy {
     struct exchange *body_waiters;    /* waiting for a block, oldest first */
     struct exchange *body_waiters_last;
     bool body_block_returned;         /* since the last iteration: wake a waiter */
+    struct exchange *slot_waiters;    /* every candidate at max_requests: oldest first */
+    struct exchange *slot_waiters_last;
+    bool slot_freed;                  /* since the last iteration: try the waiters */
+    struct loop_timer queue_timer;    /* while some wait: retry (a slot freed on another
+                                         worker) and answer 503 at [server.timeouts] queue */
 
     /* every client object is on exactly one of these lists */
     struct client *clients;           /* open connections */

@@ -17,6 +17,7 @@
 #include "health.h"
 #include "net.h"
 #include "client.h"
+#include "exchange.h"
 
 /* Accepts per readiness event, so one busy listener cannot starve the
  * connections already open. */
@@ -270,6 +271,7 @@ int worker_init(struct worker *w, int index, int count, struct generation *_Atom
                               .access_log = &w->access_log};
     buf_pool_init(&w->proxy.bodies, body_block_size(cfg), FREE_BODY_BUFFERS_MAX);
     upstream_pool_init(&w->proxy.upstreams, &w->loop, &w->buffers);
+    loop_timer_init(&w->proxy.queue_timer, exchanges_queue_timer);
     if ((rc = derive(w, g)) < 0) {
         snprintf(error, error_len, "start the health checks of worker %d", index);
         return rc;

@@ -153,3 +153,57 @@ def test_slow_uploads_never_hold_an_application(backends, sluice):
     finally:
         for c in slow:
             c.close()
+
+
+# ------------------------------------------------------------ max_requests
+
+def _concurrent_gets(port, paths, timeout):
+    results = [None] * len(paths)
+    t0 = time.monotonic()
+
+    def one(i):
+        r = http_request(port, "GET", paths[i], timeout=timeout)
+        results[i] = (r.status, time.monotonic() - t0, r.header("Retry-After"))
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)   # arrival order
+    for t in threads:
+        t.join(timeout + 1)
+    return results
+
+
+def test_max_requests_one_at_a_time_in_arrival_order(backends, sluice):
+    b1, = backends(1)
+    s = sluice([app_entry(b1, max_requests=1)], workers=1,
+               sections={"server.timeouts": {"queue": "5s"}})
+    results = _concurrent_gets(s.port, ["/slow?ms=400&i=%d" % i for i in range(3)], scaled(10))
+    assert [r[0] for r in results] == [200, 200, 200], results
+    done = [r[1] for r in results]
+    # served one after the other, first come first served
+    assert done[0] < done[1] < done[2], done
+    assert done[1] - done[0] >= 0.3 and done[2] - done[1] >= 0.3, done
+    assert done[2] >= 1.1, done
+
+
+def test_queue_timeout_answers_503_with_retry_after(backends, sluice):
+    b1, = backends(1)
+    s = sluice([app_entry(b1, max_requests=1)], workers=1,
+               sections={"server.timeouts": {"queue": "300ms"}})
+    results = _concurrent_gets(s.port, ["/slow?ms=1500", "/slow?ms=10"], scaled(10))
+    assert results[0][0] == 200, results
+    status, took, retry_after = results[1]
+    assert status == 503 and retry_after is not None, results
+    assert 0.25 < took < scaled(1.2), results
+    assert s.wait_stderr(r"every application at max_requests", scaled(2))
+
+
+def test_max_requests_sends_the_excess_to_the_other_application(backends, sluice):
+    b1, b2 = backends(2)
+    s = sluice([app_entry(b1, max_requests=1), b2], workers=1)
+    results = _concurrent_gets(s.port, ["/slow?ms=500&i=%d" % i for i in range(4)], scaled(10))
+    assert all(r[0] == 200 for r in results), results
+    # never two at once at b1: each of its requests ended before the next began
+    served_by_b1 = sum(1 for line in b1.logged() if line.startswith("GET /slow"))
+    assert served_by_b1 <= 2, b1.logged()
