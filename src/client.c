@@ -122,11 +122,14 @@ static enum step start_exchange(struct client *c, int refuse_status)
     c->x = x;
     c->phase = PHASE_EXCHANGE;
     c->head_scanned = 0;
-    loop_timer_arm(p->loop, &c->timer, p->cfg->client_idle_timeout_ms);
     if (refuse_status)
         exchange_refuse(x, refuse_status, c->start_us);
     else
         exchange_begin(x, c->start_us);
+    /* Which limit runs now (client_idle, or client_body while a body is
+     * awaited) is the exchange's to say; nothing can have expired yet. */
+    int64_t next = exchange_client_timeout(x, p->loop->now);
+    loop_timer_arm(p->loop, &c->timer, next > 0 ? next : 1);
     return STEP_MOVED;
 }
 
@@ -284,13 +287,12 @@ static void client_event(struct loop *loop, struct loop_io *io, uint32_t events)
     client_run(c);
 }
 
-/* Client-side time limits. While an exchange runs, the limit is
- * client_idle of silence from the client when sluice waits on it; waiting
- * on an application is the application's timer's business. */
+/* Client-side time limits. While an exchange runs, it says what they are
+ * (exchange_client_timeout); waiting on an application is the
+ * application's timer's business. */
 static void client_timeout(struct loop *loop, struct loop_timer *timer)
 {
     struct client *c = container_of(timer, struct client, timer);
-    int64_t limit = c->p->cfg->client_idle_timeout_ms;
     switch (c->phase) {
     case PHASE_HEAD:
         if (buf_len(&c->s.in) == 0 && !c->head_dirty) {
@@ -303,14 +305,11 @@ static void client_timeout(struct loop *loop, struct loop_timer *timer)
             client_run(c);
         return;
     case PHASE_EXCHANGE: {
-        bool waits_on_client = exchange_waits_on_client(c->x);
-        int64_t idle = loop->now - c->s.last_activity;
-        if (!waits_on_client || idle < limit) {
-            loop_timer_arm(loop, timer, waits_on_client ? limit - idle : limit);
-            return;
-        }
-        log_info("client %s: no progress for %" PRId64 " ms, closing", c->ip, idle);
-        client_close(c);
+        int64_t next = exchange_client_timeout(c->x, loop->now);
+        if (next > 0)
+            loop_timer_arm(loop, timer, next);
+        else
+            client_run(c);   /* a 408 to send, or the close the exchange asks for */
         return;
     }
     default:
@@ -361,6 +360,7 @@ bool clients_have_pending(const struct proxy *p)
 
 void clients_after_iteration(struct proxy *p)
 {
+    exchanges_after_iteration(p);
     struct client *list = p->pending;
     p->pending = NULL;
     while (list) {

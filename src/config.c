@@ -280,6 +280,11 @@ void config_defaults(struct config *cfg)
     cfg->header_bytes = 16384;
     cfg->header_count = 100;
     cfg->body_bytes = 0;
+    cfg->buffer_body = 64 * 1024;
+    cfg->buffer_total = 64 * 1024 * 1024;
+    cfg->min_body_rate = 1024;
+    cfg->client_body_timeout_ms = 60 * 1000;
+    cfg->queue_timeout_ms = 5 * 1000;
 
     cfg->health_path = strdup("/health");
     cfg->health_interval_ms = 2 * 1000;
@@ -928,10 +933,28 @@ static const struct section timeouts_section = {
         KEY_DURATION("client_header", client_header_timeout_ms, 1, DAY_MS),
         KEY_DURATION("client_idle", client_idle_timeout_ms, 1, DAY_MS),
         KEY_DURATION("upstream_response", upstream_response_timeout_ms, 1, DAY_MS),
+        KEY_DURATION("client_body", client_body_timeout_ms, 1, DAY_MS),
+        KEY_DURATION("queue", queue_timeout_ms, 0, DAY_MS),
         {0},
     },
     NULL,
 };
+
+/* A whole buffered body is held in one block: past 64 MB, stream it. */
+#define BUFFER_BODY_MAX (64ull << 20)
+
+static void finish_limits(struct loader *ld, const struct toml_value *table, void *base)
+{
+    const struct config *cfg = base;
+    const struct toml_keyval *at = table_get(table, "buffer_total");
+    if (cfg->buffer_total >= cfg->buffer_body)
+        return;
+    if (!at)
+        at = table_get(table, "buffer_body");
+    set_label(ld, "server.limits", at->key);
+    value_error(ld, at->value, "buffer_total (%llu bytes) is smaller than buffer_body (%llu bytes)",
+                (unsigned long long)cfg->buffer_total, (unsigned long long)cfg->buffer_body);
+}
 
 static const struct section limits_section = {
     "server.limits", "in [server.limits]",
@@ -939,9 +962,12 @@ static const struct section limits_section = {
         KEY_SIZE("header_bytes", header_bytes, HEADER_BYTES_MIN, HEADER_BYTES_MAX),
         KEY_INT("headers", header_count, 1, 10000),
         KEY_SIZE("body_bytes", body_bytes, 0, INT64_MAX),
+        KEY_SIZE("buffer_body", buffer_body, 0, BUFFER_BODY_MAX),
+        KEY_SIZE("buffer_total", buffer_total, 0, INT64_MAX),
+        KEY_SIZE("min_body_rate", min_body_rate, 0, INT64_MAX),
         {0},
     },
-    NULL,
+    finish_limits,
 };
 
 static const struct section tls_section = {
@@ -1412,6 +1438,7 @@ static const struct section app_section = {
         KEY_BOOL("tls", tls),
         KEY_BOOL("tsl", tls),
         KEY_INT("weight", weight, 1, 1000),
+        KEY_INT("max_requests", max_requests, 0, 1000000),
         {0},
     },
     finish_app,

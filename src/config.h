@@ -37,6 +37,7 @@ struct config_app {
     bool alive;                     /* state at start-up */
     bool tls;
     uint32_t weight;                /* >= 1 */
+    uint32_t max_requests;          /* in flight at once, across workers; 0 = no limit */
     struct config_address address;  /* resolved at load */
     int line;                       /* where its [[applications]] header is */
 };
@@ -58,10 +59,15 @@ struct config {
     int64_t connect_timeout_ms;
     int64_t client_header_timeout_ms;
     int64_t client_idle_timeout_ms;
+    int64_t client_body_timeout_ms; /* gap between two reads of a request body */
+    int64_t queue_timeout_ms;       /* wait for a free slot when all are at max_requests */
     int64_t upstream_response_timeout_ms;
     uint32_t header_bytes;
     uint32_t header_count;
     uint64_t body_bytes;            /* 0 = unlimited */
+    uint64_t buffer_body;           /* body bytes received before an application is chosen */
+    uint64_t buffer_total;          /* per worker, for those buffers */
+    uint64_t min_body_rate;         /* bytes per second, after the first 10 s; 0 = off */
     char *tls_cert, *tls_key;       /* NULL when [server.tls] is absent; owned */
 
     /* [health] */

@@ -48,11 +48,18 @@ struct exchange {
     void (*wake)(void *conn);
     void *conn;
     struct exchange *next_free;
+    struct exchange *next_waiter;       /* p->body_waiters */
     enum exchange_state state;
     bool parsed;                        /* req holds a parsed head */
     bool keep_alive;                    /* the connection stays open after this answer */
     bool tunnel_in_done;                /* tunnel: the client finished sending */
     bool tunnel_out_done;               /* tunnel: the application finished sending */
+    bool waiting_body;                  /* on p->body_waiters */
+    bool queued_once;                   /* has waited: goes first when refused again */
+    bool waiting_slot;                  /* on p->slot_waiters */
+    struct exchange *next_slot_waiter;
+    int64_t queued_ms;                  /* loop time it began to wait for a slot */
+    uint32_t body_block;                /* size of the body block client->in holds; 0: none */
     struct upstream *up;
     struct buf fwd, out;
 
@@ -67,6 +74,8 @@ struct exchange {
     bool sent_any;                      /* this attempt wrote bytes to the application */
     bool upload_failed;                 /* a write to the application failed: send no more */
     bool retryable;                     /* idempotent and bodiless: may be sent again */
+    int64_t body_start_ms;              /* loop time the body began to be awaited */
+    uint64_t body_received;             /* body bytes (as sent) received so far */
     int attempts;
     int fail_status;                    /* for the client if no try succeeds; 0 = 503 */
     uint16_t tried[MAX_ATTEMPTS];       /* application indexes */
@@ -128,19 +137,28 @@ struct exchange *exchange_new(struct proxy *p, struct stream *client, const char
 
 /* Separates the application's connection from the exchange: back to the
  * idle pool when it can carry another request, closed otherwise. */
+static void give_back_slot(struct proxy *p, struct app *app);
+
 static void upstream_detach(struct exchange *x, bool reusable)
 {
     struct upstream *u = x->up;
     if (!u)
         return;
-    atomic_fetch_sub_explicit(&u->app->active, 1, memory_order_relaxed);
+    give_back_slot(x->p, u->app);
     x->up = NULL;
     upstream_release(u, reusable && !x->p->stopping);
 }
 
+static void give_back_body_block(struct exchange *x);
+static void leave_body_waiters(struct exchange *x);
+static void leave_slot_waiters(struct exchange *x);
+
 void exchange_free(struct exchange *x)
 {
     struct proxy *p = x->p;
+    leave_body_waiters(x);
+    leave_slot_waiters(x);
+    give_back_body_block(x);
     upstream_detach(x, false);
     buf_release(p->buffers, &x->fwd);
     buf_release(p->buffers, &x->out);
@@ -319,6 +337,31 @@ static const struct upstream_owner upstream_ops = {
     .timeout = on_upstream_timeout,
 };
 
+/* A request slot at app: one more in flight, unless max_requests are
+ * already (counted across workers, so a compare-and-swap). */
+static bool take_slot(struct app *app)
+{
+    uint32_t max = app->cfg->max_requests;
+    if (!max) {
+        atomic_fetch_add_explicit(&app->active, 1, memory_order_relaxed);
+        return true;
+    }
+    int64_t seen = atomic_load_explicit(&app->active, memory_order_relaxed);
+    do {
+        if (seen >= max)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&app->active, &seen, seen + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+static void give_back_slot(struct proxy *p, struct app *app)
+{
+    atomic_fetch_sub_explicit(&app->active, 1, memory_order_relaxed);
+    if (app->cfg->max_requests)
+        p->slot_freed = true;
+}
+
 static void attach(struct exchange *x, struct upstream *u)
 {
     x->up = u;
@@ -326,9 +369,35 @@ static void attach(struct exchange *x, struct upstream *u)
     x->sent_any = false;
     x->upload_failed = false;
     x->fwd.head = 0;
-    atomic_fetch_add_explicit(&u->app->active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&u->app->requests, 1, memory_order_relaxed);
 }
+
+/* Applications skipped for being at max_requests, per pick at most. */
+#define FULL_SKIPPED_MAX 64
+
+/* The next application to try that has a free slot (taken), or NULL;
+ * *all_full says whether some were skipped only for being full. */
+static struct app *pick_with_slot(struct exchange *x, bool *all_full)
+{
+    struct proxy *p = x->p;
+    uint16_t skip[MAX_ATTEMPTS + FULL_SKIPPED_MAX];
+    int n = x->attempts;
+    memcpy(skip, x->tried, (size_t)n * sizeof(skip[0]));
+    *all_full = false;
+    for (;;) {
+        struct app *app = balance_pick(p->balance, x->hash_key, skip, n);
+        if (!app)
+            return NULL;
+        if (take_slot(app))
+            return app;
+        *all_full = true;
+        if (n == (int)(sizeof(skip) / sizeof(skip[0])))
+            return NULL;
+        skip[n++] = (uint16_t)app->index;
+    }
+}
+
+static void wait_for_slot(struct exchange *x);
 
 /* Sends the request to the next application that can take it: a reused
  * idle connection when there is one, a new one otherwise. */
@@ -336,7 +405,12 @@ static void dispatch(struct exchange *x)
 {
     struct proxy *p = x->p;
     while (x->attempts <= p->cfg->retries) {
-        struct app *app = balance_pick(p->balance, x->hash_key, x->tried, x->attempts);
+        bool all_full;
+        struct app *app = pick_with_slot(x, &all_full);
+        if (!app && all_full) {
+            wait_for_slot(x);
+            return;
+        }
         if (!app)
             break;
         x->tried[x->attempts++] = (uint16_t)app->index;
@@ -346,6 +420,7 @@ static void dispatch(struct exchange *x)
             attach(x, u);
             return;
         }
+        give_back_slot(p, app);
         if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS) {
             /* sluice's own shortage, not the application's fault. */
             log_error("cannot connect to application %s: %s", app->cfg->name, strerror(err));
@@ -358,6 +433,78 @@ static void dispatch(struct exchange *x)
     /* None up, or none reached: 503 (with Retry-After). An application that
      * had the request and failed it: 502, or 504 when it stayed silent. */
     answer_error(x, x->fail_status ? x->fail_status : 503);
+}
+
+/* Every candidate is at max_requests: the request waits, in arrival order
+ * on this worker, for a slot (HAProxy's per-server maxconn and queue). A
+ * slot freed here is seen after the loop iteration; one freed on another
+ * worker by the queue timer's next look. */
+#define QUEUE_LOOK_MS 10
+
+static void leave_slot_waiters(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    if (!x->waiting_slot)
+        return;
+    struct exchange **at = &p->slot_waiters, *prev = NULL;
+    while (*at != x) {
+        prev = *at;
+        at = &(*at)->next_slot_waiter;
+    }
+    *at = x->next_slot_waiter;
+    if (p->slot_waiters_last == x)
+        p->slot_waiters_last = prev;
+    x->waiting_slot = false;
+    if (!p->slot_waiters)
+        loop_timer_cancel(p->loop, &p->queue_timer);
+}
+
+static void wait_for_slot(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    x->waiting_slot = true;
+    x->queued_ms = p->loop->now;
+    x->next_slot_waiter = NULL;
+    if (p->slot_waiters_last)
+        p->slot_waiters_last->next_slot_waiter = x;
+    else
+        p->slot_waiters = x;
+    p->slot_waiters_last = x;
+    if (!loop_timer_armed(&p->queue_timer))
+        loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
+}
+
+/* Each waiter in turn tries again; those past the queue limit get 503. */
+static void serve_slot_waiters(struct proxy *p)
+{
+    struct exchange *x = p->slot_waiters;
+    while (x) {
+        struct exchange *next = x->next_slot_waiter;
+        bool expired = p->loop->now - x->queued_ms >= p->cfg->queue_timeout_ms;
+        bool all_full;
+        struct app *app = expired ? NULL : pick_with_slot(x, &all_full);
+        if (app) {
+            give_back_slot(p, app);   /* dispatch takes it again, in order */
+            leave_slot_waiters(x);
+            dispatch(x);
+            x->wake(x->conn);
+        } else if (expired) {
+            leave_slot_waiters(x);
+            log_warn("client %s: every application at max_requests for %" PRId64 " ms", x->client_ip,
+                     p->loop->now - x->queued_ms);
+            answer_error(x, 503);
+            x->wake(x->conn);
+        }
+        x = next;
+    }
+    if (p->slot_waiters)
+        loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
+}
+
+void exchanges_queue_timer(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    serve_slot_waiters(container_of(timer, struct proxy, queue_timer));
 }
 
 struct retry_verdict exchange_decide(const struct retry_facts *f)
@@ -460,11 +607,13 @@ static bool rewrite_request(struct exchange *x)
     if (!(x->req.flags & HTTP1_HAS_REQ_ID))
         snprintf(x->request_id, sizeof(x->request_id), "%016" PRIx64 "%016" PRIx64, p->request_id_prefix,
                  ++p->request_counter);
-    struct rewrite_from from = {.client_ip = x->client_ip, .proto = "http", .request_id = x->request_id};
+    struct rewrite_from from = {.client_ip = x->client_ip, .proto = "http", .request_id = x->request_id,
+                                .body_buffered = x->req.body != HTTP1_BODY_NONE && p->cfg->buffer_body};
     return rewrite_request_head(&x->fwd, &x->req, &from, &x->log);
 }
 
 static int account_request_body(struct exchange *x);
+static void begin_receive(struct exchange *x);
 
 /* Sets the request's facts; the first applicable refusal answers it. */
 static void start_request(struct exchange *x)
@@ -507,6 +656,11 @@ static void start_request(struct exchange *x)
     }
     if (!rewrite_request(x)) {
         answer_error(x, 431);
+        return;
+    }
+    x->body_start_ms = p->loop->now;
+    if (x->req_side == REQ_BODY && cfg->buffer_body) {
+        begin_receive(x);
         return;
     }
     /* Body bytes that came with the head are checked before any application
@@ -566,6 +720,7 @@ static int account_request_body(struct exchange *x)
         uint32_t take = x->req_body_left < fresh ? (uint32_t)x->req_body_left : fresh;
         x->req_ready += take;
         x->req_body_left -= take;
+        x->body_received += take;
         if (x->req_body_left == 0)
             x->req_side = REQ_DONE;
         return 0;
@@ -574,6 +729,7 @@ static int account_request_body(struct exchange *x)
     if (n < 0)
         return 400;
     x->req_ready += (uint32_t)n;
+    x->body_received += (uint64_t)n;
     uint64_t limit = x->p->cfg->body_bytes;
     if (limit && x->req_chunked.data_bytes > limit)
         return 413;
@@ -639,6 +795,183 @@ static enum step pump_request(struct exchange *x)
         if (status)
             return fail_request(x, status);
         progress = STEP_MOVED;
+    }
+    return progress;
+}
+
+/* ------------------------------------------------------------------ */
+/* receiving a body before choosing an application                     */
+
+/* An application's request slots are few (a Python or Ruby service has a
+ * few dozen): a request takes one only when it can be served at once, so
+ * a body up to buffer_body is received whole first, and a larger one that
+ * far. A client that trickles its body then holds sluice's memory, never
+ * an application. The body moves into a block of that size taken from the
+ * worker's body pool (bounded by buffer_total), in place of the client's
+ * input buffer, so forwarding it later is the same writev as ever. */
+
+static void leave_body_waiters(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    if (!x->waiting_body)
+        return;
+    struct exchange **at = &p->body_waiters, *prev = NULL;
+    while (*at != x) {
+        prev = *at;
+        at = &(*at)->next_waiter;
+    }
+    *at = x->next_waiter;
+    if (p->body_waiters_last == x)
+        p->body_waiters_last = prev;
+    x->waiting_body = false;
+}
+
+/* Waits for a body block, in arrival order; first when woken and refused
+ * again (the block that came back was of an older size). */
+static void wait_for_body_block(struct exchange *x, bool first)
+{
+    struct proxy *p = x->p;
+    x->waiting_body = true;
+    if (first || !p->body_waiters) {
+        x->next_waiter = p->body_waiters;
+        p->body_waiters = x;
+        if (!p->body_waiters_last)
+            p->body_waiters_last = x;
+        return;
+    }
+    x->next_waiter = NULL;
+    p->body_waiters_last->next_waiter = x;
+    p->body_waiters_last = x;
+}
+
+static void give_back_body_block(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    struct buf *in = &x->client->in;
+    if (!x->body_block)
+        return;
+    p->bodies_held -= x->body_block;
+    x->body_block = 0;
+    /* Pipelined bytes after the body go back to a small buffer; more than
+     * fits there (rare) keep the block until the connection is done with
+     * it, outside the count. */
+    struct buf small = {0};
+    if (buf_len(in) == 0 || (buf_len(in) <= p->buffers->block_size && buf_acquire(p->buffers, &small) == 0)) {
+        if (small.data) {
+            memcpy(small.data, buf_start(in), buf_len(in));
+            small.tail = buf_len(in);
+        }
+        buf_release(&p->bodies, in);
+        *in = small;
+    }
+    p->body_block_returned = true;
+}
+
+void exchanges_after_iteration(struct proxy *p)
+{
+    if (p->slot_freed) {
+        p->slot_freed = false;
+        if (p->slot_waiters)
+            serve_slot_waiters(p);
+    }
+    /* Woken here, not where the block came back: that is inside another
+     * connection's close, and the waiter's run may close connections too. */
+    struct exchange *next = p->body_waiters;
+    if (!p->body_block_returned)
+        return;
+    p->body_block_returned = false;
+    if (next) {
+        leave_body_waiters(next);
+        next->wake(next->conn);
+    }
+}
+
+/* Moves the client's input into a body block. False when the worker's
+ * buffer_total is spent (the exchange then waits its turn). */
+static bool take_body_block(struct exchange *x)
+{
+    struct proxy *p = x->p;
+    struct buf *in = &x->client->in;
+    uint32_t size = p->bodies.block_size;
+    if (p->bodies_held + size > p->cfg->buffer_total) {
+        wait_for_body_block(x, x->queued_once);
+        x->queued_once = true;
+        return false;
+    }
+    struct buf block = {0};
+    if (buf_acquire(&p->bodies, &block) < 0)
+        return false;
+    memcpy(block.data, buf_start(in), buf_len(in));
+    block.tail = buf_len(in);
+    buf_release(p->buffers, in);
+    *in = block;
+    x->body_block = block.cap;
+    p->bodies_held += block.cap;
+    return true;
+}
+
+static void begin_receive(struct exchange *x)
+{
+    x->state = EXCHANGE_RECEIVE;
+    /* The client waits for this before it sends the body (RFC 9110 section
+     * 10.1.1); the application is not asked, and its Expect is not sent. */
+    if ((x->req.flags & HTTP1_EXPECT_CONTINUE) && x->req.version_minor == 1 &&
+        buf_acquire(x->p->buffers, &x->out) == 0) {
+        static const char continue_head[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        x->out.head = 0;
+        x->out.tail = sizeof(continue_head) - 1;
+        memcpy(x->out.data, continue_head, sizeof(continue_head) - 1);
+    }
+}
+
+/* The body is whole, or fills the block: on to an application. */
+static void end_receive(struct exchange *x)
+{
+    x->state = EXCHANGE_FORWARD;
+    dispatch(x);
+}
+
+static enum step step_receive(struct exchange *x)
+{
+    struct stream *c = x->client;
+    enum step progress = STEP_WAIT;
+    if (buf_len(&x->out) && c->can_write) {
+        ssize_t n = stream_write(c, buf_start(&x->out), buf_len(&x->out), NULL, 0);
+        if (n < 0)
+            return abort_exchange(x);
+        buf_consume(&x->out, (uint32_t)n);
+        progress = n > 0 ? STEP_MOVED : STEP_WAIT;
+    }
+    if (!x->body_block) {
+        if (x->waiting_body || (!take_body_block(x) && x->waiting_body))
+            return progress;   /* reading paused until a block comes back */
+        if (!x->body_block) {   /* no memory for a block: stream as before */
+            end_receive(x);
+            return STEP_MOVED;
+        }
+    }
+    if (buf_len(&c->in) > x->req_ready + x->req_chunked.held) {
+        int status = account_request_body(x);
+        if (status) {
+            log_info("client %s: request body refused (%d)", x->client_ip, status);
+            answer_error(x, status);
+            return STEP_MOVED;
+        }
+    }
+    if (buf_room(&c->in) == 0)
+        buf_compact(&c->in);
+    if (x->req_side == REQ_DONE || buf_room(&c->in) == 0) {
+        end_receive(x);
+        return STEP_MOVED;
+    }
+    if (!c->can_read)
+        return progress;
+    ssize_t n = stream_read(c);
+    if (n < 0)
+        return abort_exchange(x);   /* the client left in the middle of its body */
+    if (n > 0) {
+        c->last_activity = x->p->loop->now;
+        return STEP_MOVED;
     }
     return progress;
 }
@@ -914,6 +1247,8 @@ static bool forwarding(const struct exchange *x)
 
 static enum step step_forward(struct exchange *x)
 {
+    if (x->waiting_slot)
+        return STEP_WAIT;   /* every candidate at max_requests: the queue wakes it */
     if (x->up->state != UPSTREAM_READY)
         return step_connect(x);
     enum step a = pump_request(x);
@@ -1037,6 +1372,8 @@ static enum step step_tunnel(struct exchange *x)
 enum step exchange_step(struct exchange *x)
 {
     switch (x->state) {
+    case EXCHANGE_RECEIVE:
+        return step_receive(x);
     case EXCHANGE_FORWARD:
     case EXCHANGE_STREAM:
         return step_forward(x);
@@ -1060,10 +1397,52 @@ enum exchange_end exchange_end(struct exchange *x)
     return x->req_side == REQ_DONE ? END_CLOSE : END_LINGER;
 }
 
-bool exchange_waits_on_client(const struct exchange *x)
+static bool waits_on_client(const struct exchange *x)
 {
     return !forwarding(x) || buf_len(&x->out) || x->resp_ready || x->pipe.len ||
            (x->req_side == REQ_BODY && x->req_ready == 0);
+}
+
+/* Apache's mod_reqtimeout MinRate: after a first 10 s, every min_body_rate
+ * bytes buy one more second. */
+#define BODY_RATE_GRACE_MS 10000
+
+static bool receiving_body(const struct exchange *x)
+{
+    return x->req_side == REQ_BODY &&
+           (x->state == EXCHANGE_RECEIVE || (forwarding(x) && x->req_ready == 0 && !x->upload_failed));
+}
+
+int64_t exchange_client_timeout(struct exchange *x, int64_t now)
+{
+    const struct config *cfg = x->p->cfg;
+    bool body = receiving_body(x);
+    if (!body && !waits_on_client(x))
+        return cfg->client_idle_timeout_ms;
+    int64_t limit = body ? cfg->client_body_timeout_ms : cfg->client_idle_timeout_ms;
+    int64_t idle = now - x->client->last_activity, next = limit - idle;
+    bool too_slow = next <= 0;
+    if (body && cfg->min_body_rate && !too_slow) {
+        int64_t allowed = BODY_RATE_GRACE_MS + (int64_t)(x->body_received * 1000 / cfg->min_body_rate);
+        int64_t elapsed = now - x->body_start_ms;
+        too_slow = elapsed >= allowed;
+        if (allowed - elapsed < next)
+            next = allowed - elapsed;
+    }
+    if (!too_slow)
+        return next;
+    if (!body) {
+        log_info("client %s: no progress for %" PRId64 " ms, closing", x->client_ip, idle);
+        abort_exchange(x);
+        return 0;
+    }
+    log_info("client %s: request body too slow (%" PRIu64 " bytes in %" PRId64 " ms, none for %" PRId64
+             " ms), answered 408", x->client_ip, x->body_received, now - x->body_start_ms, idle);
+    if (x->state == EXCHANGE_STREAM)
+        abort_exchange(x);
+    else
+        answer_error(x, 408);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

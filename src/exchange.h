@@ -31,6 +31,7 @@ enum step {
 };
 
 enum exchange_state {
+    EXCHANGE_RECEIVE,   /* receiving the request body before an application is chosen */
     EXCHANGE_FORWARD,   /* the request is with an application; no response head yet */
     EXCHANGE_STREAM,    /* a response head went to the client; its body follows */
     EXCHANGE_LOCAL,     /* sending an answer of sluice's own */
@@ -97,6 +98,11 @@ void exchange_free(struct exchange *x);
  * upstreams are not the exchange's: a worker drops them when it leaves a
  * pool. */
 bool exchange_uses_pool(const struct exchange *x, const struct pool *pool);
+/* After each loop iteration: a request body that waits for memory goes
+ * on once a block came back. */
+void exchanges_after_iteration(struct proxy *p);
+/* The handler of struct proxy's queue_timer (loop_timer_init it with this). */
+void exchanges_queue_timer(struct loop *loop, struct loop_timer *timer);
 /* Frees the recycled exchanges of a stopped worker. */
 void exchanges_free(struct proxy *p);
 
@@ -114,8 +120,11 @@ enum exchange_state exchange_state(const struct exchange *x);
 /* Once EXCHANGE_DONE: what the connection does next. Request bytes that
  * were read but not sent are dropped from the client's buffer. */
 enum exchange_end exchange_end(struct exchange *x);
-/* Whether the exchange is waiting on the client (for the client_idle
- * limit), rather than on an application or on nothing. */
-bool exchange_waits_on_client(const struct exchange *x);
+/* The client-side time limits at loop time now: client_idle while sluice
+ * waits on the client, client_body between two reads of a request body,
+ * and [server.limits] min_body_rate. Returns the ms until the next look
+ * (> 0), or 0 when the client was too slow: the exchange then answers 408
+ * or asks to be closed, which the next exchange_step says. */
+int64_t exchange_client_timeout(struct exchange *x, int64_t now);
 
 #endif

@@ -42,6 +42,16 @@ struct proxy {
                                          only within the step that parsed a head; owned */
     struct upstream_pool upstreams;
     struct stream_pipes pipes;        /* spare pipes for splicing large bodies */
+    struct buf_pool bodies;           /* blocks of [server.limits] buffer_body bytes */
+    uint64_t bodies_held;             /* bytes of those blocks in use: at most buffer_total */
+    struct exchange *body_waiters;    /* waiting for a block, oldest first */
+    struct exchange *body_waiters_last;
+    bool body_block_returned;         /* since the last iteration: wake a waiter */
+    struct exchange *slot_waiters;    /* every candidate at max_requests: oldest first */
+    struct exchange *slot_waiters_last;
+    bool slot_freed;                  /* since the last iteration: try the waiters */
+    struct loop_timer queue_timer;    /* while some wait: retry (a slot freed on another
+                                         worker) and answer 503 at [server.timeouts] queue */
 
     /* every client object is on exactly one of these lists */
     struct client *clients;           /* open connections */

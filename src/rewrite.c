@@ -58,11 +58,13 @@ static bool put_request_line(struct buf *b, const struct http1_request *r, struc
 }
 
 static bool put_end_to_end_fields(struct buf *b, const struct http1_request *r, bool absolute,
-                                  struct log_request *views, bool *had_length)
+                                  bool drop_expect, struct log_request *views, bool *had_length)
 {
     for (uint32_t i = 0; i < r->header_count; i++) {
         const struct http1_header *h = &r->headers[i];
         if (h->flags & (HTTP1_HDR_HOP | HTTP1_HDR_XFF | HTTP1_HDR_XF_OTHER))
+            continue;
+        if (drop_expect && HTTP1_NAME_IS(h, "expect"))
             continue;
         if (absolute && HTTP1_NAME_IS(h, "host"))
             continue;
@@ -148,7 +150,8 @@ bool rewrite_request_head(struct buf *out, const struct http1_request *r, const 
 {
     bool absolute = r->path != r->target && r->target[0] != '/' && r->target[0] != '*';
     bool had_length = false;
-    return put_request_line(out, r, views) && put_end_to_end_fields(out, r, absolute, views, &had_length) &&
+    return put_request_line(out, r, views) &&
+           put_end_to_end_fields(out, r, absolute, from->body_buffered, views, &had_length) &&
            put_hop_fields(out, r, absolute, had_length) && put_forwarding_fields(out, r, from, views);
 }
 

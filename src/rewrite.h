@@ -21,6 +21,8 @@ struct rewrite_from {
     const char *client_ip;     /* appended to X-Forwarded-For */
     const char *proto;         /* X-Forwarded-Proto: "http" or "https" */
     const char *request_id;    /* sent as X-Request-Id when the request has none */
+    bool body_buffered;        /* sluice receives the body first and answered any
+                                  Expect: 100-continue itself: Expect is not sent on */
 };
 
 /* Writes the request head an application will see into out (RFC 9110

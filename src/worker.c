@@ -17,6 +17,7 @@
 #include "health.h"
 #include "net.h"
 #include "client.h"
+#include "exchange.h"
 
 /* Accepts per readiness event, so one busy listener cannot starve the
  * connections already open. */
@@ -26,6 +27,16 @@
  * so this serves about 64 concurrent requests without malloc; beyond it
  * blocks go back to malloc and, once the worker is quiet, to the kernel. */
 #define FREE_BUFFERS_MAX 256
+/* Request body blocks (64 KB by default) kept for reuse per worker. */
+#define FREE_BODY_BUFFERS_MAX 8
+
+/* A buffered body shares its block with nothing but pipelined bytes, and
+ * takes over the client's input buffer: never smaller than that. */
+static uint32_t body_block_size(const struct config *cfg)
+{
+    uint64_t input = cfg->header_bytes + 8192;
+    return (uint32_t)(cfg->buffer_body > input ? cfg->buffer_body : input);
+}
 
 /* Out of file descriptors: the listener stays readable, so accepting again
  * at once would spin. Pause, and say so at most once per pause. */
@@ -223,6 +234,7 @@ static int derive(struct worker *w, struct generation *g)
     w->pool = p->pool = &g->pool;
     p->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
     buf_pool_resize(&w->buffers, cfg->header_bytes + 8192);
+    buf_pool_resize(&p->bodies, body_block_size(cfg));
     return 0;
 fail:
     free(headers);
@@ -318,7 +330,9 @@ int worker_init(struct worker *w, int index, int count, struct generation *_Atom
     buf_pool_init(&w->buffers, cfg->header_bytes + 8192, FREE_BUFFERS_MAX);
     w->proxy = (struct proxy){.loop = &w->loop, .buffers = &w->buffers, .balance = &w->balance,
                               .access_log = &w->access_log};
+    buf_pool_init(&w->proxy.bodies, body_block_size(cfg), FREE_BODY_BUFFERS_MAX);
     upstream_pool_init(&w->proxy.upstreams, &w->loop, &w->buffers);
+    loop_timer_init(&w->proxy.queue_timer, exchanges_queue_timer);
     if ((rc = derive(w, g)) < 0) {
         snprintf(error, error_len, "start the health checks of worker %d", index);
         return rc;
@@ -388,5 +402,6 @@ void worker_free(struct worker *w)
     log_access_free(&w->access_log);
     balance_free(&w->balance);
     buf_pool_free(&w->buffers);
+    buf_pool_free(&w->proxy.bodies);
     loop_close(&w->loop);
 }
