@@ -48,7 +48,7 @@ struct exchange {
     void (*wake)(void *conn);
     void *conn;
     struct exchange *next_free;
-    struct exchange *next_waiter;       /* p->body_waiters */
+    struct exchange *next_waiter;       /* in p->body_waiters or p->slot_waiters */
     enum exchange_state state;
     bool parsed;                        /* req holds a parsed head */
     bool keep_alive;                    /* the connection stays open after this answer */
@@ -57,7 +57,6 @@ struct exchange {
     bool waiting_body;                  /* on p->body_waiters */
     bool queued_once;                   /* has waited: goes first when refused again */
     bool waiting_slot;                  /* on p->slot_waiters */
-    struct exchange *next_slot_waiter;
     int64_t queued_ms;                  /* loop time it began to wait for a slot */
     uint32_t body_block;                /* size of the body block client->in holds; 0: none */
     struct upstream *up;
@@ -441,21 +440,40 @@ static void dispatch(struct exchange *x)
  * worker by the queue timer's next look. */
 #define QUEUE_LOOK_MS 10
 
+static void queue_push(struct exchange_queue *q, struct exchange *x, bool first)
+{
+    if (first || !q->first) {
+        x->next_waiter = q->first;
+        q->first = x;
+        if (!q->last)
+            q->last = x;
+        return;
+    }
+    x->next_waiter = NULL;
+    q->last->next_waiter = x;
+    q->last = x;
+}
+
+static void queue_remove(struct exchange_queue *q, struct exchange *x)
+{
+    struct exchange **at = &q->first, *prev = NULL;
+    while (*at != x) {
+        prev = *at;
+        at = &(*at)->next_waiter;
+    }
+    *at = x->next_waiter;
+    if (q->last == x)
+        q->last = prev;
+}
+
 static void leave_slot_waiters(struct exchange *x)
 {
     struct proxy *p = x->p;
     if (!x->waiting_slot)
         return;
-    struct exchange **at = &p->slot_waiters, *prev = NULL;
-    while (*at != x) {
-        prev = *at;
-        at = &(*at)->next_slot_waiter;
-    }
-    *at = x->next_slot_waiter;
-    if (p->slot_waiters_last == x)
-        p->slot_waiters_last = prev;
+    queue_remove(&p->slot_waiters, x);
     x->waiting_slot = false;
-    if (!p->slot_waiters)
+    if (!p->slot_waiters.first)
         loop_timer_cancel(p->loop, &p->queue_timer);
 }
 
@@ -464,12 +482,7 @@ static void wait_for_slot(struct exchange *x)
     struct proxy *p = x->p;
     x->waiting_slot = true;
     x->queued_ms = p->loop->now;
-    x->next_slot_waiter = NULL;
-    if (p->slot_waiters_last)
-        p->slot_waiters_last->next_slot_waiter = x;
-    else
-        p->slot_waiters = x;
-    p->slot_waiters_last = x;
+    queue_push(&p->slot_waiters, x, false);
     if (!loop_timer_armed(&p->queue_timer))
         loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
 }
@@ -477,9 +490,9 @@ static void wait_for_slot(struct exchange *x)
 /* Each waiter in turn tries again; those past the queue limit get 503. */
 static void serve_slot_waiters(struct proxy *p)
 {
-    struct exchange *x = p->slot_waiters;
+    struct exchange *x = p->slot_waiters.first;
     while (x) {
-        struct exchange *next = x->next_slot_waiter;
+        struct exchange *next = x->next_waiter;
         bool expired = p->loop->now - x->queued_ms >= p->cfg->queue_timeout_ms;
         bool all_full;
         struct app *app = expired ? NULL : pick_with_slot(x, &all_full);
@@ -497,7 +510,7 @@ static void serve_slot_waiters(struct proxy *p)
         }
         x = next;
     }
-    if (p->slot_waiters)
+    if (p->slot_waiters.first)
         loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
 }
 
@@ -812,36 +825,10 @@ static enum step pump_request(struct exchange *x)
 
 static void leave_body_waiters(struct exchange *x)
 {
-    struct proxy *p = x->p;
     if (!x->waiting_body)
         return;
-    struct exchange **at = &p->body_waiters, *prev = NULL;
-    while (*at != x) {
-        prev = *at;
-        at = &(*at)->next_waiter;
-    }
-    *at = x->next_waiter;
-    if (p->body_waiters_last == x)
-        p->body_waiters_last = prev;
+    queue_remove(&x->p->body_waiters, x);
     x->waiting_body = false;
-}
-
-/* Waits for a body block, in arrival order; first when woken and refused
- * again (the block that came back was of an older size). */
-static void wait_for_body_block(struct exchange *x, bool first)
-{
-    struct proxy *p = x->p;
-    x->waiting_body = true;
-    if (first || !p->body_waiters) {
-        x->next_waiter = p->body_waiters;
-        p->body_waiters = x;
-        if (!p->body_waiters_last)
-            p->body_waiters_last = x;
-        return;
-    }
-    x->next_waiter = NULL;
-    p->body_waiters_last->next_waiter = x;
-    p->body_waiters_last = x;
 }
 
 static void give_back_body_block(struct exchange *x)
@@ -871,12 +858,12 @@ void exchanges_after_iteration(struct proxy *p)
 {
     if (p->slot_freed) {
         p->slot_freed = false;
-        if (p->slot_waiters)
+        if (p->slot_waiters.first)
             serve_slot_waiters(p);
     }
     /* Woken here, not where the block came back: that is inside another
      * connection's close, and the waiter's run may close connections too. */
-    struct exchange *next = p->body_waiters;
+    struct exchange *next = p->body_waiters.first;
     if (!p->body_block_returned)
         return;
     p->body_block_returned = false;
@@ -894,8 +881,10 @@ static bool take_body_block(struct exchange *x)
     struct buf *in = &x->client->in;
     uint32_t size = p->bodies.block_size;
     if (p->bodies_held + size > p->cfg->buffer_total) {
-        wait_for_body_block(x, x->queued_once);
-        x->queued_once = true;
+        /* Refused again after a wake-up (the block that came back was of
+         * an older size): it keeps its place at the front. */
+        queue_push(&p->body_waiters, x, x->queued_once);
+        x->waiting_body = x->queued_once = true;
         return false;
     }
     struct buf block = {0};

@@ -30,6 +30,12 @@
 struct client;
 struct exchange;
 
+/* Exchanges waiting for something, oldest first (linked through the
+ * exchange; one waits for one thing at a time). */
+struct exchange_queue {
+    struct exchange *first, *last;
+};
+
 struct proxy {
     struct loop *loop;                /* the worker's; the four below are the worker's too */
     struct buf_pool *buffers;
@@ -44,11 +50,9 @@ struct proxy {
     struct stream_pipes pipes;        /* spare pipes for splicing large bodies */
     struct buf_pool bodies;           /* blocks of [server.limits] buffer_body bytes */
     uint64_t bodies_held;             /* bytes of those blocks in use: at most buffer_total */
-    struct exchange *body_waiters;    /* waiting for a block, oldest first */
-    struct exchange *body_waiters_last;
+    struct exchange_queue body_waiters;  /* waiting for a block, oldest first */
     bool body_block_returned;         /* since the last iteration: wake a waiter */
-    struct exchange *slot_waiters;    /* every candidate at max_requests: oldest first */
-    struct exchange *slot_waiters_last;
+    struct exchange_queue slot_waiters;  /* every candidate at max_requests: oldest first */
     bool slot_freed;                  /* since the last iteration: try the waiters */
     struct loop_timer queue_timer;    /* while some wait: retry (a slot freed on another
                                          worker) and answer 503 at [server.timeouts] queue */

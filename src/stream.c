@@ -20,6 +20,21 @@ void stream_note_events(struct stream *s, uint32_t events)
         s->can_write = true;
 }
 
+/* A read that brought no bytes (n <= 0): the end of the stream (-1 with
+ * errno 0), nothing for now (0), or an error (-1). */
+static ssize_t read_nothing(struct stream *s, ssize_t n)
+{
+    if (n == 0) {
+        errno = 0;
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EINTR) {
+        s->can_read = errno == EINTR;
+        return 0;
+    }
+    return -1;
+}
+
 static ssize_t read_clear(struct stream *s, struct buf *b)
 {
     size_t room = buf_room(b);
@@ -33,15 +48,7 @@ static ssize_t read_clear(struct stream *s, struct buf *b)
             s->can_read = false;
         return n;
     }
-    if (n == 0) {
-        errno = 0;
-        return -1;
-    }
-    if (errno == EAGAIN || errno == EINTR) {
-        s->can_read = errno == EINTR;
-        return 0;
-    }
-    return -1;
+    return read_nothing(s, n);
 }
 
 static ssize_t read_tls(struct stream *s, struct buf *b)
@@ -166,15 +173,7 @@ ssize_t stream_splice_in(struct stream *s, struct stream_pipe *p, size_t max)
         p->len += (uint32_t)n;
         return n;
     }
-    if (n == 0) {
-        errno = 0;
-        return -1;
-    }
-    if (errno == EAGAIN || errno == EINTR) {
-        s->can_read = errno == EINTR;
-        return 0;
-    }
-    return -1;
+    return read_nothing(s, n);
 }
 
 ssize_t stream_splice_out(struct stream_pipe *p, struct stream *s)
