@@ -4,7 +4,7 @@
  * Nothing here is shared between threads.
  *
  * File descriptors are registered edge-triggered once, for both directions,
- * and never modified: the owner remembers readiness itself (see proxy.c), so
+ * and never modified: the owner remembers readiness itself (see stream.h), so
  * the request path makes no epoll_ctl calls after a connection is set up.
  *
  * Timers live in a binary min-heap keyed by deadline (monotonic ms); a timer
