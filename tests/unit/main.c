@@ -7,7 +7,7 @@
 
 int unit_passed, unit_failed;
 
-#define SUITES(X) X(toml) X(config) X(http1) X(balance) X(pool) X(health) X(alert) X(loop)
+#define SUITES(X) X(toml) X(config) X(http1) X(balance) X(pool) X(health) X(alert) X(loop) X(fuzz)
 #define DECLARE(name) void unit_test_##name(void) __attribute__((weak));
 SUITES(DECLARE)
 
