@@ -17,21 +17,31 @@
 #define RESPONSES_MAX 8         /* responses taken from one input */
 #define HEADERS_MAX 100
 
-/* sluice's defaults; responses are held to the same limits as requests */
+/* sluice's defaults (responses are held to the same limits as requests),
+ * and a tight pair so that short inputs reach the limit paths */
 static const struct http1_limits limits = {.head_bytes = 16384, .headers = HEADERS_MAX};
+static const struct http1_limits tight_limits = {.head_bytes = 256, .headers = 8};
 static struct http1_header main_headers[HEADERS_MAX], other_headers[HEADERS_MAX];
 
-static enum http1_result parse(const char *buf, size_t len, enum http1_method method,
-                               struct http1_response *res, struct http1_header *hs)
+static enum http1_result parse_within(const char *buf, size_t len, const struct http1_limits *lim,
+                                      enum http1_method method, struct http1_response *res,
+                                      struct http1_header *hs)
 {
     res->headers = hs;
-    enum http1_result rc = http1_parse_response(buf, len, &limits, method, res);
+    enum http1_result rc = http1_parse_response(buf, len, lim, method, res);
     FUZZ_CHECK(rc == HTTP1_OK || rc == HTTP1_INCOMPLETE || rc == HTTP1_ERROR);
     FUZZ_CHECK((rc == HTTP1_ERROR) == (res->error != HTTP1_E_NONE));
     FUZZ_CHECK(rc != HTTP1_ERROR || res->error == HTTP1_E_BAD_RESPONSE ||
                res->error == HTTP1_E_HEAD_TOO_LARGE || res->error == HTTP1_E_TOO_MANY_HEADERS);
-    FUZZ_CHECK(rc != HTTP1_INCOMPLETE || len < limits.head_bytes);
+    FUZZ_CHECK(rc != HTTP1_INCOMPLETE || len < lim->head_bytes);
+    FUZZ_CHECK(res->error != HTTP1_E_HEAD_TOO_LARGE || len >= lim->head_bytes);
     return rc;
+}
+
+static enum http1_result parse(const char *buf, size_t len, enum http1_method method,
+                               struct http1_response *res, struct http1_header *hs)
+{
+    return parse_within(buf, len, &limits, method, res, hs);
 }
 
 static void check_same(enum http1_result ra, const struct http1_response *a,
@@ -118,6 +128,19 @@ static void check_framing(const struct http1_response *res, enum http1_method me
         FUZZ_CHECK(res->flags & HTTP1_CONN_CLOSE);
 }
 
+/* Tighter limits may refuse a head for its size and change nothing else. */
+static void check_limits_agree(const char *buf, size_t len, enum http1_result rc,
+                               const struct http1_response *res)
+{
+    struct http1_response tight;
+    enum http1_result rt =
+        parse_within(buf, len, &tight_limits, HTTP1_METHOD_GET, &tight, other_headers);
+    if (rt == HTTP1_ERROR &&
+        (tight.error == HTTP1_E_HEAD_TOO_LARGE || tight.error == HTTP1_E_TOO_MANY_HEADERS))
+        return;
+    check_same(rt, &tight, rc, res);
+}
+
 /* One response at buf answering GET (and, for comparison, HEAD and
  * CONNECT); the bytes its body takes, or -1 when nothing more can follow. */
 static ssize_t one_response(const char *buf, size_t len, struct http1_response *res,
@@ -125,6 +148,7 @@ static ssize_t one_response(const char *buf, size_t len, struct http1_response *
 {
     enum http1_result rc = parse(buf, len, HTTP1_METHOD_GET, res, main_headers);
     check_prefixes(buf, len, rc, res, rng);
+    check_limits_agree(buf, len, rc, res);
     static const enum http1_method others[] = {HTTP1_METHOD_HEAD, HTTP1_METHOD_CONNECT};
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
         struct http1_response alt;
