@@ -24,7 +24,7 @@ report() {
   while [ "$1" != -- ]; do objects+=("$1"); shift; done
   shift
   # columns: file, regions (3), functions (3), lines, missed, cover, branches, missed, cover
-  "$llvmcov" report "${objects[@]}" -instr-profile="$prof" "$@" |
+  "$llvmcov" report "${objects[@]}" -instr-profile="$prof" "$@" | sed "s|$PWD/||" |
     awk '$1 ~ /\.c$/ { printf "  %-10s lines %s of %s (%s), branches %s of %s (%s)\n",
                         $1, $8 - $9, $8, $10, $11 - $12, $11, $13 }'
 }
