@@ -14,10 +14,11 @@ const char *fuzz_input_name;
 
 void fuzz_fail(const char *what, const char *file, int line)
 {
-    fprintf(stderr, "fuzz: invariant broken at %s:%d: %s%s%s\n", file, line, what,
-            fuzz_input_name ? " (input " : "", fuzz_input_name ? fuzz_input_name : "");
     if (fuzz_input_name)
-        fputs(")\n", stderr);
+        fprintf(stderr, "fuzz: invariant broken at %s:%d: %s (input %s)\n", file, line, what,
+                fuzz_input_name);
+    else
+        fprintf(stderr, "fuzz: invariant broken at %s:%d: %s\n", file, line, what);
     abort();
 }
 
