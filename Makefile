@@ -12,12 +12,17 @@ LIB_SRC  := $(filter-out src/main.c,$(SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+# The fuzz harnesses are plain functions: the unit tests replay the corpus
+# and the regressions through them, `make fuzz` wraps them in libFuzzer.
+FUZZ_TARGETS := request response config
+FUZZ_SRC := fuzz/fuzz_common.c fuzz/offline_resolver.c $(FUZZ_TARGETS:%=fuzz/fuzz_%.c)
+FUZZ_OBJ := $(FUZZ_SRC:%.c=$(BUILD)/%.o)
 
 all: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/unit_tests
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(STRICT) $(CFLAGS) -Isrc -c $< -o $@
+	$(CC) $(STRICT) $(CFLAGS) $(CPPFLAGS) -Isrc -Ifuzz -c $< -o $@
 
 $(BUILD)/libsluice.a: $(LIB_OBJ)
 	@rm -f $@
@@ -31,8 +36,11 @@ $(BUILD)/backend: $(BUILD)/tools/backend.o $(BUILD)/libsluice.a
 
 # Unit suites are linked whole (not through the archive) so every suite's
 # weak entry point is resolved.
-$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsluice.a
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(FUZZ_OBJ) $(BUILD)/libsluice.a
 	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The replay suite finds fuzz/ from wherever the tests are run.
+$(BUILD)/tests/unit/test_fuzz_regressions.o: CPPFLAGS += -DSLUICE_SOURCE_DIR='"$(CURDIR)"'
 
 deps:
 	@bash scripts/install-deps
@@ -53,6 +61,37 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1 build/asan/unit_tests
 	SLUICE_BUILD=$(abspath build/asan) SLUICE_ASAN=1 /usr/bin/python3 -m pytest -q tests/integration
 
+# libFuzzer targets (Debian's clang) under ASan and UBSan, in build/fuzz/,
+# each run for FUZZ_SECONDS on a scratch copy of its corpus (docs/reliability.md).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN) -DSLUICE_FUZZ_MAIN
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(STRICT) $(FUZZ_CFLAGS) -Isrc -Ifuzz -c $< -o $@
+
+$(FUZZ_DIR)/libsluice.a: $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+$(FUZZ_BINS): $(FUZZ_DIR)/fuzz_%: $(FUZZ_DIR)/obj/fuzz/fuzz_%.o $(FUZZ_DIR)/obj/fuzz/fuzz_common.o \
+                                  $(FUZZ_DIR)/obj/fuzz/offline_resolver.o $(FUZZ_DIR)/libsluice.a
+	$(FUZZ_CC) $(STRICT) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh $(FUZZ_DIR) $(FUZZ_TARGETS)
+
+# Which lines of the parsers the last `make fuzz` corpus reaches (needs llvm-14).
+fuzz-coverage:
+	$(MAKE) FUZZ_DIR=$(BUILD)/fuzz-cov FUZZ_SAN="-fprofile-instr-generate -fcoverage-mapping" fuzz-build
+	bash fuzz/coverage.sh $(BUILD)/fuzz-cov $(FUZZ_DIR) $(FUZZ_TARGETS)
+
 demo: all
 	bash tools/demo.sh
 
@@ -72,6 +111,7 @@ help:
 	@echo "make asan     the same tests under AddressSanitizer + UBSan"
 	@echo "make demo     sluice on :8080 in front of two demo applications"
 	@echo "make bench    sluice vs HAProxy vs nginx"
+	@echo "make fuzz     libFuzzer on the parsers, FUZZ_SECONDS (60) per target"
 
-.PHONY: all deps unit integration test asan demo bench clean help
+.PHONY: all deps unit integration test asan fuzz fuzz-build fuzz-coverage demo bench clean help
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
