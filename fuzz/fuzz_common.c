@@ -197,6 +197,79 @@ static void check_chunked_shape(const char *b, size_t len, uint64_t data_bytes)
     FUZZ_CHECK(total == data_bytes);
 }
 
+/* Forwards body as the proxy does (http1_chunked_forward over a buffer
+ * that pieces of it arrive in, the returned bytes leaving at once) into
+ * out. Returns the bytes forwarded once the body ended, -1 when refused,
+ * -2 when the input ran out first. */
+static ssize_t forward_in_pieces(const char *body, size_t len, struct fuzz_rng *rng, char *out)
+{
+    char *buf = malloc(len + 1);
+    struct http1_chunked st = {0};
+    size_t in = 0, have = 0, sent = 0;
+    ssize_t result = -2;
+    FUZZ_CHECK(buf != NULL);
+    while (in < len || (have && have > st.held)) {
+        size_t n = in < len ? fuzz_rng_piece(rng, len - in) : 0;
+        memcpy(buf + have, body + in, n);
+        in += n;
+        have += n;
+        size_t now = have;
+        ssize_t r = http1_chunked_forward(&st, buf, &now, len + 1);
+        if (r < 0) {
+            result = -1;
+            break;
+        }
+        FUZZ_CHECK((size_t)r <= now && now <= have);
+        memcpy(out + sent, buf, (size_t)r);
+        sent += (size_t)r;
+        memmove(buf, buf + r, now - (size_t)r);
+        have = now - (size_t)r;
+        if (st.done) {
+            /* what follows the body is left untouched */
+            FUZZ_CHECK(memcmp(buf, body + in - have, have) == 0);
+            result = (ssize_t)sent;
+            break;
+        }
+        FUZZ_CHECK(have == st.held);   /* only an unfinished trailer line waits */
+    }
+    free(buf);
+    return result;
+}
+
+/* A trailer section that sluice forwarded carries no field that frames or
+ * routes the message. */
+static void check_forwarded_trailers(const char *b, size_t len)
+{
+    static const char *const framing[] = {"content-length", "transfer-encoding", "host", "trailer", NULL};
+    const char *end = b + len;
+    const char *p = b;
+    /* skip to the line after the last chunk's size line ("0...CRLF") */
+    for (;;) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        FUZZ_CHECK(lf != NULL);
+        uint64_t size = 0;
+        for (const char *q = p; q < lf && hex_digit(*q) >= 0; q++)
+            size = size << 4 | (uint64_t)hex_digit(*q);
+        p = lf + 1;
+        if (size == 0)
+            break;
+        p += size + 2;
+    }
+    while (end - p > 2) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        FUZZ_CHECK(colon && lf && colon < lf);
+        for (const char *const *n = framing; *n; n++) {
+            size_t nl = strlen(*n);
+            bool same = (size_t)(colon - p) == nl;
+            for (size_t i = 0; same && i < nl; i++)
+                same = (p[i] | 0x20) == (*n)[i];
+            FUZZ_CHECK(!same);
+        }
+        p = lf + 1;
+    }
+}
+
 ssize_t fuzz_check_chunked(const char *body, size_t len, struct fuzz_rng *rng)
 {
     struct scan_outcome whole = scan_in_pieces(body, len, len ? len : 1, rng);
@@ -205,6 +278,17 @@ ssize_t fuzz_check_chunked(const char *body, size_t len, struct fuzz_rng *rng)
     FUZZ_CHECK(whole.taken == bytes.taken && whole.taken == split.taken);
     FUZZ_CHECK(whole.done == bytes.done && whole.done == split.done);
     FUZZ_CHECK(whole.data_bytes == bytes.data_bytes && whole.data_bytes == split.data_bytes);
+    /* forwarding refuses, completes or runs out exactly where scanning does */
+    char *out = malloc(len + 1);
+    FUZZ_CHECK(out != NULL);
+    ssize_t forwarded = forward_in_pieces(body, len, rng, out);
+    FUZZ_CHECK(whole.taken < 0 ? forwarded == -1 : whole.done ? forwarded >= 0 : forwarded == -2);
+    if (forwarded >= 0) {
+        FUZZ_CHECK(forwarded <= whole.taken);
+        check_chunked_shape(out, (size_t)forwarded, whole.data_bytes);
+        check_forwarded_trailers(out, (size_t)forwarded);
+    }
+    free(out);
     if (whole.taken < 0 || !whole.done)
         return -1;
     check_chunked_shape(body, (size_t)whole.taken, whole.data_bytes);

@@ -1190,6 +1190,13 @@ ssize_t http1_chunked_forward(struct http1_chunked *st, char *buf, size_t *len, 
         if (!lf) {
             if (avail > hold_max || st->trailer_bytes + avail > CHUNK_TRAILER_MAX)
                 return -1;
+            /* Held, but judged byte by byte as it comes, so a bad line is
+             * refused as soon as http1_chunked_scan would refuse it. */
+            enum chunk_state hs = searched ? (enum chunk_state)st->held_state : CH_TRAILER_FIRST;
+            for (size_t k = searched; k < avail; k++)
+                if ((hs = trailer_byte(hs, buf[i + k])) == CH_ERROR)
+                    return -1;
+            st->held_state = (int)hs;
             st->held = (uint32_t)avail;
             return (ssize_t)i;
         }

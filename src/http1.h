@@ -162,6 +162,7 @@ struct http1_chunked {
     uint64_t data_bytes;       /* decoded payload bytes seen so far */
     uint32_t held;             /* http1_chunked_forward: bytes of an unfinished trailer
                                   line at the end of the last call, not yet body */
+    int held_state;            /* ... and where their validation stopped */
     bool done;                 /* the final CRLF after the trailers was seen */
 };
 

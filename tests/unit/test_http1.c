@@ -1044,6 +1044,17 @@ static void test_chunked_trailers_filtered(void)
     CHECK(forward_in_pieces("0\r\nX-A: 1\nX-B: 2\r\n\r\n", 1, 64, &n) == NULL);
     CHECK(forward_in_pieces("0\r\nX A: 1\r\n\r\n", 3, 64, &n) == NULL);
     CHECK(forward_in_pieces("0\r\nContent-Length: 1\x01\r\n\r\n", 100, 64, &n) == NULL);
+    /* a trailer line still arriving is judged as it comes: refused at its
+     * first bad byte, as http1_chunked_scan refuses it */
+    struct http1_chunked held = {0};
+    char partial[] = "0\r\nX-A: 1\r\n X";
+    size_t plen = strlen(partial);
+    CHECK_INT(http1_chunked_forward(&held, partial, &plen, 63), -1);
+    held = (struct http1_chunked){0};
+    char fine[] = "0\r\nX-Ok: va";
+    plen = strlen(fine);
+    CHECK_INT(http1_chunked_forward(&held, fine, &plen, 63), 3);
+    CHECK_INT(held.held, strlen(fine) - 3);
     /* a trailer line that cannot fit in the caller's buffer is an error,
      * not a stall */
     char longline[200] = "0\r\nX-Long: ";
