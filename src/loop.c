@@ -153,13 +153,16 @@ void loop_timer_cancel(struct loop *loop, struct loop_timer *timer)
 int loop_timer_arm_at(struct loop *loop, struct loop_timer *timer, int64_t deadline)
 {
     if (timer->heap_index != SIZE_MAX) {
-        /* Re-arming later is the common case (a timeout pushed back). */
-        int64_t old = timer->deadline;
-        timer->deadline = deadline;
-        if (deadline < old)
-            heap_up(loop, timer->heap_index);
-        else
-            heap_down(loop, timer->heap_index);
+        /* Re-arming later is the common case (a timeout pushed back, a
+         * request's timer after the previous one's): it only moves `due`,
+         * and the heap is fixed up if the old deadline comes first, so a
+         * request's several re-arms cost no heap walk. */
+        if (deadline >= timer->deadline) {
+            timer->due = deadline;
+            return 0;
+        }
+        timer->deadline = timer->due = deadline;
+        heap_up(loop, timer->heap_index);
         return 0;
     }
     if (loop->heap_len == loop->heap_cap) {
@@ -170,7 +173,7 @@ int loop_timer_arm_at(struct loop *loop, struct loop_timer *timer, int64_t deadl
         loop->heap = heap;
         loop->heap_cap = cap;
     }
-    timer->deadline = deadline;
+    timer->deadline = timer->due = deadline;
     loop->heap_len++;
     heap_place(loop, loop->heap_len - 1, timer);
     heap_up(loop, loop->heap_len - 1);
@@ -186,6 +189,11 @@ static void loop_run_timers(struct loop *loop)
 {
     while (loop->heap_len > 0 && loop->heap[0]->deadline <= loop->now) {
         struct loop_timer *t = loop->heap[0];
+        if (t->due > loop->now) {   /* pushed back since it was placed */
+            t->deadline = t->due;
+            heap_down(loop, 0);
+            continue;
+        }
         loop_timer_cancel(loop, t);
         t->fn(loop, t);
     }

@@ -33,7 +33,8 @@ struct loop_io {
 };
 
 struct loop_timer {
-    int64_t deadline;     /* monotonic ms */
+    int64_t deadline;     /* monotonic ms: its place in the heap */
+    int64_t due;          /* monotonic ms: when it fires (>= deadline; see loop_timer_arm_at) */
     size_t heap_index;    /* position in the heap; SIZE_MAX when not armed */
     loop_timer_fn fn;
 };
