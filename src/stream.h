@@ -63,7 +63,7 @@ struct stream_pipe {
 };
 
 #define STREAM_PIPE_CAPACITY 65536   /* the kernel's default pipe size */
-#define STREAM_PIPES_SPARE 16
+#define STREAM_PIPES_SPARE 8
 
 /* Empty pipes kept for reuse by one worker. */
 struct stream_pipes {

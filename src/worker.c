@@ -138,9 +138,16 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
  * the tail (measured with bench/openloop). */
 #define TRIM_QUIET_MS 5000
 
+/* Spare splice pipes go the same way: a quiet worker holds no descriptors
+ * beyond its listeners and the connections it serves. */
+static bool has_spares(const struct worker *w)
+{
+    return w->buffers.returned || w->proxy.pipes.count;
+}
+
 static void trim_when_quiet(struct worker *w)
 {
-    if (!w->buffers.returned)
+    if (!has_spares(w))
         return;
     int64_t quiet = w->loop.now - w->proxy.last_request_ms;
     if (quiet < TRIM_QUIET_MS) {
@@ -148,8 +155,11 @@ static void trim_when_quiet(struct worker *w)
             loop_timer_arm(&w->loop, &w->trim_timer, TRIM_QUIET_MS - quiet);
         return;
     }
-    w->buffers.returned = false;
-    malloc_trim(0);
+    stream_pipes_free(&w->proxy.pipes);
+    if (w->buffers.returned) {
+        w->buffers.returned = false;
+        malloc_trim(0);
+    }
 }
 
 static void trim_later(struct loop *loop, struct loop_timer *timer)
@@ -171,7 +181,7 @@ static void after_iteration(struct loop *loop, void *arg)
     }
     health_run_due(w->health);
     log_access_flush(&w->access_log);
-    if (w->buffers.returned && !loop_timer_armed(&w->trim_timer))
+    if (has_spares(w) && !loop_timer_armed(&w->trim_timer))
         trim_when_quiet(w);
     /* max_connections: a connection closed during the iteration makes room. */
     if (!w->accepting && !w->stopping && w->proxy.client_count < w->client_limit &&

@@ -24,7 +24,8 @@ descriptors at the start and at the end, and exits 1 when:
     the warm-up (the first quarter of the run, at most 30 s) and the end;
   - once every client has closed, sluice holds more than
     SOAK_FD_SLACK (default 4) descriptors beyond what it held before the
-    first request (a reload at the end drops idle application connections);
+    first request (a reload at the end drops idle application connections,
+    and 5 quiet seconds the spare splice pipes);
   - a reload was not taken up, sluice died, or the access log files hold
     fewer or more lines than requests were answered.
 
@@ -438,12 +439,13 @@ def soak(tmp, procs):
         return problems + ["sluice exited with %s during the soak" % sluice.returncode]
 
     # Every client is closed: a last reload drops idle application
-    # connections; then descriptors must be back near the start.
+    # connections, and a worker quiet for 5 s closes its spare splice
+    # pipes; then descriptors must be back near the start.
     sluice.send_signal(signal.SIGHUP)
     reloads += 1
     if not wait_for(lambda: count_loaded(err_path) >= reloads, 10):
         problems.append("%d reloads sent, %d taken up" % (reloads, count_loaded(err_path)))
-    wait_for(lambda: proc_figures(sluice.pid)[1] <= fds_start + FD_SLACK, 10)
+    wait_for(lambda: proc_figures(sluice.pid)[1] <= fds_start + FD_SLACK, 15)
     time.sleep(1.5)   # old configurations are freed once a second
     rss_end, fds_end = proc_figures(sluice.pid)
 
