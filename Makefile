@@ -13,7 +13,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/unit_tests
+all: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/metrics_sample $(BUILD)/unit_tests
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -29,6 +29,10 @@ $(BUILD)/sluice: $(BUILD)/src/main.o $(BUILD)/libsluice.a
 $(BUILD)/backend: $(BUILD)/tools/backend.o $(BUILD)/libsluice.a
 	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Prints a scrape's text for a config and made-up counters (promtool checks it).
+$(BUILD)/metrics_sample: $(BUILD)/tools/metrics_sample.o $(BUILD)/libsluice.a
+	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Unit suites are linked whole (not through the archive) so every suite's
 # weak entry point is resolved.
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsluice.a
@@ -40,7 +44,7 @@ deps:
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-integration: $(BUILD)/sluice $(BUILD)/backend
+integration: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/metrics_sample
 	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration
 
 test: deps all
@@ -67,7 +71,7 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make          build build/sluice, build/backend, build/unit_tests"
+	@echo "make          build build/sluice, build/backend, build/metrics_sample, build/unit_tests"
 	@echo "make test     install dependencies, run unit and integration tests"
 	@echo "make asan     the same tests under AddressSanitizer + UBSan"
 	@echo "make demo     sluice on :8080 in front of two demo applications"
