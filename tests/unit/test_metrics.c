@@ -1,17 +1,25 @@
 /* test_metrics.c - the exposition of the workers' counters: sums over
  * workers, cumulative histograms whose +Inf is the count, escaped label
  * values, a line for every state, and counters that survive a reload by
- * application name. */
+ * application name, and what a running worker counts for a keep-alive
+ * client's requests (successes, 5xx, connections refused). */
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "alert.h"
 #include "config.h"
 #include "counters.h"
+#include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "unit.h"
+#include "unit_net.h"
 #include "worker.h"
 
 #define WORKERS 2
@@ -264,6 +272,201 @@ static void test_reload_keeps_counts_by_name(void)
     config_free(&next_cfg);
 }
 
+/* ---- live traffic through a real worker ---- */
+
+/* An application: every request on a connection answered "hello", or 503
+ * for /fail; a thread per connection, so health checks are answered while
+ * sluice holds a keep-alive connection. */
+static void *serve_connection(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *end;
+        while ((end = strstr(buf, "\r\n\r\n"))) {
+            bool fail = strncmp(buf, "GET /fail", 9) == 0;
+            const char *answer = fail ? "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
+                                      : "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+            if (write(fd, answer, strlen(answer)) < 0)
+                break;
+            size_t used = (size_t)(end + 4 - buf);
+            memmove(buf, end + 4, have - used + 1);
+            have -= used;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *serve_application(void *arg)
+{
+    int listener = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = accept(listener, NULL, NULL);
+        if (fd < 0)
+            return NULL;   /* the listener was shut down */
+        pthread_t t;
+        if (pthread_create(&t, NULL, serve_connection, (void *)(intptr_t)fd) == 0)
+            pthread_detach(t);
+        else
+            close(fd);
+    }
+}
+
+/* Sends one request on fd and reads its answer's status and body length. */
+static int exchange_once(int fd, const char *path, int *body_len)
+{
+    char request[128], answer[1024];
+    snprintf(request, sizeof(request), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    if (write(fd, request, strlen(request)) < 0)
+        return -1;
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, answer + have, sizeof(answer) - 1 - have);
+        if (n <= 0)
+            return -1;
+        have += (size_t)n;
+        answer[have] = '\0';
+        char *end = strstr(answer, "\r\n\r\n"), *cl = strcasestr(answer, "Content-Length: ");
+        if (end && cl && (size_t)(end + 4 - answer) + (size_t)atoi(cl + 16) <= have) {
+            *body_len = atoi(cl + 16);
+            return atoi(answer + 9);
+        }
+    }
+}
+
+static int connect_local(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Renders until series has value want (the worker counts just after the
+ * answer's last write, so a scrape may come a little early), for 2 s. */
+static long long wait_value(struct worker *w, struct pool *pool, const char *series, long long want)
+{
+    long long v = -1;
+    for (int i = 0; i < 200; i++) {
+        char *t = NULL;
+        size_t len;
+        if (metrics_render(w, 1, pool, &t, &len) == 0)
+            v = value_of(t, series);
+        free(t);
+        if (v == want)
+            break;
+        usleep(10000);
+    }
+    return v;
+}
+
+#define LIVE_REQUESTS 20
+
+/* Application a answers, b refuses connections: what a scrape of a
+ * running worker says about a keep-alive client's requests. */
+static void test_counted_on_live_traffic(void)
+{
+    struct config_address app_address, refused, listen_address;
+    int app = unit_listen_local(&app_address), gone = unit_listen_local(&refused);
+    int probe = unit_listen_local(&listen_address);
+    if (app < 0 || gone < 0 || probe < 0)
+        return;
+    close(gone);    /* nothing listens there any more: connections are refused */
+    close(probe);   /* sluice listens there */
+    fcntl(app, F_SETFL, 0);
+    pthread_t server;
+    CHECK_INT(pthread_create(&server, NULL, serve_application, (void *)(intptr_t)app), 0);
+
+    char text[1024];
+    /* b stays up: no passive detection, and checks too rare to run. No
+     * access log: the case where the end of a request reads the clock for
+     * the counters alone. */
+    snprintf(text, sizeof(text),
+             "[server]\nlisten = \"%s\"\nworkers = 1\n[admin]\nlisten = \"\"\n"
+             "[health]\ninterval = \"60s\"\n[passive]\nfailures = 0\n"
+             "[log]\naccess = \"off\"\nlevel = \"error\"\n"
+             "[[applications]]\nname = \"a\"\nip = \"127.0.0.1\"\nport = %s\n"
+             "[[applications]]\nname = \"b\"\nip = \"127.0.0.1\"\nport = %s\n",
+             listen_address.text, strchr(app_address.text, ':') + 1, strchr(refused.text, ':') + 1);
+    struct generation *g = calloc(1, sizeof(*g));
+    struct generation *_Atomic published = g;
+    _Atomic bool stop = false;
+    struct worker w;
+    char error[128];
+    if (parse(&g->cfg, text) != 0)
+        return;
+    CHECK_INT(pool_init(&g->pool, &g->cfg), 0);
+    CHECK_INT(log_init(&g->cfg), 0);
+    atomic_init(&g->holders, 1);
+    CHECK_INT(worker_init(&w, 0, 1, &published, &stop, error, sizeof(error)), 0);
+    w.client_limit = 16;   /* main.c's share of max_connections */
+    CHECK_INT(worker_start(&w), 0);
+    w.thread_started = true;
+
+    int fd = connect_local((int)ntohs(((struct sockaddr_in *)&listen_address.addr)->sin_port));
+    int ok = 0, failed = 0, body = 0, bytes = 0;
+    for (int i = 0; fd >= 0 && i < LIVE_REQUESTS; i++) {
+        int status = exchange_once(fd, i % 5 == 4 ? "/fail" : "/", &body);
+        ok += status == 200;
+        failed += status == 503;
+        bytes += body;
+    }
+    CHECK_INT(ok, LIVE_REQUESTS * 4 / 5);
+    CHECK_INT(failed, LIVE_REQUESTS / 5);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_requests_total{class=\"2xx\"}", ok), ok);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_requests_total{class=\"5xx\"}", failed), failed);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_request_duration_seconds_count", LIVE_REQUESTS), LIVE_REQUESTS);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_application_response_duration_seconds_count{application=\"a\"}",
+                         LIVE_REQUESTS), LIVE_REQUESTS);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_application_requests_total{application=\"a\"}", LIVE_REQUESTS),
+              LIVE_REQUESTS);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_application_failures_total{application=\"a\",kind=\"5xx\"}",
+                         failed), failed);
+    /* Round robin offers b first to most requests: each attempt there is
+     * sent, refused, counted as such, and retried at a. */
+    long long refusals = wait_value(&w, &g->pool,
+                                    "sluice_application_failures_total{application=\"b\",kind=\"connect\"}",
+                                    LIVE_REQUESTS - 1);
+    CHECK_MSG(refusals >= LIVE_REQUESTS / 2 && refusals <= LIVE_REQUESTS, "%lld refusals", refusals);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_application_requests_total{application=\"b\"}", refusals),
+              refusals);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_connections_open", 1), 1);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_connections_accepted_total", 1), 1);
+    if (fd >= 0)
+        close(fd);
+    /* Bytes are counted when the connection's exchange is let go. */
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_response_body_bytes_total", bytes), bytes);
+    CHECK_INT(wait_value(&w, &g->pool, "sluice_connections_open", 0), 0);
+
+    atomic_store(&stop, true);
+    worker_wake(&w);
+    worker_join(&w);
+    worker_free(&w);
+    shutdown(app, SHUT_RDWR);
+    pthread_join(server, NULL);
+    close(app);
+    pool_free(&g->pool);
+    config_free(&g->cfg);
+    free(g);
+    struct config defaults;
+    config_defaults(&defaults);   /* the other suites' logging back */
+    log_init(&defaults);
+    config_free(&defaults);
+}
+
 void unit_test_metrics(void)
 {
     test_sums_over_workers();
@@ -271,4 +474,5 @@ void unit_test_metrics(void)
     test_label_escaping();
     test_every_state();
     test_reload_keeps_counts_by_name();
+    test_counted_on_live_traffic();
 }
