@@ -21,7 +21,12 @@ struct pool;
 /* Writes the Prometheus text exposition (format 0.0.4) of what sluice
  * counts into a malloc'd, NUL-terminated string (*text, the caller frees;
  * *len its length). Per-worker counters are read with relaxed atomic loads
- * and summed; nothing is locked. Returns 0 or -ENOMEM. */
+ * and summed; nothing is locked. Returns 0 or -ENOMEM.
+ *
+ * pool (its applications' names and shared state) must stay valid for the
+ * call: the caller holds the generation it renders. The workers' counter
+ * tables need nothing from the caller: a worker frees a table it replaced
+ * only when no scrape is under way (counters.h). */
 int metrics_render(const struct worker *workers, int worker_count, const struct pool *pool, char **text,
                    size_t *len);
 
