@@ -18,7 +18,7 @@ FUZZ_TARGETS := request response config
 FUZZ_SRC := fuzz/fuzz_common.c fuzz/offline_resolver.c $(FUZZ_TARGETS:%=fuzz/fuzz_%.c)
 FUZZ_OBJ := $(FUZZ_SRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/unit_tests
+all: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/metrics_sample $(BUILD)/unit_tests
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -32,6 +32,10 @@ $(BUILD)/sluice: $(BUILD)/src/main.o $(BUILD)/libsluice.a
 	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/backend: $(BUILD)/tools/backend.o $(BUILD)/libsluice.a
+	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Prints a scrape's text for a config and made-up counters (promtool checks it).
+$(BUILD)/metrics_sample: $(BUILD)/tools/metrics_sample.o $(BUILD)/libsluice.a
 	$(CC) $(STRICT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit suites are linked whole (not through the archive) so every suite's
@@ -48,7 +52,7 @@ deps:
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-integration: $(BUILD)/sluice $(BUILD)/backend
+integration: $(BUILD)/sluice $(BUILD)/backend $(BUILD)/metrics_sample
 	SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration
 
 test: deps all
@@ -106,7 +110,7 @@ clean:
 	rm -rf build
 
 help:
-	@echo "make          build build/sluice, build/backend, build/unit_tests"
+	@echo "make          build build/sluice, build/backend, build/metrics_sample, build/unit_tests"
 	@echo "make test     install dependencies, run unit and integration tests"
 	@echo "make asan     the same tests under AddressSanitizer + UBSan"
 	@echo "make demo     sluice on :8080 in front of two demo applications"

@@ -265,7 +265,7 @@ int alert_format_json(char *out, size_t cap, const struct alert_event *e, const 
 
 /* ---- the dispatcher ---- */
 
-enum delivery_kind { DELIVERY_WEBHOOK, DELIVERY_COMMAND };
+enum delivery_kind { DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK, DELIVERY_COMMAND = ALERT_TARGET_COMMAND };
 enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
 
 /* A webhook's name lookup in flight. glibc's resolver thread writes into it
@@ -287,6 +287,7 @@ struct delivery {
     enum delivery_kind kind;
     enum delivery_phase phase;
     int attempts;                    /* made so far */
+    bool delivered;
     struct loop_timer timer;         /* backoff wait, or a running command's poll */
     struct alert_event event;
     /* webhook */
@@ -428,9 +429,19 @@ static void delivery_abort(struct delivery *d)
     delivery_settle(d, DELIVERY_QUEUED);
 }
 
+/* Every delivery ends here once, whatever ended it; counted over every
+ * dispatcher of the process, a reload's retired ones too, for the metrics. */
+static _Atomic uint64_t outcomes[2][2];   /* [kind][delivered] */
+
+uint64_t alert_deliveries(enum alert_target target, bool delivered)
+{
+    return atomic_load_explicit(&outcomes[target][delivered], memory_order_relaxed);
+}
+
 static void delivery_remove(struct delivery *d)
 {
     struct alert *a = d->alert;
+    atomic_fetch_add_explicit(&outcomes[d->kind][d->delivered], 1, memory_order_relaxed);
     delivery_abort(d);
     loop_timer_cancel(&a->loop, &d->timer);
     if (d->prev)
@@ -451,6 +462,7 @@ static void delivery_succeeded(struct delivery *d, const char *note)
     char what[200];
     delivery_describe(d, what, sizeof(what));
     log_info("alert: %s delivered%s", what, note);
+    d->delivered = true;
     delivery_settle(d, DELIVERY_QUEUED);
     delivery_remove(d);
 }

@@ -43,6 +43,13 @@ void alert_begin_stop(struct alert *a, int64_t grace_ms);
 void alert_retire(struct alert *a);
 bool alert_finished(struct alert *a);
 
+enum alert_target { ALERT_TARGET_WEBHOOK, ALERT_TARGET_COMMAND };
+
+/* Deliveries ended since the process started, over every dispatcher:
+ * delivered, or not (given up after the last retry, dropped from a full
+ * queue, abandoned at stop). */
+uint64_t alert_deliveries(enum alert_target target, bool delivered);
+
 /* ---- what is sent ---- */
 
 #define ALERT_FIELD_MAX 96

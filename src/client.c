@@ -86,6 +86,7 @@ static void client_close(struct client *c)
     c->next = p->closed_clients;
     p->closed_clients = c;
     p->client_count--;
+    atomic_store_explicit(&p->counters.connections_open, p->client_count, memory_order_relaxed);
 }
 
 static void mark_pending(struct client *c)
@@ -343,6 +344,8 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
         c->next->prev = c;
     p->clients = c;
     p->client_count++;
+    atomic_store_explicit(&p->counters.connections_open, p->client_count, memory_order_relaxed);
+    counters_add(&p->counters.connections_accepted, 1);
     /* With TCP_DEFER_ACCEPT the request is usually here already: read now
      * instead of waiting for the first edge. */
     c->s.can_read = c->s.can_write = true;

@@ -155,6 +155,11 @@ static void leave_slot_waiters(struct exchange *x);
 void exchange_free(struct exchange *x)
 {
     struct proxy *p = x->p;
+    /* Here, not when answered: a body cut short counts what moved. */
+    if (x->body_received)
+        counters_add(&p->counters.bytes_in, x->body_received);
+    if (x->log.bytes_sent)
+        counters_add(&p->counters.bytes_out, x->log.bytes_sent);
     leave_body_waiters(x);
     leave_slot_waiters(x);
     give_back_body_block(x);
@@ -192,17 +197,42 @@ enum exchange_state exchange_state(const struct exchange *x)
 }
 
 /* ------------------------------------------------------------------ */
-/* access log                                                          */
+/* counters and the access log                                         */
 
+/* The application's failure as the metrics name it. */
+static void count_failure(struct exchange *x, const struct app *app, enum counters_failure kind)
+{
+    struct counters_app *a = counters_app(&x->p->counters, app);
+    if (a)
+        counters_add(&a->failures[kind], 1);
+}
+
+static void count_answer(struct exchange *x, int status, int64_t duration_us)
+{
+    struct proxy_counters *c = &x->p->counters;
+    int class = status / 100 - 1;
+    counters_add(&c->requests[class < 0 || class >= COUNTERS_CLASSES ? COUNTERS_CLASSES - 1 : class], 1);
+    counters_observe(&c->duration, duration_us);
+    /* An answer of sluice's own (502 after a failure, a redirect) is not
+     * the application's response time. */
+    struct counters_app *a = x->state == EXCHANGE_LOCAL ? NULL : counters_app(c, x->app);
+    if (a)
+        counters_observe(&a->response_time, duration_us);
+}
+
+/* A request is answered: counted, and logged when the access log is on.
+ * The one clock read per request is here (measured: docs/metrics.md). */
 static void log_finish(struct exchange *x, int status)
 {
     struct log_request *r = &x->log;
+    int64_t duration_us = loop_monotonic_us() - x->start_us;
+    count_answer(x, status, duration_us);
     if (!x->p->access_log->buf)
-        return;   /* access log off: no clock to read, no line to build */
+        return;   /* access log off: no line to build */
     r->client_ip = x->client_ip;
     r->status = status;
     r->app_name = x->app ? x->app->cfg->name : "-";
-    r->duration_us = loop_monotonic_us() - x->start_us;
+    r->duration_us = duration_us;
     r->time_ms = loop_wall_ms();
     if (!r->method) {
         r->method = "-";
@@ -368,7 +398,9 @@ static void attach(struct exchange *x, struct upstream *u)
     x->sent_any = false;
     x->upload_failed = false;
     x->fwd.head = 0;
-    atomic_fetch_add_explicit(&u->app->requests, 1, memory_order_relaxed);
+    struct counters_app *a = counters_app(&x->p->counters, u->app);
+    if (a)
+        counters_add(&a->requests, 1);
 }
 
 /* Applications skipped for being at max_requests, per pick at most. */
@@ -427,6 +459,7 @@ static void dispatch(struct exchange *x)
             return;
         }
         log_warn("application %s %s: %s", app->cfg->name, app->cfg->address.text, upstream_error_text(err));
+        count_failure(x, app, COUNTERS_FAIL_CONNECT);
         pool_note_failure(p->pool, app, p->loop->now, upstream_error_text(err));
     }
     /* None up, or none reached: 503 (with Retry-After). An application that
@@ -552,7 +585,15 @@ struct retry_verdict exchange_decide(const struct retry_facts *f)
     return v;
 }
 
-/* The attempt at x->up failed; why is for the operator's log. */
+static const enum counters_failure failure_kinds[] = {
+    [FAIL_CONNECT] = COUNTERS_FAIL_CONNECT,
+    [FAIL_NO_RESPONSE] = COUNTERS_FAIL_RESET,
+    [FAIL_TIMEOUT] = COUNTERS_FAIL_TIMEOUT,
+    [FAIL_BAD_RESPONSE] = COUNTERS_FAIL_BAD_RESPONSE,
+};
+
+/* The attempt at x->up failed; why is for the operator's log. A stale
+ * pooled connection's close is nobody's failure: not counted. */
 static void attempt_failed(struct exchange *x, const char *why, enum exchange_failure kind)
 {
     struct upstream *u = x->up;
@@ -565,6 +606,8 @@ static void attempt_failed(struct exchange *x, const char *why, enum exchange_fa
         .stale_connection = u->reused && u->long_idle,
     };
     struct retry_verdict v = exchange_decide(&f);
+    if (v.count_failure || v.action == RETRY_CUT || kind == FAIL_BAD_RESPONSE)
+        count_failure(x, app, failure_kinds[kind]);
     if (v.action == RETRY_CUT) {
         log_warn("application %s %s: %s during the response", app->cfg->name, app->cfg->address.text, why);
         abort_exchange(x);
@@ -1049,6 +1092,8 @@ static enum step take_response_head(struct exchange *x)
         return relay_interim(x);
     x->log.status = status;
     pool_note_status(p->pool, u->app, status);
+    if (status >= 500)
+        count_failure(x, u->app, COUNTERS_FAIL_5XX);
     if (res->body == HTTP1_BODY_UNTIL_CLOSE || x->req_side != REQ_DONE || p->stopping)
         x->keep_alive = false;
     x->upstream_reusable = !(res->flags & HTTP1_CONN_CLOSE) && res->body != HTTP1_BODY_UNTIL_CLOSE &&
@@ -1068,6 +1113,7 @@ static enum step take_response_head(struct exchange *x)
      * clean 502 instead of a cut-off 200. */
     if (account_response_body(x) < 0) {
         log_warn("application %s %s: malformed chunked body", u->app->cfg->name, u->app->cfg->address.text);
+        count_failure(x, u->app, COUNTERS_FAIL_BAD_RESPONSE);
         x->out.head = x->out.tail = 0;
         x->state = EXCHANGE_FORWARD;
         upstream_detach(x, false);
@@ -1088,6 +1134,7 @@ static enum step read_response_head(struct exchange *x)
             return take_response_head(x);
         if (rc == HTTP1_ERROR) {
             log_warn("application %s %s: malformed response", u->app->cfg->name, u->app->cfg->address.text);
+            count_failure(x, u->app, COUNTERS_FAIL_BAD_RESPONSE);
             upstream_detach(x, false);
             answer_error(x, 502);
             return STEP_MOVED;

@@ -138,6 +138,7 @@ struct health_check {
     struct health_buffer *buffer;    /* lent while a check is in flight */
     enum app_state state_at_start;
     int64_t started;                 /* loop time of the last start */
+    int64_t started_us;              /* the same, to the microsecond: the check's duration */
     int slot;                        /* index of its entry in health.schedule */
     bool due;                        /* in the queue of checks to start */
     struct health_check *due_next;
@@ -251,6 +252,8 @@ static void check_done(struct httpclient *http, int status, const char *error)
     }
     atomic_store_explicit(&c->app->last_check_time_ms, loop_wall_ms(), memory_order_relaxed);
     atomic_store_explicit(&c->app->last_check_ok, pass, memory_order_relaxed);
+    atomic_store_explicit(&c->app->last_check_duration_us, loop_monotonic_us() - c->started_us,
+                          memory_order_relaxed);
 
     enum app_state now = app_state(c->app);
     if (now != c->state_at_start) {
@@ -281,6 +284,7 @@ static void check_start(struct health_check *c)
     }
     c->state_at_start = state;
     c->started = h->loop->now;
+    c->started_us = loop_monotonic_us();
     c->http.buf = c->buffer->data;
     if (httpclient_start(&c->http, h->loop) < 0) {
         buffer_give_back(h, c->buffer);

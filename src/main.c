@@ -19,9 +19,9 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "version.h"
 #include "worker.h"
 
-#define SLUICE_VERSION "0.1.0"
 #define ERRORS_MAX 16384
 
 struct options {
@@ -339,7 +339,8 @@ static void announce(const struct runtime *rt)
 
 /* An application that keeps its name, address and protocol keeps its state
  * and counters, so a reload neither revives a dead one nor loses its
- * history. */
+ * history. (What requests count is the workers' own, carried over by name
+ * when each adopts the new pool: counters.h.) */
 static void carry_over_state(struct pool *to, const struct pool *from)
 {
     for (int i = 0; i < to->count; i++) {
@@ -350,12 +351,11 @@ static void carry_over_state(struct pool *to, const struct pool *from)
                 strcmp(a->cfg->address.text, old->cfg->address.text) != 0 || a->cfg->tls != old->cfg->tls)
                 continue;
             atomic_store(&a->state, (uint32_t)app_state(old));
-            atomic_store(&a->requests, atomic_load(&old->requests));
-            atomic_store(&a->failures, atomic_load(&old->failures));
             for (int s = 0; s < APP_STATE_COUNT; s++)
                 atomic_store(&a->transitions[s], atomic_load(&old->transitions[s]));
             atomic_store(&a->last_check_time_ms, atomic_load(&old->last_check_time_ms));
             atomic_store(&a->last_check_ok, atomic_load(&old->last_check_ok));
+            atomic_store(&a->last_check_duration_us, atomic_load(&old->last_check_duration_us));
             break;
         }
     }

@@ -132,7 +132,6 @@ void pool_note_failure(struct pool *pool, struct app *app, int64_t now_ms, const
 {
     const struct config *cfg = pool->cfg;
     uint32_t limit = (uint32_t)cfg->passive_failures;
-    atomic_fetch_add_explicit(&app->failures, 1, memory_order_relaxed);
     if (limit == 0)
         return;
     /* The ring holds the last `limit` failure times; after writing this
@@ -160,7 +159,6 @@ void pool_note_status(struct pool *pool, struct app *app, int status)
             atomic_store_explicit(&app->server_errors_in_row, 0, memory_order_relaxed);
         return;
     }
-    atomic_fetch_add_explicit(&app->failures, 1, memory_order_relaxed);
     if (limit <= 0)
         return;
     uint32_t n = atomic_fetch_add_explicit(&app->server_errors_in_row, 1, memory_order_relaxed) + 1;

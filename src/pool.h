@@ -42,14 +42,15 @@ struct app {
                                               ms), indexed by failure_seq; in pool->failure_ring */
     _Atomic uint32_t server_errors_in_row;
 
-    /* statistics, for logs, metrics and the admin API */
-    _Atomic uint64_t requests;
-    _Atomic uint64_t failures;
-    _Atomic int64_t active;                /* requests in flight */
+    /* statistics, for logs, metrics and the admin API; what requests
+     * count is counted per worker (counters.h), so that no worker writes a
+     * line another one does */
+    _Atomic int64_t active;                /* requests in flight, across workers: max_requests */
     _Atomic uint64_t transitions[APP_STATE_COUNT]; /* entries into each state */
 
     /* last active check, written by the one worker that checks it */
     _Atomic int64_t last_check_time_ms;    /* wall clock */
+    _Atomic int64_t last_check_duration_us;
     _Atomic int last_check_ok;
 };
 

@@ -20,6 +20,7 @@
 #include "balance.h"
 #include "buf.h"
 #include "config.h"
+#include "counters.h"
 #include "http1.h"
 #include "log.h"
 #include "loop.h"
@@ -63,6 +64,7 @@ struct proxy {
     struct client *closed_clients;    /* closed this iteration, recycled after it */
     struct client *pending;           /* have work left after using their budget */
     int client_count;
+    struct proxy_counters counters;   /* for the metrics: written here only, read by scrapes */
     struct exchange *free_exchanges;  /* recycled: an exchange exists only while a request does */
 
     bool stopping;                    /* graceful stop: no keep-alive, no pooling */

@@ -219,9 +219,10 @@ static int derive(struct worker *w, struct generation *g)
     struct http1_header *headers = calloc(cfg->header_count, sizeof(*headers));
     struct balance balance;
     struct health *health = NULL;
+    struct counters_table *counters = counters_table_for(&p->counters, &g->pool);
     bool had_balance = p->headers != NULL;
     int rc = -ENOMEM;
-    if (!headers || balance_init(&balance, &g->pool, w->index) < 0)
+    if (!headers || !counters || balance_init(&balance, &g->pool, w->index) < 0)
         goto fail;
     if ((rc = health_attach(&health, &w->loop, &g->pool, cfg, w->index, w->count)) < 0) {
         balance_free(&balance);
@@ -232,6 +233,7 @@ static int derive(struct worker *w, struct generation *g)
         balance_free(&balance);
         goto fail;
     }
+    counters_install(&p->counters, counters);
     health_detach(w->health);
     w->health = health;
     if (had_balance)
@@ -248,6 +250,7 @@ static int derive(struct worker *w, struct generation *g)
     return 0;
 fail:
     free(headers);
+    free(counters);
     return rc;
 }
 
@@ -400,6 +403,7 @@ void worker_free(struct worker *w)
     health_detach(w->health);
     w->health = NULL;
     clients_free(&w->proxy);
+    counters_free(&w->proxy.counters);
     upstream_pool_free(&w->proxy.upstreams);
     stream_pipes_free(&w->proxy.pipes);
     free(w->proxy.headers);
