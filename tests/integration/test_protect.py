@@ -4,7 +4,7 @@ slowly are cut with 408."""
 import threading
 import time
 
-from conftest import RawConnection, app_entry, free_port, http_request, scaled
+from conftest import RawConnection, app_entry, concurrent_gets, free_port, http_request, scaled
 
 
 def _sent(backend, line):
@@ -157,28 +157,11 @@ def test_slow_uploads_never_hold_an_application(backends, sluice):
 
 # ------------------------------------------------------------ max_requests
 
-def _concurrent_gets(port, paths, timeout):
-    results = [None] * len(paths)
-    t0 = time.monotonic()
-
-    def one(i):
-        r = http_request(port, "GET", paths[i], timeout=timeout)
-        results[i] = (r.status, time.monotonic() - t0, r.header("Retry-After"))
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(paths))]
-    for t in threads:
-        t.start()
-        time.sleep(0.02)   # arrival order
-    for t in threads:
-        t.join(timeout + 1)
-    return results
-
-
 def test_max_requests_one_at_a_time_in_arrival_order(backends, sluice):
     b1, = backends(1)
     s = sluice([app_entry(b1, max_requests=1)], workers=1,
                sections={"server.timeouts": {"queue": "5s"}})
-    results = _concurrent_gets(s.port, ["/slow?ms=400&i=%d" % i for i in range(3)], scaled(10))
+    results = concurrent_gets(s.port, ["/slow?ms=400&i=%d" % i for i in range(3)], scaled(10))
     assert [r[0] for r in results] == [200, 200, 200], results
     done = [r[1] for r in results]
     # served one after the other, first come first served
@@ -191,7 +174,7 @@ def test_queue_timeout_answers_503_with_retry_after(backends, sluice):
     b1, = backends(1)
     s = sluice([app_entry(b1, max_requests=1)], workers=1,
                sections={"server.timeouts": {"queue": "300ms"}})
-    results = _concurrent_gets(s.port, ["/slow?ms=1500", "/slow?ms=10"], scaled(10))
+    results = concurrent_gets(s.port, ["/slow?ms=1500", "/slow?ms=10"], scaled(10))
     assert results[0][0] == 200, results
     status, took, retry_after = results[1]
     assert status == 503 and retry_after is not None, results
@@ -202,7 +185,7 @@ def test_queue_timeout_answers_503_with_retry_after(backends, sluice):
 def test_max_requests_sends_the_excess_to_the_other_application(backends, sluice):
     b1, b2 = backends(2)
     s = sluice([app_entry(b1, max_requests=1), b2], workers=1)
-    results = _concurrent_gets(s.port, ["/slow?ms=500&i=%d" % i for i in range(4)], scaled(10))
+    results = concurrent_gets(s.port, ["/slow?ms=500&i=%d" % i for i in range(4)], scaled(10))
     assert all(r[0] == 200 for r in results), results
     # never two at once at b1: each of its requests ended before the next began
     served_by_b1 = sum(1 for line in b1.logged() if line.startswith("GET /slow"))
