@@ -454,7 +454,9 @@ static void leave_slot_waiters(struct exchange *x)
     *at = x->next_slot_waiter;
     if (p->slot_waiters_last == x)
         p->slot_waiters_last = prev;
+    p->slot_waiters_count--;
     x->waiting_slot = false;
+    x->log.queue_ms += p->loop->now - x->queued_ms;
     if (!p->slot_waiters)
         loop_timer_cancel(p->loop, &p->queue_timer);
 }
@@ -464,6 +466,10 @@ static void wait_for_slot(struct exchange *x)
     struct proxy *p = x->p;
     x->waiting_slot = true;
     x->queued_ms = p->loop->now;
+    if (!x->log.queued)
+        x->log.queue_ahead = p->slot_waiters_count;
+    x->log.queued = true;
+    p->slot_waiters_count++;
     x->next_slot_waiter = NULL;
     if (p->slot_waiters_last)
         p->slot_waiters_last->next_slot_waiter = x;

@@ -49,6 +49,7 @@ struct proxy {
     bool body_block_returned;         /* since the last iteration: wake a waiter */
     struct exchange *slot_waiters;    /* every candidate at max_requests: oldest first */
     struct exchange *slot_waiters_last;
+    uint32_t slot_waiters_count;      /* how many, for the access log */
     bool slot_freed;                  /* since the last iteration: try the waiters */
     struct loop_timer queue_timer;    /* while some wait: retry (a slot freed on another
                                          worker) and answer 503 at [server.timeouts] queue */

@@ -4,11 +4,12 @@ sluice. A gunicorn thread is held from a request's first byte to its
 answer's last, so a client that trickles a body holds one for as long as
 it likes unless sluice receives the body first."""
 import hashlib
+import re
 import select
 import threading
 import time
 
-from conftest import RawConnection, concurrent_gets, free_port, http_request, scaled
+from conftest import RawConnection, concurrent_gets, free_port, http_request, scaled, wait_until
 
 
 def _post_answer(r):
@@ -136,6 +137,17 @@ def test_max_requests_one_serves_in_turn_and_the_late_get_503(gunicorn, sluice):
     assert status == 503 and retry_after is not None, results
     assert 1.9 < took < 2.4, results
     assert g.stats()["peak"] == 1
+    # the access log says how long each waited and behind how many
+    lines = wait_until(lambda: [l for l in s.stdout().splitlines() if "/slow?ms=800" in l], scaled(3))
+    waits = {}
+    for line in lines:
+        m = re.search(r"i=(\d) HTTP/1\.1\" (\d+) .* queue=(\d+)ms/(\d+)$", line)
+        if m:
+            waits[int(m.group(1))] = (int(m.group(2)), int(m.group(3)), int(m.group(4)))
+    assert 0 not in waits, lines
+    assert 700 <= waits[1][1] < 1000 and waits[1][2] == 0, lines
+    assert 1400 <= waits[2][1] < 1800 and waits[2][2] == 1, lines
+    assert waits[3][0] == 503 and 1950 <= waits[3][1] < 2300 and waits[3][2] == 2, lines
 
 
 def test_balancers_send_past_a_full_application(gunicorn, sluice):

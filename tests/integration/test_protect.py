@@ -1,10 +1,12 @@
 """Protecting the applications from slow clients: request bodies are
 received before an application is chosen, and clients that send them too
 slowly are cut with 408."""
+import json
 import threading
 import time
 
-from conftest import RawConnection, app_entry, concurrent_gets, free_port, http_request, scaled
+from conftest import (RawConnection, app_entry, concurrent_gets, free_port, http_request, scaled,
+                      wait_until)
 
 
 def _sent(backend, line):
@@ -190,3 +192,14 @@ def test_max_requests_sends_the_excess_to_the_other_application(backends, sluice
     # never two at once at b1: each of its requests ended before the next began
     served_by_b1 = sum(1 for line in b1.logged() if line.startswith("GET /slow"))
     assert served_by_b1 <= 2, b1.logged()
+
+
+def test_time_in_the_queue_is_in_the_json_access_log(backends, sluice):
+    b1, = backends(1)
+    s = sluice([app_entry(b1, max_requests=1)], workers=1, sections={"log": {"format": "json"}})
+    results = concurrent_gets(s.port, ["/slow?ms=500&q=%d" % i for i in range(2)], scaled(10))
+    assert [r[0] for r in results] == [200, 200], results
+    lines = wait_until(lambda: [l for l in s.stdout().splitlines() if "/slow?ms=500" in l], scaled(3))
+    docs = {json.loads(l)["target"][-1]: json.loads(l) for l in lines}
+    assert docs["0"]["queue_ms"] == 0 and docs["0"]["queue_ahead"] == 0, docs
+    assert 400 <= docs["1"]["queue_ms"] < 800 and docs["1"]["queue_ahead"] == 0, docs
