@@ -39,7 +39,6 @@ import os
 import random
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from local import free_port, stop, wait_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SLUICE = REPO / "build" / "sluice"
@@ -64,22 +66,6 @@ GOOD_RATE = 50
 GOOD_TIMEOUT = 10.0
 RAMP = 2.0
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def get_status(port, timeout):
@@ -111,13 +97,7 @@ class Proc:
                                           stdin=subprocess.DEVNULL, env=env, cwd=cwd)
 
     def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        stop(self.popen)
 
 
 def start_gunicorn(workdir, name, port):

@@ -24,8 +24,6 @@ bench/run.sh.
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,43 +33,18 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stats  # noqa: E402
+from local import free_port, stop, wait_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build"
 PROXY_CPU, LOAD_CPU = "0", "1" if os.cpu_count() > 1 else "0"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
 
 def start(argv, log, cpu):
     with open(log, "wb") as out:
         return subprocess.Popen(["taskset", "-c", cpu] + [str(a) for a in argv], stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
 
 
 def sluice_config(port, apps, buffer_body):
