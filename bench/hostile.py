@@ -24,6 +24,7 @@ timeout), for `--seconds` minus 2. The attacks, each kept at full strength
   slowloris  3,000 connections sending a request head a header line every 3 s
   slowpost   300 POSTs with Content-Length: 100000 trickling 10 bytes every 2 s
   idle       8,000 connections that send nothing
+  none       no attacker: the good client alone, for reference
 
 The proxies are configured alike: header timeout 10 s, inactivity 60 s,
 one worker each, round robin, no access log. Printed (and written to --out
