@@ -505,7 +505,9 @@ static void leave_slot_waiters(struct exchange *x)
     if (!x->waiting_slot)
         return;
     queue_remove(&p->slot_waiters, x);
+    p->slot_waiters_count--;
     x->waiting_slot = false;
+    x->log.queue_ms += p->loop->now - x->queued_ms;
     if (!p->slot_waiters.first)
         loop_timer_cancel(p->loop, &p->queue_timer);
 }
@@ -515,6 +517,10 @@ static void wait_for_slot(struct exchange *x)
     struct proxy *p = x->p;
     x->waiting_slot = true;
     x->queued_ms = p->loop->now;
+    if (!x->log.queued)
+        x->log.queue_ahead = p->slot_waiters_count;
+    x->log.queued = true;
+    p->slot_waiters_count++;
     queue_push(&p->slot_waiters, x, false);
     if (!loop_timer_armed(&p->queue_timer))
         loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,6 +190,10 @@ static size_t format_combined(struct log_access *la, char *line, const struct lo
                           (double)r->duration_us / 1e6);
     k += put_escaped(line + k, 128, r->request_id, r->request_id_len, false);
     line[k++] = '"';
+    /* Only for requests that waited, so that the usual line stays the
+     * combined format plus the three fields parsers already know. */
+    if (r->queued)
+        k += (size_t)snprintf(line + k, 64, " queue=%" PRId64 "ms/%" PRIu32, r->queue_ms, r->queue_ahead);
     line[k++] = '\n';
     return k;
 }
@@ -216,8 +221,9 @@ static size_t format_json(struct log_access *la, char *line, const struct log_re
     memcpy(line + k, "\",\"user_agent\":\"", 16);
     k += 16;
     k += put_escaped(line + k, 400, r->user_agent, r->user_agent_len, true);
-    memcpy(line + k, "\"}\n", 3);
-    return k + 3;
+    k += (size_t)snprintf(line + k, 64, "\",\"queue_ms\":%" PRId64 ",\"queue_ahead\":%" PRIu32 "}\n",
+                          r->queue_ms, r->queue_ahead);
+    return k;
 }
 
 void log_access_write(struct log_access *la, const struct log_request *r)

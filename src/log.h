@@ -8,6 +8,7 @@
 #ifndef SLUICE_LOG_H
 #define SLUICE_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,9 @@ struct log_request {
     const char *app_name;    /* "-" when none */
     int64_t duration_us;
     int64_t time_ms;         /* wall clock at the end of the request */
+    bool queued;             /* waited for a request slot (max_requests) */
+    uint32_t queue_ahead;    /* requests already waiting when it began to */
+    int64_t queue_ms;        /* time spent waiting */
 };
 
 /* Per-worker access log buffer. */

@@ -54,6 +54,7 @@ struct proxy {
     struct exchange_queue body_waiters;  /* waiting for a block, oldest first */
     bool body_block_returned;         /* since the last iteration: wake a waiter */
     struct exchange_queue slot_waiters;  /* every candidate at max_requests: oldest first */
+    uint32_t slot_waiters_count;      /* how many, for the access log */
     bool slot_freed;                  /* since the last iteration: try the waiters */
     struct loop_timer queue_timer;    /* while some wait: retry (a slot freed on another
                                          worker) and answer 503 at [server.timeouts] queue */

@@ -553,6 +553,26 @@ def http_request(port, method, path, body=None, headers=None, timeout=5, host="1
         conn.close()
 
 
+def concurrent_gets(port, paths, timeout):
+    """One GET per path, each on its own connection and thread, started
+    20 ms apart so that they arrive in order: [(status, seconds from the
+    first start to the answer, Retry-After)]."""
+    results = [None] * len(paths)
+    t0 = time.monotonic()
+
+    def one(i):
+        r = http_request(port, "GET", paths[i], timeout=timeout)
+        results[i] = (r.status, time.monotonic() - t0, r.header("Retry-After"))
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join(timeout + 1)
+    return results
+
+
 def get(port, path="/", **kw):
     return http_request(port, "GET", path, **kw)
 
@@ -881,3 +901,69 @@ def raw_app():
     yield make
     for a in apps:
         a.close()
+
+
+# ---------------------------------------------------------------- gunicorn
+
+GUNICORN_PYTHON = "/usr/bin/python3"
+WSGI_DIR = Path(__file__).resolve().parent
+
+
+class Gunicorn:
+    """A gunicorn server (Debian's python3-gunicorn, gthread workers) running
+    tests/integration/wsgi_app.py: a real Python application with few
+    request slots, workers x threads."""
+
+    def __init__(self, registry, name, workers=1, threads=4):
+        self.registry = registry
+        self.name = name
+        self.port = free_port()
+        self.log_path = registry.dir / ("%s.access.log" % name)
+        registry.add_file("%s access" % name, self.log_path)
+        env = dict(os.environ, APP_NAME=name)
+        argv = [GUNICORN_PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:%d" % self.port,
+                "--workers", workers, "--threads", threads, "--worker-class", "gthread",
+                "--timeout", "120", "--graceful-timeout", "1", "--log-level", "warning",
+                "--access-logfile", self.log_path,
+                "wsgi_app:application"]
+        self.proc = registry.start("gunicorn-" + name, argv, env=env, cwd=str(WSGI_DIR))
+        ready = wait_until(lambda: (not self.proc.alive()) or self._answers(), scaled(15), 0.1)
+        if not ready or not self.proc.alive():
+            self.proc.kill()
+            pytest.fail("gunicorn %s did not start on port %d: %s"
+                        % (name, self.port, self.proc.stderr()[-2000:]), pytrace=False)
+
+    def _answers(self):
+        try:
+            return http_request(self.port, "GET", "/health", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def requests(self, method, path_prefix):
+        """How many requests with this method and path prefix gunicorn
+        served (its access log: '... "POST /up HTTP/1.1" 200 ...')."""
+        needle = '"%s %s' % (method, path_prefix)
+        return sum(1 for line in read_text(self.log_path).splitlines() if needle in line)
+
+    def stats(self):
+        """{"peak": most requests in hand at once, "posts": POSTs begun}."""
+        return json.loads(http_request(self.port, "GET", "/stats", timeout=5).body)
+
+    def entry(self, **kw):
+        """Its [[applications]] table."""
+        entry = {"name": self.name, "ip": "127.0.0.1", "port": self.port}
+        entry.update(kw)
+        return entry
+
+
+@pytest.fixture
+def gunicorn(registry):
+    """Factory: gunicorn(name, workers=1, threads=4) -> Gunicorn, stopped by
+    PID with the test's other processes."""
+    if not os.path.exists("/usr/lib/python3/dist-packages/gunicorn"):
+        pytest.fail("python3-gunicorn is missing: run scripts/install-deps", pytrace=False)
+
+    def start(name="g1", workers=1, threads=4):
+        return Gunicorn(registry, name, workers=workers, threads=threads)
+
+    return start

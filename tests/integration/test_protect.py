@@ -1,10 +1,12 @@
 """Protecting the applications from slow clients: request bodies are
 received before an application is chosen, and clients that send them too
 slowly are cut with 408."""
+import json
 import threading
 import time
 
-from conftest import RawConnection, app_entry, free_port, http_request, scaled
+from conftest import (RawConnection, app_entry, concurrent_gets, free_port, http_request, scaled,
+                      wait_until)
 
 
 def _sent(backend, line):
@@ -157,28 +159,11 @@ def test_slow_uploads_never_hold_an_application(backends, sluice):
 
 # ------------------------------------------------------------ max_requests
 
-def _concurrent_gets(port, paths, timeout):
-    results = [None] * len(paths)
-    t0 = time.monotonic()
-
-    def one(i):
-        r = http_request(port, "GET", paths[i], timeout=timeout)
-        results[i] = (r.status, time.monotonic() - t0, r.header("Retry-After"))
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(paths))]
-    for t in threads:
-        t.start()
-        time.sleep(0.02)   # arrival order
-    for t in threads:
-        t.join(timeout + 1)
-    return results
-
-
 def test_max_requests_one_at_a_time_in_arrival_order(backends, sluice):
     b1, = backends(1)
     s = sluice([app_entry(b1, max_requests=1)], workers=1,
                sections={"server.timeouts": {"queue": "5s"}})
-    results = _concurrent_gets(s.port, ["/slow?ms=400&i=%d" % i for i in range(3)], scaled(10))
+    results = concurrent_gets(s.port, ["/slow?ms=400&i=%d" % i for i in range(3)], scaled(10))
     assert [r[0] for r in results] == [200, 200, 200], results
     done = [r[1] for r in results]
     # served one after the other, first come first served
@@ -191,7 +176,7 @@ def test_queue_timeout_answers_503_with_retry_after(backends, sluice):
     b1, = backends(1)
     s = sluice([app_entry(b1, max_requests=1)], workers=1,
                sections={"server.timeouts": {"queue": "300ms"}})
-    results = _concurrent_gets(s.port, ["/slow?ms=1500", "/slow?ms=10"], scaled(10))
+    results = concurrent_gets(s.port, ["/slow?ms=1500", "/slow?ms=10"], scaled(10))
     assert results[0][0] == 200, results
     status, took, retry_after = results[1]
     assert status == 503 and retry_after is not None, results
@@ -202,8 +187,19 @@ def test_queue_timeout_answers_503_with_retry_after(backends, sluice):
 def test_max_requests_sends_the_excess_to_the_other_application(backends, sluice):
     b1, b2 = backends(2)
     s = sluice([app_entry(b1, max_requests=1), b2], workers=1)
-    results = _concurrent_gets(s.port, ["/slow?ms=500&i=%d" % i for i in range(4)], scaled(10))
+    results = concurrent_gets(s.port, ["/slow?ms=500&i=%d" % i for i in range(4)], scaled(10))
     assert all(r[0] == 200 for r in results), results
     # never two at once at b1: each of its requests ended before the next began
     served_by_b1 = sum(1 for line in b1.logged() if line.startswith("GET /slow"))
     assert served_by_b1 <= 2, b1.logged()
+
+
+def test_time_in_the_queue_is_in_the_json_access_log(backends, sluice):
+    b1, = backends(1)
+    s = sluice([app_entry(b1, max_requests=1)], workers=1, sections={"log": {"format": "json"}})
+    results = concurrent_gets(s.port, ["/slow?ms=500&q=%d" % i for i in range(2)], scaled(10))
+    assert [r[0] for r in results] == [200, 200], results
+    lines = wait_until(lambda: [l for l in s.stdout().splitlines() if "/slow?ms=500" in l], scaled(3))
+    docs = {json.loads(l)["target"][-1]: json.loads(l) for l in lines}
+    assert docs["0"]["queue_ms"] == 0 and docs["0"]["queue_ahead"] == 0, docs
+    assert 400 <= docs["1"]["queue_ms"] < 800 and docs["1"]["queue_ahead"] == 0, docs
