@@ -816,7 +816,7 @@ static void listener_event(struct loop *loop, struct loop_io *io, uint32_t event
         char *in = c ? malloc(ADMIN_HEAD_MAX + ADMIN_BODY_MAX) : NULL;
         if (!in) {
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                       "Content-Length: 36\r\nConnection: close\r\n\r\n"
+                                       "Content-Length: 35\r\nConnection: close\r\n\r\n"
                                        "{\"error\":\"too many admin clients\"}\n";
             if (send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
                 log_debug("admin: cannot refuse a connection: %s", strerror(errno));
