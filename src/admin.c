@@ -750,6 +750,22 @@ static bool conn_take_request(struct admin_conn *c)
     return true;
 }
 
+/* Reads what fits; true when the peer has finished sending (or failed). */
+static bool conn_read(struct admin_conn *c)
+{
+    while (c->in_len < ADMIN_HEAD_MAX + ADMIN_BODY_MAX) {
+        ssize_t n = recv(c->io.fd, c->in + c->in_len, ADMIN_HEAD_MAX + ADMIN_BODY_MAX - c->in_len, 0);
+        if (n > 0) {
+            c->in_len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    }
+    return false;
+}
+
 static void conn_event(struct loop *loop, struct loop_io *io, uint32_t events)
 {
     struct admin_conn *c = container_of(io, struct admin_conn, io);
@@ -762,26 +778,22 @@ static void conn_event(struct loop *loop, struct loop_io *io, uint32_t events)
     }
     if (c->out && !conn_flush(c))
         return;
-    bool peer_done = false;
-    while (c->in_len < ADMIN_HEAD_MAX + ADMIN_BODY_MAX) {
-        ssize_t n = recv(c->io.fd, c->in + c->in_len, ADMIN_HEAD_MAX + ADMIN_BODY_MAX - c->in_len, 0);
-        if (n > 0) {
-            c->in_len += (size_t)n;
-            continue;
+    bool peer_done = false, full;
+    do {
+        peer_done |= conn_read(c);
+        full = c->in_len == ADMIN_HEAD_MAX + ADMIN_BODY_MAX;
+        /* One request at a time: the next waits until this answer is out. */
+        while (c->in_len && !c->out && !c->awaiting_reload) {
+            size_t before = c->in_len;
+            if (!conn_take_request(c))
+                return;
+            if (c->in_len == before)
+                break;   /* incomplete */
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        peer_done = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-        break;
-    }
-    /* One request at a time: the next waits until this answer is out. */
-    while (c->in_len && !c->out && !c->awaiting_reload) {
-        size_t before = c->in_len;
-        if (!conn_take_request(c))
-            return;
-        if (c->in_len == before)
-            break;   /* incomplete */
-    }
+        /* A full buffer stopped the reads: edge-triggered, no event says
+         * that more is waiting, so read again once requests made room. */
+    } while (full && !peer_done && c->in_len < ADMIN_HEAD_MAX + ADMIN_BODY_MAX && !c->out &&
+             !c->awaiting_reload);
     if (peer_done && !c->out && !c->awaiting_reload)
         conn_close(c);
 }
