@@ -123,7 +123,8 @@ static int parse_members(struct json_reader *r, struct ctl_json *v, char close)
                 return -1;
             v->items = items;
         }
-        struct ctl_json *item = &v->items[v->count];
+        /* Counted before it is filled: a failure half-way is freed too. */
+        struct ctl_json *item = &v->items[v->count++];
         *item = (struct ctl_json){0};
         skip_space(r);
         if (close == '}') {
@@ -133,7 +134,6 @@ static int parse_members(struct json_reader *r, struct ctl_json *v, char close)
             if (*r->p++ != ':')
                 return -1;
         }
-        v->count++;
         if (parse_value(r, item) < 0)
             return -1;
         skip_space(r);
