@@ -44,8 +44,10 @@
 #define ADMIN_CONNECTIONS_MAX 16
 /* An admin connection silent this long is closed. */
 #define ADMIN_IDLE_MS 10000
-/* How often a drain with nothing in flight is looked at (the worker that
- * ends the last request ends the drain at once otherwise). */
+/* How often, while an application drains, the admin thread looks whether
+ * it has nothing in flight: the worker that ends the last request ends the
+ * drain at once, this catches a drain that raced with it, or that had
+ * nothing in flight. */
 #define ADMIN_DRAIN_CHECK_MS 100
 
 /* One admin connection; a slot of struct admin's table. */
@@ -573,6 +575,8 @@ static void answer_drain(struct admin_conn *c, struct pool *pool, struct app *ap
     }
     wake_workers(c->admin);
     pool_finish_drain(pool, app);
+    if (app_state(app) == APP_DRAINING && !loop_timer_armed(&c->admin->drain_timer))
+        loop_timer_arm(&c->admin->loop, &c->admin->drain_timer, ADMIN_DRAIN_CHECK_MS);
     respond_json(c, 200, admin_app_json(app, loop_wall_ms()));
 }
 
@@ -587,6 +591,8 @@ static void answer_enable(struct admin_conn *c, struct pool *pool, struct app *a
             log_info("admin: enable %s: already up", app->cfg->name);
             break;
         }
+        if (state == APP_DOWN)
+            log_info("admin: enable %s: down, checking it now", app->cfg->name);
         if (state == APP_DOWN || pool_set_state(pool, app, state, APP_DOWN, "operator: enable")) {
             pool_request_check(pool, app);
             wake_workers(c->admin);
@@ -892,12 +898,17 @@ static void wake_event(struct loop *loop, struct loop_io *io, uint32_t events)
 static void drain_check(struct loop *loop, struct loop_timer *timer)
 {
     struct admin *a = container_of(timer, struct admin, drain_timer);
+    bool draining = false;
     pthread_mutex_lock(a->host.generations_lock);
     struct pool *pool = &served(a)->pool;
-    for (int i = 0; i < pool->count; i++)
+    for (int i = 0; i < pool->count; i++) {
         pool_finish_drain(pool, &pool->apps[i]);
+        draining |= app_state(&pool->apps[i]) == APP_DRAINING;
+    }
     pthread_mutex_unlock(a->host.generations_lock);
-    loop_timer_arm(loop, timer, ADMIN_DRAIN_CHECK_MS);
+    /* Only while something drains: an idle sluice does not wake for it. */
+    if (draining)
+        loop_timer_arm(loop, timer, ADMIN_DRAIN_CHECK_MS);
 }
 
 static void *admin_main(void *arg)
