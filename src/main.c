@@ -408,6 +408,9 @@ static void carry_over_state(struct pool *to, const struct pool *from)
             atomic_store(&a->last_check_time_ms, atomic_load(&old->last_check_time_ms));
             atomic_store(&a->last_check_ok, atomic_load(&old->last_check_ok));
             atomic_store(&a->last_check_status, atomic_load(&old->last_check_status));
+            /* An enable whose check no worker has started yet. */
+            if (atomic_load(&old->check_requested))
+                pool_request_check(to, a);
             break;
         }
     }
