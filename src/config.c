@@ -1662,3 +1662,42 @@ int config_load(struct config *cfg, const char *path, char *errors, size_t error
     free(text);
     return rc;
 }
+
+/* [admin] alone, for `sluice ctl`: a file with errors elsewhere (the very
+ * file a reload is about to refuse) must still say where sluice listens. */
+int config_load_admin(const char *path, struct config_admin *out, char *error, size_t error_len)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *out = (struct config_admin){.enabled = true};
+    config_parse_address("127.0.0.1:9901", &out->listen);
+    int rc = read_file(path, &text, &len);
+    if (rc < 0) {
+        snprintf(error, error_len, "%s: cannot read: %s", path, strerror(-rc));
+        return rc;
+    }
+    char why[256];
+    struct toml_value *root = toml_parse(text, len, why, sizeof(why));
+    free(text);
+    if (!root) {
+        snprintf(error, error_len, "%s:%s", path, why);
+        return -EINVAL;
+    }
+    const struct toml_keyval *admin = toml_table_get(root, "admin");
+    const struct toml_keyval *listen = admin ? toml_table_get(admin->value, "listen") : NULL;
+    const struct toml_keyval *token = admin ? toml_table_get(admin->value, "token") : NULL;
+    rc = 0;
+    if (listen && listen->value->type == TOML_STRING) {
+        const char *s = listen->value->u.string.ptr;
+        out->enabled = s[0] != '\0';
+        if (out->enabled && config_parse_address(s, &out->listen) < 0) {
+            snprintf(error, error_len, "%s:%d:%d: admin.listen: invalid address \"%s\"", path,
+                     listen->value->line, listen->value->col, s);
+            rc = -EINVAL;
+        }
+    }
+    if (token && token->value->type == TOML_STRING)
+        snprintf(out->token, sizeof(out->token), "%s", token->value->u.string.ptr);
+    toml_free(root);
+    return rc;
+}

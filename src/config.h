@@ -133,6 +133,18 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
 
 void config_free(struct config *cfg);
 
+/* The [admin] section alone (what `sluice ctl` needs), defaults included. */
+struct config_admin {
+    bool enabled;                   /* listen is not "" */
+    struct config_address listen;
+    char token[256];
+};
+
+/* Reads only [admin] from the file at path, so that a file with errors
+ * elsewhere still gives the admin address. 0, or -errno with a message in
+ * error (out keeps the defaults). */
+int config_load_admin(const char *path, struct config_admin *out, char *error, size_t error_len);
+
 /* "2s", "500ms", "1m" or an integer of ms. Returns 0 or -1. */
 int config_parse_duration(const char *text, int64_t *ms);
 /* "64MB", "1KB", "1GB", "512B" or a bare integer of bytes. Returns 0 or -1. */

@@ -386,7 +386,12 @@ static bool take_slot(struct app *app)
 
 static void give_back_slot(struct proxy *p, struct app *app)
 {
-    atomic_fetch_sub_explicit(&app->active, 1, memory_order_relaxed);
+    /* The last request of a draining application ends its drain (admin
+     * API): the state is read only then, so this costs the request path
+     * nothing else. */
+    if (atomic_fetch_sub_explicit(&app->active, 1, memory_order_relaxed) == 1 &&
+        app_state(app) == APP_DRAINING)
+        pool_finish_drain(p->pool, app);
     if (app->cfg->max_requests)
         p->slot_freed = true;
 }

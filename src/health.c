@@ -141,6 +141,7 @@ struct health_check {
     int64_t started_us;              /* the same, to the microsecond: the check's duration */
     int slot;                        /* index of its entry in health.schedule */
     bool due;                        /* in the queue of checks to start */
+    bool rise_at_once;               /* asked for by enable: one pass brings it up */
     struct health_check *due_next;
     char *request;                   /* the GET, built once; owned */
 };
@@ -170,6 +171,7 @@ struct health {
     struct health_buffer *free_buffers;
     uint64_t random_state;           /* xorshift64 */
     int spare_budget;                /* sockets the checks may still keep */
+    uint64_t seen_check_requests;    /* pool->check_requests when last looked at */
 };
 
 static uint32_t health_random(struct health *h)
@@ -235,6 +237,7 @@ static void check_log(const struct health_check *c, enum app_state state, bool p
 }
 
 static void schedule_hurry(struct health_check *c);
+static void check_queue(struct health *h, struct health_check *c);
 
 static void check_done(struct httpclient *http, int status, const char *error)
 {
@@ -254,13 +257,21 @@ static void check_done(struct httpclient *http, int status, const char *error)
     atomic_store_explicit(&c->app->last_check_ok, pass, memory_order_relaxed);
     atomic_store_explicit(&c->app->last_check_duration_us, loop_monotonic_us() - c->started_us,
                           memory_order_relaxed);
+    atomic_store_explicit(&c->app->last_check_status, error && !status ? 0 : status, memory_order_relaxed);
 
     enum app_state now = app_state(c->app);
     if (now != c->state_at_start) {
         health_counter_reset(&c->counter, now);
+        /* An enable that came while this check ran: the next one counts. */
+        if (c->rise_at_once)
+            check_queue(h, c);
         return;
     }
     enum health_verdict verdict = health_record(&c->counter, now, pass, cfg->health_rise, cfg->health_fall);
+    /* The operator said it is back (enable): one pass is enough. */
+    if (c->rise_at_once && pass && now == APP_DOWN)
+        verdict = HEALTH_MARK_UP;
+    c->rise_at_once = false;
     if (verdict != HEALTH_KEEP)
         check_apply(c, verdict, error);
     else
@@ -415,10 +426,30 @@ bool health_has_due(const struct health *h)
     return h && h->due_first;
 }
 
+/* The admin API asked for checks at once (enable): queue those of this
+ * worker's share. One atomic load per loop iteration while nothing was
+ * asked. */
+static void take_check_requests(struct health *h)
+{
+    uint64_t asked = atomic_load_explicit(&h->pool->check_requests, memory_order_acquire);
+    if (asked == h->seen_check_requests)
+        return;
+    h->seen_check_requests = asked;
+    for (int i = 0; i < h->count; i++) {
+        struct health_check *c = &h->checks[i];
+        if (!atomic_exchange_explicit(&c->app->check_requested, false, memory_order_relaxed))
+            continue;
+        c->rise_at_once = true;
+        health_counter_reset(&c->counter, app_state(c->app));
+        check_queue(h, c);
+    }
+}
+
 void health_run_due(struct health *h)
 {
     if (!h)
         return;
+    take_check_requests(h);
     /* A backlog (many applications, or a worker that was busy for a
      * while) drains a quarter at a time: always progress, never one long
      * stall of the requests this worker serves. */

@@ -1,9 +1,10 @@
 /* main.c - the command line, start-up, signals and the graceful stop.
  *
- * The main thread owns the config, the pool, the workers and the health
- * thread. After start-up it only waits for signals (sigwaitinfo: every
+ * The main thread owns the config, the pool, the workers and the admin
+ * server. After start-up it only waits for signals (sigwaitinfo: every
  * other thread has them blocked), so no handler ever runs in the middle of
- * a worker's request.
+ * a worker's request. The admin server asks for a reload with a signal of
+ * its own (ADMIN_RELOAD_SIGNAL), so reloads stay on this thread.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "alert.h"
 #include "config.h"
+#include "ctl.h"
 #include "log.h"
 #include "pool.h"
 #include "version.h"
@@ -35,6 +38,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sluice [-c FILE] [--check] [--listen ADDR] [--workers N] [--version] [--help]\n"
+            "       sluice ctl [-c FILE] [--admin ADDR] [--token T] [--json] list | show NAME |\n"
+            "                  drain NAME [--force] | enable NAME | reload\n"
             "\n"
             "  -c, --config FILE  the configuration (default: applications.toml)\n"
             "  --check            validate the configuration and exit (0 ok, 1 errors)\n"
@@ -43,7 +48,8 @@ static void usage(FILE *out)
             "  --version          print the version\n"
             "\n"
             "Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the configuration;\n"
-            "SIGUSR1 reopens the access log file (after log rotation).\n");
+            "SIGUSR1 reopens the access log file (after log rotation).\n"
+            "`sluice ctl --help` describes the commands that talk to the admin API.\n");
 }
 
 /* Returns 0 to go on, or exit status + 1 to stop with. */
@@ -173,7 +179,45 @@ struct runtime {
     _Atomic bool stop_requested;
     struct worker *workers;
     int worker_count;
+    /* Held by this thread while it builds, publishes, retires or frees a
+     * generation, and by the admin thread while it reads one; never by a
+     * worker. */
+    pthread_mutex_t generations_lock;
+    struct admin *admin;       /* NULL when [admin] listen = "" */
+    pthread_t main_thread;
 };
+
+/* The admin server's request for a reload: a real-time signal, queued and
+ * taken by sigtimedwait like SIGHUP. */
+#define ADMIN_RELOAD_SIGNAL (SIGRTMIN)
+
+static void ask_reload(void *arg)
+{
+    struct runtime *rt = arg;
+    int rc = pthread_kill(rt->main_thread, ADMIN_RELOAD_SIGNAL);
+    if (rc != 0)
+        log_error("admin: cannot ask for a reload: %s", strerror(rc));
+}
+
+static int start_admin(struct runtime *rt)
+{
+    const struct config *cfg = &rt->newest->cfg;
+    if (!cfg->admin_enabled)
+        return 0;
+    struct admin_host host = {
+        .published = &rt->published,
+        .generations_lock = &rt->generations_lock,
+        .workers = rt->workers,
+        .worker_count = rt->worker_count,
+        .ask_reload = ask_reload,
+        .ask_reload_arg = rt,
+    };
+    char what[160];
+    int rc = admin_start(&rt->admin, cfg, &host, what, sizeof(what));
+    if (rc < 0)
+        log_error("cannot %s: %s", what, strerror(-rc));
+    return rc;
+}
 
 static struct generation *generation_new(void)
 {
@@ -248,6 +292,9 @@ static int start(struct runtime *rt)
         }
         rt->workers[i].client_limit = per_worker > 0 ? per_worker : 1;
     }
+    /* Before the workers serve: an admin port in use stops the start. */
+    if (start_admin(rt) < 0)
+        return -1;
     for (int i = 0; i < rt->worker_count; i++) {
         if ((rc = worker_start(&rt->workers[i])) < 0) {
             log_error("cannot start worker %d: %s", i, strerror(-rc));
@@ -301,6 +348,9 @@ static void limit_retired(struct runtime *rt)
 
 static void stop(struct runtime *rt)
 {
+    /* First: it reads the generations and wakes the workers. */
+    admin_stop(rt->admin);
+    rt->admin = NULL;
     atomic_store(&rt->stop_requested, true);
     wake_workers(rt);
     for (int i = 0; i < rt->worker_count; i++)
@@ -353,9 +403,14 @@ static void carry_over_state(struct pool *to, const struct pool *from)
             atomic_store(&a->state, (uint32_t)app_state(old));
             for (int s = 0; s < APP_STATE_COUNT; s++)
                 atomic_store(&a->transitions[s], atomic_load(&old->transitions[s]));
+            atomic_store(&a->state_since_ms, atomic_load(&old->state_since_ms));
             atomic_store(&a->last_check_time_ms, atomic_load(&old->last_check_time_ms));
             atomic_store(&a->last_check_ok, atomic_load(&old->last_check_ok));
             atomic_store(&a->last_check_duration_us, atomic_load(&old->last_check_duration_us));
+            atomic_store(&a->last_check_status, atomic_load(&old->last_check_status));
+            /* An enable whose check no worker has started yet. */
+            if (atomic_load(&old->check_requested))
+                pool_request_check(to, a);
             break;
         }
     }
@@ -371,12 +426,17 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
         log_warn("reload: [server] listen changed; the listeners change only on restart");
     if (next->workers != now->workers)
         log_warn("reload: [server] workers changed; the worker count changes only on restart");
+    if (next->admin_enabled != now->admin_enabled ||
+        (now->admin_enabled && strcmp(next->admin_listen.text, now->admin_listen.text) != 0))
+        log_warn("reload: [admin] listen changed; the admin address changes only on restart");
     if (strcmp(next->log_access, now->log_access) != 0 || next->log_format != now->log_format ||
         next->log_level != now->log_level)
         log_warn("reload: [log] changed; log settings change only on restart");
     next->listen_count = now->listen_count;
     memcpy(next->listen, now->listen, sizeof(next->listen));
     next->workers = now->workers;
+    next->admin_enabled = now->admin_enabled;
+    next->admin_listen = now->admin_listen;
 }
 
 /* Once every worker serves a newer generation, nobody reports to the old
@@ -398,38 +458,40 @@ static void retire(struct runtime *rt, struct generation *old)
     log_warn("reload: a worker has not adopted the new configuration yet");
 }
 
-static void reload(struct runtime *rt)
+/* Builds, publishes and retires: 0, or -1 with what went wrong in errors
+ * ("FILE:LINE:COL: message" lines) while the previous generation keeps
+ * serving. Called with the generations lock held. */
+static int reload_generation(struct runtime *rt, char *errors, size_t errors_len)
 {
-    static char errors[ERRORS_MAX];
     struct generation *now = rt->newest;
     struct generation *next = generation_new();
     if (!next) {
-        log_error("reload: out of memory; still serving the previous configuration");
-        return;
+        snprintf(errors, errors_len, "out of memory\n");
+        return -1;
     }
-    if (load_config(rt->options, &next->cfg, errors, sizeof(errors)) < 0) {
-        log_lines(LOG_ERROR, "reload: ", errors);
-        log_error("reload: %s has errors; still serving the previous configuration", rt->options->config_path);
+    if (load_config(rt->options, &next->cfg, errors, errors_len) < 0) {
         generations_free(next);
-        return;
+        return -1;
     }
     keep_fixed_settings(&next->cfg, &now->cfg);
     int rc = pool_init(&next->pool, &next->cfg);
     if (rc < 0) {
-        log_error("reload: %s; still serving the previous configuration", strerror(-rc));
+        snprintf(errors, errors_len, "cannot set up the applications: %s\n", strerror(-rc));
         generations_free(next);
-        return;
+        return -1;
     }
     /* A state that changes in the old pool after this copy (a worker not
      * yet on the new generation, checking or marking down) is seen again
-     * by the new pool's own checks within rise or fall rounds. */
+     * by the new pool's own checks within rise or fall rounds. The admin
+     * API changes states under the generations lock, so none of its
+     * changes falls between this copy and the publication. */
     carry_over_state(&next->pool, &now->pool);
     next->pool.outage_at_start = pool_up_count(&now->pool) == 0;
     if ((rc = alert_start(&next->alert, &next->pool, &next->cfg)) < 0) {
-        log_error("reload: cannot start the alert dispatcher for the new configuration (%s); "
-                  "still serving the previous one", strerror(-rc));
+        snprintf(errors, errors_len, "cannot start the alert dispatcher for the new configuration: %s\n",
+                 strerror(-rc));
         generations_free(next);
-        return;
+        return -1;
     }
     /* The old dispatcher goes on delivering what it holds (alert_retire):
      * the reload neither waits for those alerts nor drops them. */
@@ -442,9 +504,30 @@ static void reload(struct runtime *rt)
     atomic_store(&rt->published, next);
     wake_workers(rt);
     retire(rt, now);
+    return 0;
+}
+
+/* SIGHUP, or the admin API (from_api: it waits for the answer). */
+static void reload(struct runtime *rt, bool from_api)
+{
+    static char errors[ERRORS_MAX];
+    errors[0] = '\0';
+    pthread_mutex_lock(&rt->generations_lock);
+    struct generation *before = rt->newest;
+    if (reload_generation(rt, errors, sizeof(errors)) < 0) {
+        pthread_mutex_unlock(&rt->generations_lock);
+        log_lines(LOG_ERROR, "reload: ", errors);
+        log_error("reload: %s has errors; still serving the previous configuration", rt->options->config_path);
+        if (from_api && rt->admin)
+            admin_reload_done(rt->admin, NULL, NULL, errors);
+        return;
+    }
+    if (from_api && rt->admin)
+        admin_reload_done(rt->admin, &before->cfg, &rt->newest->cfg, NULL);
     free_unused_generations(rt);
-    log_info("reload: %s loaded: %d applications, %d up", rt->options->config_path, next->pool.count,
-             pool_up_count(&next->pool));
+    log_info("reload: %s loaded: %d applications, %d up", rt->options->config_path, rt->newest->pool.count,
+             pool_up_count(&rt->newest->pool));
+    pthread_mutex_unlock(&rt->generations_lock);
 }
 
 static bool served_by_a_worker(const struct runtime *rt, const struct generation *g)
@@ -462,11 +545,13 @@ static bool served_by_a_worker(const struct runtime *rt, const struct generation
  * nothing uses any more are freed. */
 static void housekeeping(struct runtime *rt)
 {
+    pthread_mutex_lock(&rt->generations_lock);
     for (struct generation *g = rt->newest->previous; g; g = g->previous)
         if (g->pool.notify_write_fd >= 0 && !served_by_a_worker(rt, g))
             pool_close_writer(&g->pool);
     stop_retired(rt, -1);
     free_unused_generations(rt);
+    pthread_mutex_unlock(&rt->generations_lock);
 }
 
 /* SIGUSR1, for log rotation: the file was renamed; write to a new one. */
@@ -501,7 +586,11 @@ static void serve_until_stop(struct runtime *rt, sigset_t *signals)
         }
         if (sig == SIGHUP) {
             log_info("received SIGHUP: reloading %s", rt->options->config_path);
-            reload(rt);
+            reload(rt, false);
+        }
+        if (sig == ADMIN_RELOAD_SIGNAL) {
+            log_info("admin API: reloading %s", rt->options->config_path);
+            reload(rt, true);
         }
         if (sig == SIGUSR1)
             reopen_access_log();
@@ -510,12 +599,15 @@ static void serve_until_stop(struct runtime *rt, sigset_t *signals)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return ctl_main(argc - 1, argv + 1);
     struct options o;
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc - 1;
     static char errors[ERRORS_MAX];
-    struct runtime rt = {.options = &o, .newest = generation_new()};
+    struct runtime rt = {.options = &o, .newest = generation_new(), .main_thread = pthread_self(),
+                         .generations_lock = PTHREAD_MUTEX_INITIALIZER};
     if (!rt.newest)
         return 1;
     struct config *cfg = &rt.newest->cfg;
@@ -550,6 +642,7 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
     sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, ADMIN_RELOAD_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 

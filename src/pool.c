@@ -50,6 +50,7 @@ int pool_init(struct pool *pool, const struct config *cfg)
         app->index = i;
         app->failure_times = ring ? pool->failure_ring + (size_t)i * ring : NULL;
         atomic_init(&app->state, (uint32_t)(cfg->apps[i].alive ? APP_UP : APP_DOWN));
+        atomic_init(&app->state_since_ms, loop_wall_ms());
     }
     return 0;
 }
@@ -106,6 +107,8 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
     } while (!atomic_compare_exchange_weak(&app->state, &seen, stamp));
     atomic_fetch_add_explicit(&pool->state_version, 1, memory_order_release);
     atomic_fetch_add_explicit(&app->transitions[to], 1, memory_order_relaxed);
+    int64_t now_ms = loop_wall_ms();
+    atomic_store_explicit(&app->state_since_ms, now_ms, memory_order_relaxed);
     /* A fresh start for passive counting in the new state. */
     atomic_store_explicit(&app->failure_seq, 0, memory_order_relaxed);
     atomic_store_explicit(&app->server_errors_in_row, 0, memory_order_relaxed);
@@ -115,14 +118,16 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
         .from = (int8_t)from,
         .to = (int8_t)to,
         .stamp = stamp,
-        .time_ms = loop_wall_ms(),
+        .time_ms = now_ms,
     };
     snprintf(t.reason, sizeof(t.reason), "%s", reason);
     /* Reported before it is logged: the gap between the compare-and-swap
      * and the pipe is where two threads' changes could swap order, so it is
      * kept to a few instructions (a slow stderr must not widen it). */
     pool_notify(pool, &t);
-    enum config_log_level level = to == APP_DOWN ? LOG_ERROR : LOG_INFO;
+    /* Down from up is a failure; down on the way back from maintenance
+     * (enable) is not. */
+    enum config_log_level level = to == APP_DOWN && from == APP_UP ? LOG_ERROR : LOG_INFO;
     log_msg(level, "application %s %s %s -> %s: %s", app->cfg->name, app->cfg->address.text,
             app_state_name(from), app_state_name(to), reason);
     return true;
@@ -167,6 +172,27 @@ void pool_note_status(struct pool *pool, struct app *app, int status)
         snprintf(reason, sizeof(reason), "live traffic: status %d (%u consecutive)", status, n);
         pool_set_state(pool, app, APP_UP, APP_DOWN, reason);
     }
+}
+
+void pool_finish_drain(struct pool *pool, struct app *app)
+{
+    if (app_state(app) == APP_DRAINING && atomic_load_explicit(&app->active, memory_order_relaxed) == 0)
+        pool_set_state(pool, app, APP_DRAINING, APP_MAINTENANCE, "drained: no request in flight");
+}
+
+void pool_request_check(struct pool *pool, struct app *app)
+{
+    atomic_store_explicit(&app->check_requested, true, memory_order_relaxed);
+    /* Release: a worker that sees the count move sees the flag too. */
+    atomic_fetch_add_explicit(&pool->check_requests, 1, memory_order_release);
+}
+
+struct app *pool_find(struct pool *pool, const char *name)
+{
+    for (int i = 0; i < pool->count; i++)
+        if (strcmp(pool->apps[i].cfg->name, name) == 0)
+            return &pool->apps[i];
+    return NULL;
 }
 
 int pool_up_count(const struct pool *pool)

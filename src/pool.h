@@ -48,10 +48,18 @@ struct app {
     _Atomic int64_t active;                /* requests in flight, across workers: max_requests */
     _Atomic uint64_t transitions[APP_STATE_COUNT]; /* entries into each state */
 
+    _Atomic int64_t state_since_ms;        /* wall clock of the last transition (or start) */
+
     /* last active check, written by the one worker that checks it */
     _Atomic int64_t last_check_time_ms;    /* wall clock */
     _Atomic int64_t last_check_duration_us;
     _Atomic int last_check_ok;
+    _Atomic int last_check_status;         /* HTTP status, 0 when none came */
+
+    /* Set by the admin API (enable): the worker that checks this
+     * application starts a check at once and brings it up on one pass.
+     * Taken with an exchange by that worker (health.c). */
+    _Atomic bool check_requested;
 };
 
 struct pool {
@@ -63,6 +71,8 @@ struct pool {
                                         when it moves (balance.c) */
     _Alignas(64) _Atomic uint32_t rr_cursor;  /* shared round robin position: one order for all workers,
                                     so consecutive requests alternate even across workers */
+    _Atomic uint64_t check_requests; /* bumped after each app->check_requested is set:
+                                        the workers look at the flags only when it moves */
     bool outage_at_start;      /* set by a reload during an outage (alert.c) */
     _Atomic int64_t *failure_ring;  /* owned: count x cfg->passive_failures slots */
     int notify_read_fd;        /* alert dispatcher reads transitions here */
@@ -130,6 +140,19 @@ bool pool_set_state(struct pool *pool, struct app *app, enum app_state from, enu
  * enabled; any other status resets that count. */
 void pool_note_failure(struct pool *pool, struct app *app, int64_t now_ms, const char *cause);
 void pool_note_status(struct pool *pool, struct app *app, int status);
+
+/* Draining ends when the last request in flight does: app moves from
+ * draining to maintenance if it is draining and has none in flight.
+ * Called by the worker that gives the last request slot back, and by the
+ * admin server's timer (a drain with nothing in flight). */
+void pool_finish_drain(struct pool *pool, struct app *app);
+
+/* Asks the worker that checks app for a check at once (see
+ * app->check_requested); the caller then wakes the workers. */
+void pool_request_check(struct pool *pool, struct app *app);
+
+/* The application called name, or NULL. */
+struct app *pool_find(struct pool *pool, const char *name);
 
 /* Number of applications currently up. */
 int pool_up_count(const struct pool *pool);

@@ -76,6 +76,20 @@ void upstream_pool_drop_idle(struct upstream_pool *up)
             upstream_close(up->idle[i].first);
 }
 
+void upstream_pool_follow_states(struct upstream_pool *up)
+{
+    if (!up->apps)
+        return;
+    uint64_t version = atomic_load_explicit(&up->apps->state_version, memory_order_acquire);
+    if (version == up->seen_state_version)
+        return;
+    up->seen_state_version = version;
+    for (int i = 0; i < up->apps->count; i++)
+        if (app_state(&up->apps->apps[i]) != APP_UP)
+            while (up->idle[i].first)
+                upstream_close(up->idle[i].first);
+}
+
 int upstream_pool_adopt(struct upstream_pool *up, struct pool *apps, const struct config *cfg)
 {
     struct upstream_list *idle = calloc((size_t)apps->count ? (size_t)apps->count : 1, sizeof(*idle));
@@ -85,6 +99,7 @@ int upstream_pool_adopt(struct upstream_pool *up, struct pool *apps, const struc
     free(up->idle);
     up->idle = idle;
     up->apps = apps;
+    up->seen_state_version = UINT64_MAX;
     up->cfg = cfg;
     return 0;
 }
@@ -226,6 +241,7 @@ void upstream_release(struct upstream *u, bool reusable)
     u->owner_ops = NULL;
     u->owner = NULL;
     if (!reusable || u->state != UPSTREAM_READY || u->s.peer_closed || !app_is_current(up, u->app) ||
+        app_state(u->app) != APP_UP ||
         buf_len(&u->s.in) || up->idle[u->app->index].count >= IDLE_PER_APP) {
         upstream_close(u);
         return;

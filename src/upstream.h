@@ -67,6 +67,7 @@ struct upstream_pool {
     struct buf_pool *buffers;
     const struct config *cfg;
     struct pool *apps;              /* the pool the idle lists are filed by */
+    uint64_t seen_state_version;    /* apps->state_version at the last look */
     struct upstream_list *idle;     /* per application index; owned */
     struct ssl_ctx_st *tls;         /* made at the first tls = true application; owned */
     struct upstream *free;          /* recycled objects */
@@ -87,6 +88,11 @@ void upstream_pool_init(struct upstream_pool *up, struct loop *loop, struct buf_
  * previous pool). 0 or -ENOMEM, when nothing changed. */
 int upstream_pool_adopt(struct upstream_pool *up, struct pool *apps, const struct config *cfg);
 void upstream_pool_drop_idle(struct upstream_pool *up);
+/* After each loop iteration: when the pool's state version moved, closes
+ * the idle connections to applications that are no longer up (drained or
+ * down), so that none is reused once they are out. One atomic load when
+ * nothing changed. */
+void upstream_pool_follow_states(struct upstream_pool *up);
 /* After each loop iteration: objects closed during it become reusable (an
  * event of the same epoll batch may have named them until now). */
 void upstream_pool_recycle(struct upstream_pool *up);
@@ -99,7 +105,8 @@ void upstream_pool_free(struct upstream_pool *up);
 struct upstream *upstream_get(struct upstream_pool *up, struct app *app, const struct upstream_owner *ops,
                               void *owner, int *err);
 /* The owner is done with u: kept idle for another request when reusable
- * (and still healthy, and of the current pool), closed otherwise. */
+ * (and its application still up, and of the current pool), closed
+ * otherwise. */
 void upstream_release(struct upstream *u, bool reusable);
 /* Continues a TLS handshake: 0 when done (the timer then runs for the
  * response), -EAGAIN while under way, or -errno (state UPSTREAM_FAILED). */

@@ -180,6 +180,7 @@ static void after_iteration(struct loop *loop, void *arg)
                       w->index, strerror(-rc));
     }
     health_run_due(w->health);
+    upstream_pool_follow_states(&w->proxy.upstreams);
     log_access_flush(&w->access_log);
     if (has_spares(w) && !loop_timer_armed(&w->trim_timer))
         trim_when_quiet(w);

@@ -374,6 +374,34 @@ def backends(registry):
     return Factory()
 
 
+# ---------------------------------------------------------------- the default admin port
+
+DEFAULT_ADMIN_PORT = 9901
+
+
+@pytest.fixture
+def default_admin_port():
+    """For a test whose sluice keeps the default [admin] listen
+    (127.0.0.1:9901): one such test at a time on this machine (an flock
+    shared by every checkout's test run), and the port free before it
+    starts. Yields the port."""
+    import fcntl
+    with open("/tmp/sluice-test-admin-%d.lock" % DEFAULT_ADMIN_PORT, "w") as lock:
+        deadline = time.monotonic() + scaled(60)
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    pytest.fail("another test run holds the default admin port's lock", pytrace=False)
+                time.sleep(0.1)
+        if not wait_until(lambda: not port_open(DEFAULT_ADMIN_PORT), scaled(10)):
+            pytest.fail("port %d is in use by another process: the default [admin] listen cannot be "
+                        "tested" % DEFAULT_ADMIN_PORT, pytrace=False)
+        yield DEFAULT_ADMIN_PORT
+
+
 # ---------------------------------------------------------------- sluice
 
 def toml_value(v):

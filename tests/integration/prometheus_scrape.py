@@ -9,14 +9,7 @@ test_metrics.py uses it on build/metrics_sample's text.
 
 check_sluice_admin_metrics() is the end-to-end check of sluice's own
 `GET /metrics` on the admin listener: traffic through sluice, a scrape by
-Prometheus, the per-application series queried back. It is kept out of
-pytest's collection (this file's name does not start with test_) until the
-admin server serves /metrics; to enable it, add to test_metrics.py:
-
-    from prometheus_scrape import check_sluice_admin_metrics
-
-    def test_prometheus_scrapes_sluice(backends, sluice, registry, tmp_path):
-        check_sluice_admin_metrics(backends, sluice, registry, tmp_path)
+Prometheus, the per-application series queried back (test_metrics.py).
 """
 
 import json

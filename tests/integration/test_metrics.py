@@ -130,3 +130,12 @@ def test_prometheus_scrapes_it_and_answers_the_docs_queries(registry, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+from prometheus_scrape import check_sluice_admin_metrics  # noqa: E402
+
+
+def test_prometheus_scrapes_sluice(backends, sluice, registry, tmp_path):
+    # The whole path: traffic through sluice, a real Prometheus scraping the
+    # admin listener's /metrics, the per-application series queried back.
+    check_sluice_admin_metrics(backends, sluice, registry, tmp_path)

@@ -4,6 +4,7 @@ limits, redirect mode, --check, signals and exit codes."""
 
 import collections
 import http.client
+import json
 import re
 import signal
 import socket
@@ -33,8 +34,10 @@ tsl = false
 """
 
 
-def test_seed_file_works_unchanged(backends, sluice, tmp_path):
+def test_seed_file_works_unchanged(backends, sluice, tmp_path, default_admin_port):
     # The seed file sets nothing else; --listen keeps the proxy off :8080.
+    # The admin API is on by default (127.0.0.1:9901), hence the fixture
+    # that keeps that port to one test at a time.
     b1, b2 = backends(2)
     port = free_port()
     s = sluice(config=SEED % (b1.port, b2.port), port=port,
@@ -46,6 +49,9 @@ def test_seed_file_works_unchanged(backends, sluice, tmp_path):
         assert r.body == (r.backend + "\n").encode()
         seen[r.backend] += 1
     assert seen == {"b1": 5, "b2": 5}
+    apps = json.loads(get(default_admin_port, "/api/applications").body)
+    assert [(a["address"], a["state"]) for a in apps] == [
+        ("127.0.0.1:%d" % b1.port, "up"), ("127.0.0.1:%d" % b2.port, "up")]
 
 
 def test_integer_port_and_tls_spelling(backends, sluice):

@@ -304,6 +304,7 @@ def write_config(path, port, backends, access_log):
     lines = ['[server]', 'listen = "127.0.0.1:%d"' % port, 'workers = 2', '',
              '[server.timeouts]', 'client_idle = "5s"', '',
              '[health]', 'interval = "500ms"', '',
+             '[admin]', 'listen = ""', '',
              '[log]', 'access = "%s"' % access_log, '']
     for name, bport in backends:
         lines += ['[[applications]]', 'name = "%s"' % name, 'ip = "127.0.0.1"', 'port = %d' % bport, '']
