@@ -336,7 +336,8 @@ def _targets_section(out, runs_med, mem_med, calls_med, labels):
         else:
             value = pick(mine) / pick(theirs) if other else pick(mine)
         verdict = "n/a" if value is None else ("met" if value <= limit else "**not met**")
-        shown = "n/a" if value is None else f"{value:.2f}{unit}"
+        # three decimals, so that a figure just over its limit does not print as the limit
+        shown = "n/a" if value is None else f"{value:.3f}{unit}"
         out.append(f"| {label.format(**labels)} | {shown} | ≤ {limit:g}{unit} | {verdict} |")
     out.append("")
 
