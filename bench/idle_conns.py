@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """idle_conns.py - memory a proxy spends on each idle keep-alive connection.
 
-  idle_conns.py --port P --pid ROOT_PID [--count 2000] [--no-request]
+  idle_conns.py --port P --pid ROOT_PID [--count 5000] [--no-request]
 
 Samples the RSS and PSS of ROOT_PID and its descendants, opens COUNT client
 connections to 127.0.0.1:P (each sends one GET / and reads the whole answer,
@@ -83,7 +83,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--pid", type=int, required=True)
-    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait before sampling")
     ap.add_argument("--no-request", action="store_true", help="connect only, send nothing")
     args = ap.parse_args()

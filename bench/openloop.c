@@ -10,7 +10,9 @@
  * the moment it was *due* (so a stall also counts for the requests it
  * delayed). It prints "requests p50_ms p99_ms p999_ms max_ms errors".
  */
+#ifndef _GNU_SOURCE   /* the Makefile's flags define it already */
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

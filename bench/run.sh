@@ -18,7 +18,11 @@ BUILD=${SLUICE_BUILD:-$ROOT/build}
 ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-50}
-IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+LARGE_BYTES=${BENCH_LARGE_BYTES:-65536}
+LARGE_PATH="/bytes?n=$LARGE_BYTES"
+SYSCALLS=${BENCH_SYSCALLS:-1}
+SYSCALL_DURATION=${BENCH_SYSCALL_DURATION:-5s}
 SYSTEMS=${BENCH_SYSTEMS:-sluice haproxy nginx}
 SLUICE=${BENCH_SLUICE:-$BUILD/sluice}
 BACKEND=${BENCH_BACKEND:-$BUILD/backend}
@@ -167,6 +171,9 @@ check_answers() {
         *app-1*app-2*|*app-2*app-1*) ;;
         *) die "$name on port $port answered, but not from both backends (saw:$seen)" ;;
     esac
+    [ "$MODE" = compare ] || return 0
+    body=$(curl -fsS --max-time 3 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port$LARGE_PATH" 2>&1) || true
+    [ "$body" = "$LARGE_BYTES" ] || die "$name on port $port answered $LARGE_PATH with $body bytes, not $LARGE_BYTES"
 }
 
 # -- the systems --------------------------------------------------------------
@@ -184,7 +191,7 @@ fill() {
 # sluice_config OUT PORT HEALTH_INTERVAL FAKES
 sluice_config() {
     local out=$1 port=$2 interval=$3 fakes=$4 i
-    fill "$BENCH_DIR/sluice.toml.in" "$out" "LISTEN_PORT=$port" "HEALTH_INTERVAL=$interval"
+    fill "$BENCH_DIR/sluice.toml.in" "$out" "LISTEN_PORT=$port" "HEALTH_INTERVAL=$interval" "MAX_CONNS=$MAX_CONNS"
     {
         printf '\n[[applications]]\nname = "app-1"\nip = "127.0.0.1"\nport = %d\n' "$APP1_PORT"
         printf '\n[[applications]]\nname = "app-2"\nip = "127.0.0.1"\nport = %d\n' "$APP2_PORT"
@@ -200,10 +207,11 @@ sluice_config() {
 # timeout, rise 2, fall 3) and FAKES more servers where nothing listens.
 haproxy_health_config() {
     local out=$1 port=$2 fakes=$3 i
-    fill "$BENCH_DIR/haproxy.cfg.in" "$out.in" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
     # each checked server costs HAProxy a descriptor of its `ulimit -n` budget
-    sed -e 's|^    maxconn 9000$|    maxconn 8000|' \
-        -e 's|^backend applications$|backend applications\n    option httpchk GET /health\n    timeout check 1s\n    default-server inter 1s fastinter 1s downinter 1s rise 2 fall 3|' \
+    # (base and fleet get the same maxconn)
+    fill "$BENCH_DIR/haproxy.cfg.in" "$out.in" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT" \
+        "MAX_CONNS=$(((NOFILE - FAKE_APPS) / 2 - 1000))"
+    sed -e 's|^backend applications$|backend applications\n    option httpchk GET /health\n    timeout check 1s\n    default-server inter 1s fastinter 1s downinter 1s rise 2 fall 3|' \
         -e 's|^\(    server app-[12] .*\)$|\1 check|' "$out.in" >"$out"
     for ((i = 0; i < fakes; i++)); do
         printf '    server fake-%d 127.0.0.1:%d check\n' "$i" $((FAKE_PORT_BASE + i))
@@ -226,14 +234,15 @@ start_system() {
         haproxy)
             local config=${2:-$dir/haproxy.cfg}
             [ -n "${2:-}" ] || fill "$BENCH_DIR/haproxy.cfg.in" "$config" \
-                "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
+                "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT" "MAX_CONNS=$MAX_CONNS"
             haproxy -c -q -f "$config" >"$log" 2>&1 || { cat "$log" >&2; die "haproxy rejects $config"; }
             start "$log" "$PROXY_CPU" haproxy -f "$config" -db
             ;;
         nginx)
             mkdir -p "$dir/nginx"
             fill "$BENCH_DIR/nginx.conf.in" "$dir/nginx/nginx.conf" \
-                "PREFIX=$dir/nginx" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT"
+                "PREFIX=$dir/nginx" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT" \
+                "MAX_CONNS=$MAX_CONNS" "NOFILE=$NOFILE"
             nginx -q -t -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" >"$log" 2>&1 \
                 || { cat "$log" >&2; die "nginx rejects $dir/nginx/nginx.conf"; }
             start "$log" "$PROXY_CPU" nginx -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
@@ -261,28 +270,69 @@ cpu_times() {
         END { print t[a], t[b] }' /proc/stat
 }
 
-# measure PID PORT OUT [WRK ARGS...]: one wrk run against PORT; prints
+# wrk_run PORT OUT PATH DURATION [WRK ARGS...]: wrk against PORT, pinned
+# to the load's CPU, its output in OUT.
+wrk_run() {
+    local port=$1 out=$2 path=$3 duration=$4
+    shift 4
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$duration" --latency "$@" \
+        "http://127.0.0.1:$port$path" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed against port $port"; }
+}
+
+# completed PID PORT OUT: after a run, the proxy is alive and wrk completed
+# requests; prints wrk's parsed figures (see stats.py wrk).
+completed() {
+    local pid=$1 port=$2 out=$3 parsed
+    kill -0 "$pid" 2>/dev/null || die "the proxy (PID $pid) died during the run; see $WORK"
+    parsed=$("$PYTHON" "$BENCH_DIR/stats.py" wrk "$out") || { cat "$out" >&2; die "cannot read wrk output $out"; }
+    [ "${parsed%%$'\t'*}" -gt 0 ] || { cat "$out" >&2; die "wrk completed no request against port $port"; }
+    printf '%s' "$parsed"
+}
+
+# measure PID PORT OUT PATH [WRK ARGS...]: one wrk run against PORT; prints
 # "requests rps p50 p99 cpu_us_per_request errors cpu0_busy% cpu1_busy%"
 # (tab-separated; cpu0 is the proxy's CPU, cpu1 the load's) and keeps wrk's
 # own output in OUT.
 measure() {
-    local pid=$1 port=$2 out=$3 t0 t1 c0 c1 parsed requests
-    shift 3
+    local pid=$1 port=$2 out=$3 path=$4 t0 t1 c0 c1 parsed
+    shift 4
     t0=$(cpu_ticks "$pid")
     c0=$(cpu_times)
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" \
-        "http://127.0.0.1:$port/" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed against port $port"; }
+    wrk_run "$port" "$out" "$path" "$DURATION" "$@"
     c1=$(cpu_times)
     t1=$(cpu_ticks "$pid")
-    kill -0 "$pid" 2>/dev/null || die "the proxy (PID $pid) died during the run; see $WORK"
-    parsed=$("$PYTHON" "$BENCH_DIR/stats.py" wrk "$out") || { cat "$out" >&2; die "cannot read wrk output $out"; }
-    requests=${parsed%%$'\t'*}
-    [ "$requests" -gt 0 ] || { cat "$out" >&2; die "wrk completed no request against port $port"; }
+    parsed=$(completed "$pid" "$port" "$out") || exit 1   # command substitutions do not inherit set -e
     awk -v p="$parsed" -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v c0="$c0" -v c1="$c1" 'BEGIN {
         split(p, f, "\t"); split(c0, x, " "); split(c1, y, " ")
         printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\n", f[1], f[2], f[3], f[4], d * 1e6 / hz / f[1], f[5],
             100 * (y[1] - x[1]) / (y[2] - x[2] + 1e-9), 100 * (y[3] - x[3]) / (y[4] - x[4] + 1e-9)
     }'
+}
+
+# count_syscalls PID PORT OUT PATH: a wrk run of its own (SYSCALL_DURATION)
+# while `perf stat` counts the system calls that PID's process tree (every
+# thread) enters; sets SYSCALLS_RESULT to "requests syscalls". Not during a
+# timed run: while the tracepoint is on, every system call on the machine
+# takes the slow path, which would skew CPU per request. Not to be called in
+# a subshell: perf must be among the processes cleanup stops.
+count_syscalls() {
+    local pid=$1 port=$2 out=$3 path=$4 parsed perf_pid count proxy_pid=$PID
+    start "$out.perf-log" "$LOAD_CPU" perf stat -e raw_syscalls:sys_enter -x, -o "$out.perf" \
+        -p "$("$PYTHON" "$BENCH_DIR/stats.py" tree "$pid")"
+    perf_pid=$PID
+    PID=$proxy_pid
+    # perf counts from when it has attached; the proxy is idle until wrk starts
+    sleep 0.5
+    kill -0 "$perf_pid" 2>/dev/null || { cat "$out.perf-log" >&2; die "perf stat did not start"; }
+    wrk_run "$port" "$out" "$path" "$SYSCALL_DURATION"
+    # perf stat writes its count on SIGINT
+    kill -INT "$perf_pid"
+    wait "$perf_pid" 2>/dev/null || true
+    stopped "$perf_pid"
+    parsed=$(completed "$pid" "$port" "$out") || exit 1   # command substitutions do not inherit set -e
+    count=$("$PYTHON" "$BENCH_DIR/stats.py" perf "$out.perf") \
+        || { cat "$out.perf-log" "$out.perf" >&2; die "cannot read perf stat output $out.perf"; }
+    SYSCALLS_RESULT="${parsed%%$'\t'*}"$'\t'"$count"
 }
 
 # check_run NAME RESULT: warn about errors, and about other processes on the
@@ -313,12 +363,23 @@ start_backends() {
 for tool in wrk curl taskset ss haproxy nginx; do
     command -v "$tool" >/dev/null || die "$tool is not installed (run \`make deps\`)"
 done
-case $DURATION in
-    *[0-9]s|*[0-9]m) ;;
-    *[0-9]) DURATION=${DURATION}s ;;
-    *) die "BENCH_DURATION must look like 10s or 1m, not '$DURATION'" ;;
-esac
+# wrk_duration VARIABLE VALUE: VALUE as wrk takes it (10 -> 10s)
+wrk_duration() {
+    case $2 in
+        *[0-9]s|*[0-9]m) printf '%s' "$2" ;;
+        *[0-9]) printf '%ss' "$2" ;;
+        *) die "$1 must look like 10s or 1m, not '$2'" ;;
+    esac
+}
+DURATION=$(wrk_duration BENCH_DURATION "$DURATION")
+SYSCALL_DURATION=$(wrk_duration BENCH_SYSCALL_DURATION "$SYSCALL_DURATION")
 [ "$ROUNDS" -ge 1 ] 2>/dev/null || die "BENCH_ROUNDS must be a positive integer"
+[ "$LARGE_BYTES" -ge 1 ] 2>/dev/null || die "BENCH_LARGE_BYTES must be a positive integer"
+if [ "$MODE" = compare ] && [ "$SYSCALLS" = 1 ]; then
+    command -v perf >/dev/null || die "perf is not installed (run \`make deps\`), or set BENCH_SYSCALLS=0"
+    perf stat -e raw_syscalls:sys_enter -x, -o /dev/null -- true 2>/dev/null \
+        || die "perf cannot count raw_syscalls:sys_enter (needs root, or kernel.perf_event_paranoid <= -1, and tracefs); or set BENCH_SYSCALLS=0"
+fi
 
 CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)
@@ -331,6 +392,30 @@ else
     say "only one CPU: the proxy shares it with wrk and the backends"
 fi
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Descriptors. Every proxied connection costs a proxy up to two (client and
+# application side) and idle_conns.py one; all of them inherit this shell's
+# limit. The proxies are configured for MAX_CONNS connections, which must
+# hold the idle-memory test's connections with room to spare.
+fd_limits() {
+    local want=$(((IDLE_CONNS + CONNECTIONS + 1000 > 9000 ? IDLE_CONNS + CONNECTIONS + 1000 : 9000) * 2 + 2000))
+    local soft hard
+    soft=$(ulimit -Sn)
+    if [ "$soft" != unlimited ] && [ "$soft" -lt "$want" ]; then
+        ulimit -n "$want" 2>/dev/null || {
+            hard=$(ulimit -Hn)
+            [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] && hard=$want
+            ulimit -Sn "$hard"
+        }
+    fi
+    NOFILE=$(ulimit -Sn)
+    [ "$NOFILE" = unlimited ] && NOFILE=$want
+    [ "$NOFILE" -le "$want" ] || NOFILE=$want
+    MAX_CONNS=$(((NOFILE - 2000) / 2))
+    [ "$MAX_CONNS" -ge $((IDLE_CONNS + CONNECTIONS + 100)) ] \
+        || die "the open-file limit ($NOFILE, hard $(ulimit -Hn)) is too low for BENCH_IDLE_CONNS=$IDLE_CONNS; lower it or raise the hard limit"
+}
+fd_limits
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 
 write_meta() {
@@ -362,8 +447,8 @@ versions() {
 # -- the comparison -----------------------------------------------------------
 
 compare() {
-    local systems=() system runs=$WORK/runs.tsv mem=$WORK/mem.tsv meta=$WORK/meta.tsv
-    local round i n order mem_out ka cl port r
+    local systems=() system runs=$WORK/runs.tsv mem=$WORK/mem.tsv calls=$WORK/syscalls.tsv meta=$WORK/meta.tsv
+    local round i n order mem_out ka cl lg port r calls_said scenario path
     for system in $SYSTEMS; do
         case $system in
             sluice)
@@ -383,6 +468,7 @@ compare() {
     start_backends
     : >"$runs"
     : >"$mem"
+    : >"$calls"
     n=${#systems[@]}
     for ((round = 1; round <= ROUNDS; round++)); do
         # rotate the order every round, so no system always runs first or
@@ -399,14 +485,27 @@ compare() {
                 || die "idle-connection memory test failed against $system"
             printf '%s\t%s\t%s\n' "$round" "$system" "${mem_out// /$'\t'}" >>"$mem"
             warm_up "$port"
-            ka=$(measure "$PID" "$port" "$WORK/$system/wrk-keepalive-$round.txt")
+            ka=$(measure "$PID" "$port" "$WORK/$system/wrk-keepalive-$round.txt" /)
             printf '%s\t%s\tkeepalive\t%s\n' "$round" "$system" "$ka" >>"$runs"
-            cl=$(measure "$PID" "$port" "$WORK/$system/wrk-close-$round.txt" -H 'Connection: close')
+            cl=$(measure "$PID" "$port" "$WORK/$system/wrk-close-$round.txt" / -H 'Connection: close')
             printf '%s\t%s\tclose\t%s\n' "$round" "$system" "$cl" >>"$runs"
-            for r in "$ka" "$cl"; do
+            lg=$(measure "$PID" "$port" "$WORK/$system/wrk-large-$round.txt" "$LARGE_PATH")
+            printf '%s\t%s\tlarge\t%s\n' "$round" "$system" "$lg" >>"$runs"
+            for r in "$ka" "$cl" "$lg"; do
                 check_run "$system" "$r"
             done
-            say "  $system: keep-alive $(cut -f2 <<<"$ka") req/s, close $(cut -f2 <<<"$cl") req/s, $(cut -d' ' -f2 <<<"$mem_out") KB/idle conn"
+            calls_said=""
+            if [ "$SYSCALLS" = 1 ]; then
+                for scenario in keepalive large; do
+                    path=/
+                    [ "$scenario" = large ] && path=$LARGE_PATH
+                    count_syscalls "$PID" "$port" "$WORK/$system/wrk-$scenario-syscalls-$round.txt" "$path"
+                    printf '%s\t%s\t%s\t%s\n' "$round" "$system" "$scenario" "$SYSCALLS_RESULT" >>"$calls"
+                    calls_said="$calls_said$(awk -F'\t' '{ printf ", %.2f", $2 / $1 }' <<<"$SYSCALLS_RESULT")"
+                done
+                calls_said=", system calls/req${calls_said#,} (keep-alive, large)"
+            fi
+            say "  $system: req/s keep-alive $(cut -f2 <<<"$ka"), close $(cut -f2 <<<"$cl"), large $(cut -f2 <<<"$lg"); $(cut -d' ' -f2 <<<"$mem_out") KB/idle conn$calls_said"
             stopped "$PID"
         done
     done
@@ -414,12 +513,16 @@ compare() {
     write_meta "$meta"
     {
         printf 'versions\t%s\n' "$(versions)"
-        printf 'parameters\t%s round(s), %s per run, %s connections; %s idle connections for memory\n' \
-            "$ROUNDS" "$DURATION" "$CONNECTIONS" "$IDLE_CONNS"
+        printf 'parameters\t%s round(s), %s per run, %s connections, large responses of %s bytes; %s idle connections for memory; %s\n' \
+            "$ROUNDS" "$DURATION" "$CONNECTIONS" "$LARGE_BYTES" "$IDLE_CONNS" \
+            "$([ "$SYSCALLS" = 1 ] && echo "system calls counted in runs of $SYSCALL_DURATION" || echo "system calls not counted (BENCH_SYSCALLS=0)")"
         printf 'systems\t%s\n' "${systems[*]}"
+        printf 'large_bytes\t%s\nsyscall_duration\t%s\n' "$LARGE_BYTES" "$SYSCALL_DURATION"
         [ -z "${SKIPPED_SLUICE:-}" ] || printf 'note1\tsluice was skipped: no executable at %s\n' "$SLUICE"
+        [ ! -f "$WORK/nginx/nginx/error.log" ] || printf 'note2\tnginx (proxy_buffering on, its default) logged %s time(s) that it buffered an upstream response to a temporary file\n' \
+            "$(grep -c 'buffered to a temporary file' "$WORK/nginx/nginx/error.log" || true)"
     } >>"$meta"
-    "$PYTHON" "$BENCH_DIR/stats.py" report "$runs" "$mem" "$meta" >"$WORK/results.md"
+    "$PYTHON" "$BENCH_DIR/stats.py" report "$runs" "$mem" "$calls" "$meta" >"$WORK/results.md"
     cp "$WORK/results.md" "$BENCH_DIR/results.md"
     echo
     cat "$WORK/results.md"
@@ -475,11 +578,11 @@ health_scale() {
             i1=$(cpu_ticks "$PID")
             idle=$(awk -v d=$((i1 - i0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", d * 100 / hz / 3 }')
             warm_up "$port"
-            r=$(measure "$PID" "$port" "$WORK/$system/wrk-$config-$round.txt")
+            r=$(measure "$PID" "$port" "$WORK/$system/wrk-$config-$round.txt" /)
             printf '%s\t%s\tsaturated\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
             check_run "$config" "$r"
             say "  $config saturated: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms, idle CPU $idle%"
-            r=$(measure "$PID" "$port" "$WORK/$system/wrk-$config-$round-paced.txt" -s "$BENCH_DIR/paced.lua")
+            r=$(measure "$PID" "$port" "$WORK/$system/wrk-$config-$round-paced.txt" / -s "$BENCH_DIR/paced.lua")
             printf '%s\t%s\tpaced\t%s\t%s\n' "$round" "$config" "$r" "$idle" >>"$runs"
             check_run "$config" "$r"
             say "  $config paced: $(cut -f2 <<<"$r") req/s, p99 $(cut -f4 <<<"$r") ms"

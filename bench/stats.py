@@ -6,14 +6,18 @@ arithmetic lives here, so the shell script stays a readable list of steps.
 
   stats.py proc ROOT_PID           -> "cpu_ticks rss_kb pss_kb nprocs"
                                       summed over ROOT_PID and its descendants
+  stats.py tree ROOT_PID           -> ROOT_PID and its descendants, "1,2,3"
   stats.py wrk FILE                -> "requests rps p50_ms p99_ms errors"
-  stats.py report RUNS MEM META    -> markdown for the comparison
+  stats.py perf FILE               -> the count of `perf stat -x,` output
+  stats.py report RUNS MEM SYSCALLS META
+                                   -> markdown for the comparison
   stats.py health-report RUNS META -> markdown for the health-scale check
 
 RUNS is a TSV of "round system scenario requests rps p50_ms p99_ms cpu_us
-errors cpu0_busy cpu1_busy" (health-scale runs add idle CPU %), MEM one of "round system conns rss_kb_per_conn pss_kb_per_conn
-rss_at_rest_kb", META
-a "key<TAB>value" file. Every figure quoted is the median over rounds.
+errors cpu0_busy cpu1_busy" (health-scale runs add idle CPU %), MEM one of
+"round system conns rss_kb_per_conn pss_kb_per_conn rss_at_rest_kb",
+SYSCALLS one of "round system scenario requests syscalls", META a
+"key<TAB>value" file. Every figure quoted is the median over rounds.
 """
 
 import os
@@ -125,11 +129,32 @@ def parse_wrk(text):
     return out
 
 
+def parse_perf_count(text):
+    """The count of the one event in `perf stat -x,` output, whose lines are
+    "count,unit,event,..." (comments start with '#')."""
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) >= 3 and not line.startswith("#") and fields[0].strip().isdigit():
+            return int(fields[0])
+    raise ValueError("perf stat output holds no count (was the event counted?)")
+
+
 # -- reports ------------------------------------------------------------------
 
 SCENARIOS = [
     ("keepalive", "Keep-alive (`wrk -t1 -c{conns} -d{duration} --latency`)"),
     ("close", "New connection per request (`wrk ... -H 'Connection: close'`)"),
+    ("large", "{large_kib} KiB responses (keep-alive, `wrk ... /bytes?n={large}`)"),
+]
+
+# What sluice is held to: (label, scenario, figure, other system, limit,
+# unit). With another system the limit is on sluice's median over the
+# other's; without, on sluice's median itself.
+TARGETS = [
+    ("RSS per idle keep-alive connection, {idle} connections", None, "rss", None, 0.4, " KiB"),
+    ("CPU µs/request, {large_kib} KiB responses, vs nginx", "large", "cpu", "nginx", 0.8, "×"),
+    ("CPU µs/request, keep-alive, vs HAProxy", "keepalive", "cpu", "haproxy", 0.8, "×"),
+    ("system calls per keep-alive request", "keepalive", "syscalls", None, 4.1, ""),
 ]
 
 
@@ -188,14 +213,145 @@ def header(meta, title):
     return lines
 
 
-def report(runs_path, mem_path, meta_path):
+RUN_COLUMNS = [("req/s", 4, 0), ("p50 ms", 5, 3), ("p99 ms", 6, 3), ("CPU µs/req", 7, 2)]
+
+
+def _labels(meta):
+    large = int(meta.get("large_bytes", "65536"))
+    return {"conns": meta.get("connections", "50"), "duration": meta.get("duration", "10s"),
+            "large": large, "large_kib": f"{large / 1024:g}", "idle": meta.get("idle_conns", "5000")}
+
+
+def _scenario_section(out, runs, systems, scenario, title):
+    """One scenario's table; returns {system: [median per RUN_COLUMNS]}."""
+    out.append("## " + title)
+    out.append("")
+    out.append("| system | " + " | ".join(c[0] for c in RUN_COLUMNS)
+               + " | proxy CPU | CPU 0 busy | CPU 1 busy | req/s spread | errors | runs |")
+    out.append("|---|" + "---:|" * (len(RUN_COLUMNS) + 6))
+    med = {}
+    for system in systems:
+        rows = [r for r in runs if r[1] == system and r[2] == scenario]
+        if not rows:
+            continue
+        med[system] = [median([float(r[c[1]]) for r in rows]) for c in RUN_COLUMNS]
+        errors = sum(int(r[8]) for r in rows)
+        busy = median([float(r[4]) * float(r[7]) / 1e4 for r in rows])
+        cpu0 = median([float(r[9]) for r in rows])
+        cpu1 = median([float(r[10]) for r in rows])
+        out.append(f"| {system} | " + " | ".join(fmt(v, c[2]) for v, c in zip(med[system], RUN_COLUMNS))
+                   + f" | {fmt(busy, 0)}% | {fmt(cpu0, 0)}% | {fmt(cpu1, 0)}% "
+                   f"| {spread([float(r[4]) for r in rows])} | {errors} | {len(rows)} |")
+    _ratio_rows(out, med, 6)
+    out.append("")
+    return med
+
+
+def _ratio_rows(out, med, blanks):
+    for other in ("haproxy", "nginx"):
+        if "sluice" in med and other in med:
+            out.append(f"| sluice/{other} | "
+                       + " | ".join(ratio(a, b) for a, b in zip(med["sluice"], med[other]))
+                       + " |" * (blanks + 1))
+
+
+def _memory_section(out, mem, systems, meta):
+    out.append(f"## Memory per idle keep-alive connection ({meta.get('idle_conns', '5000')} "
+               "connections, one request each, then idle)")
+    out.append("")
+    out.append("Growth of the proxy's RSS/PSS (all its processes) divided by the connections "
+               "(KB = KiB, as /proc counts); memory a proxy sets aside up front shows in RSS at rest, "
+               "not per connection.")
+    out.append("")
+    out.append("| system | RSS KB/conn | PSS KB/conn | RSS at rest MB | runs |")
+    out.append("|---|---:|---:|---:|---:|")
+    med = {}
+    for system in systems:
+        rows = [r for r in mem if r[1] == system]
+        if not rows:
+            continue
+        med[system] = [median([float(r[i]) for r in rows]) for i in (3, 4)]
+        med[system].append(median([float(r[5]) / 1024 for r in rows]))
+        out.append(f"| {system} | " + " | ".join(fmt(v) for v in med[system]) + f" | {len(rows)} |")
+    _ratio_rows(out, med, 1)
+    out.append("")
+    return med
+
+
+def _syscall_section(out, calls, systems, labels, meta):
+    """System calls per request, per scenario counted; returns
+    {scenario: {system: median}}."""
+    scenarios = [s for s in ("keepalive", "large") if any(r[2] == s for r in calls)]
+    if not scenarios:
+        return {}
+    names = {"keepalive": "keep-alive", "large": f"{labels['large_kib']} KiB responses"}
+    out.append("## System calls per request (saturated, "
+               f"`perf stat -e raw_syscalls:sys_enter`, {meta.get('syscall_duration', '5s')} runs)")
+    out.append("")
+    out.append("System calls entered by the proxy's processes (all threads) during a wrk run of its own "
+               "(the same settings), divided by the requests wrk completed. The runs are separate from "
+               "the timed ones above because the tracepoint slows every system call on the machine "
+               "while it counts.")
+    out.append("")
+    out.append("| system | " + " | ".join(names[s] for s in scenarios) + " | runs |")
+    out.append("|---|" + "---:|" * (len(scenarios) + 1))
+    med = {s: {} for s in scenarios}
+    for system in systems:
+        cells = []
+        n = 0
+        for s in scenarios:
+            rows = [r for r in calls if r[1] == system and r[2] == s]
+            n = max(n, len(rows))
+            med[s][system] = median([int(r[4]) / int(r[3]) for r in rows])
+            cells.append(fmt(med[s][system]))
+        if n:
+            out.append(f"| {system} | " + " | ".join(cells) + f" | {n} |")
+    for other in ("haproxy", "nginx"):
+        if "sluice" in med[scenarios[0]] and other in med[scenarios[0]]:
+            out.append(f"| sluice/{other} | "
+                       + " | ".join(ratio(med[s].get("sluice"), med[s].get(other)) for s in scenarios) + " | |")
+    out.append("")
+    return med
+
+
+def _targets_section(out, runs_med, mem_med, calls_med, labels):
+    out.append("## Targets")
+    out.append("")
+    out.append("| target | sluice | limit | |")
+    out.append("|---|---:|---:|---|")
+    for label, scenario, column, other, limit, unit in TARGETS:
+        if column == "rss":
+            table = mem_med
+            pick = (lambda m: m[0])
+        elif column == "cpu":
+            table = runs_med.get(scenario, {})
+            pick = (lambda m: m[3])
+        else:
+            table = calls_med.get(scenario, {})
+            pick = (lambda m: m)
+        mine = table.get("sluice")
+        theirs = table.get(other) if other else None
+        if mine is None or (other and theirs is None):
+            value = None
+        else:
+            value = pick(mine) / pick(theirs) if other else pick(mine)
+        verdict = "n/a" if value is None else ("met" if value <= limit else "**not met**")
+        # three decimals, so that a figure just over its limit does not print as the limit
+        shown = "n/a" if value is None else f"{value:.3f}{unit}"
+        out.append(f"| {label.format(**labels)} | {shown} | ≤ {limit:g}{unit} | {verdict} |")
+    out.append("")
+
+
+def report(runs_path, mem_path, calls_path, meta_path):
     meta = read_meta(meta_path)
+    labels = _labels(meta)
     systems = meta.get("systems", "sluice haproxy nginx").split()
     runs = read_tsv(runs_path)
     mem = read_tsv(mem_path)
+    calls = read_tsv(calls_path)
     out = header(meta, "sluice benchmark")
     out.append("Medians over rounds. For req/s a ratio above 1 favours sluice; "
-               "for latency, CPU and memory a ratio below 1 does. "
+               "for latency, CPU, memory and system calls a ratio below 1 does. "
                "Proxy CPU is the share of one core the proxy used during the run "
                "(below ~95%, the load side, not the proxy, set the pace). "
                "CPU 0 busy is all use of the proxy's core (above proxy CPU: other processes took it); "
@@ -203,50 +359,14 @@ def report(runs_path, mem_path, meta_path):
                "Spread is half the range of req/s over rounds, relative to the median.")
     out.append("")
 
-    columns = [("req/s", 4, 0), ("p50 ms", 5, 3), ("p99 ms", 6, 3), ("CPU µs/req", 7, 2)]
+    runs_med = {}
     for scenario, title in SCENARIOS:
-        out.append("## " + title.format(conns=meta.get("connections", "50"),
-                                        duration=meta.get("duration", "10s")))
-        out.append("")
-        out.append("| system | " + " | ".join(c[0] for c in columns) + " | proxy CPU | CPU 0 busy | CPU 1 busy | req/s spread | errors | runs |")
-        out.append("|---|" + "---:|" * (len(columns) + 6))
-        med = {}
-        for system in systems:
-            rows = [r for r in runs if r[1] == system and r[2] == scenario]
-            med[system] = [median([float(r[c[1]]) for r in rows]) for c in columns]
-            errors = sum(int(r[8]) for r in rows)
-            busy = median([float(r[4]) * float(r[7]) / 1e4 for r in rows])
-            cpu0 = median([float(r[9]) for r in rows])
-            cpu1 = median([float(r[10]) for r in rows])
-            out.append(f"| {system} | " + " | ".join(fmt(v, c[2]) for v, c in zip(med[system], columns))
-                       + f" | {fmt(busy, 0)}% | {fmt(cpu0, 0)}% | {fmt(cpu1, 0)}% "
-                       f"| {spread([float(r[4]) for r in rows])} | {errors} | {len(rows)} |")
-        for other in ("haproxy", "nginx"):
-            if "sluice" in med and other in med:
-                out.append(f"| sluice/{other} | "
-                           + " | ".join(ratio(a, b) for a, b in zip(med["sluice"], med[other]))
-                           + " | | | | | | |")
-        out.append("")
-
-    out.append(f"## Memory per idle keep-alive connection ({meta.get('idle_conns', '2000')} "
-               "connections, one request each, then idle)")
-    out.append("")
-    out.append("Growth of the proxy's RSS/PSS (all its processes) divided by the connections; "
-               "memory a proxy sets aside up front shows in RSS at rest, not per connection.")
-    out.append("")
-    out.append("| system | RSS KB/conn | PSS KB/conn | RSS at rest MB | runs |")
-    out.append("|---|---:|---:|---:|---:|")
-    mmed = {}
-    for system in systems:
-        rows = [r for r in mem if r[1] == system]
-        mmed[system] = [median([float(r[i]) for r in rows]) for i in (3, 4)]
-        mmed[system].append(median([float(r[5]) / 1024 for r in rows]))
-        out.append(f"| {system} | " + " | ".join(fmt(v) for v in mmed[system]) + f" | {len(rows)} |")
-    for other in ("haproxy", "nginx"):
-        if "sluice" in mmed and other in mmed:
-            out.append(f"| sluice/{other} | "
-                       + " | ".join(ratio(a, b) for a, b in zip(mmed["sluice"], mmed[other])) + " | |")
-    out.append("")
+        if any(r[2] == scenario for r in runs):
+            runs_med[scenario] = _scenario_section(out, runs, systems, scenario, title.format(**labels))
+    mem_med = _memory_section(out, mem, systems, meta)
+    calls_med = _syscall_section(out, calls, systems, labels, meta)
+    if "sluice" in systems:
+        _targets_section(out, runs_med, mem_med, calls_med, labels)
 
     out.append("<details><summary>every run</summary>")
     out.append("")
@@ -261,6 +381,12 @@ def report(runs_path, mem_path, meta_path):
     for r in mem:
         out.append("| " + " | ".join(r) + " |")
     out.append("")
+    if calls:
+        out.append("| round | system | scenario | requests | system calls | per request |")
+        out.append("|---:|---|---|---:|---:|---:|")
+        for r in calls:
+            out.append("| " + " | ".join(r) + f" | {int(r[4]) / int(r[3]):.3f} |")
+        out.append("")
     out.append("</details>")
     return "\n".join(out) + "\n"
 
@@ -328,13 +454,18 @@ def health_report(runs_path, meta_path):
 def main(argv):
     if len(argv) >= 3 and argv[1] == "proc":
         print(*sample(int(argv[2])))
+    elif len(argv) >= 3 and argv[1] == "tree":
+        print(",".join(str(pid) for pid in process_tree(int(argv[2]))))
+    elif len(argv) >= 3 and argv[1] == "perf":
+        with open(argv[2]) as f:
+            print(parse_perf_count(f.read()))
     elif len(argv) >= 3 and argv[1] == "wrk":
         with open(argv[2]) as f:
             w = parse_wrk(f.read())
         print(w["requests"], f"{w['rps']:.2f}", f"{w['p50']:.4f}", f"{w['p99']:.4f}", w["errors"],
               sep="\t")
-    elif len(argv) >= 5 and argv[1] == "report":
-        sys.stdout.write(report(argv[2], argv[3], argv[4]))
+    elif len(argv) >= 6 and argv[1] == "report":
+        sys.stdout.write(report(argv[2], argv[3], argv[4], argv[5]))
     elif len(argv) >= 4 and argv[1] == "health-report":
         sys.stdout.write(health_report(argv[2], argv[3]))
     else:
