@@ -319,9 +319,10 @@ static void text_app(struct text *t, const struct app *app, const struct metrics
         text_put(t, "null}", 5);
         return;
     }
-    text_printf(t, "{\"ok\":%s,\"status\":%d,\"time\":",
+    text_printf(t, "{\"ok\":%s,\"status\":%d,\"duration_ms\":%.3f,\"time\":",
                 atomic_load_explicit(&app->last_check_ok, memory_order_relaxed) ? "true" : "false",
-                atomic_load_explicit(&app->last_check_status, memory_order_relaxed));
+                atomic_load_explicit(&app->last_check_status, memory_order_relaxed),
+                (double)atomic_load_explicit(&app->last_check_duration_us, memory_order_relaxed) / 1000.0);
     text_time(t, checked);
     text_put(t, "}}", 2);
 }

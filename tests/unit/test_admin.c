@@ -126,7 +126,11 @@ static void test_app_json(void)
     atomic_store(&copy.last_check_status, 204);
     json = admin_app_json(&copy, &(struct metrics_app_totals){0}, 3000);
     CHECK(json && strstr(json, "\"name\":\"a\\\"b\\\\c\\n\""));
-    CHECK(json && strstr(json, "\"last_check\":{\"ok\":true,\"status\":204,\"time\":\"1970-01-01T00:00:02.000Z\"}"));
+    atomic_store(&copy.last_check_duration_us, 1500);
+    free(json);
+    json = admin_app_json(&copy, &(struct metrics_app_totals){0}, 3000);
+    CHECK(json && strstr(json, "\"last_check\":{\"ok\":true,\"status\":204,\"duration_ms\":1.500,"
+                               "\"time\":\"1970-01-01T00:00:02.000Z\"}"));
     doc = json ? ctl_json_parse(json) : NULL;
     const struct ctl_json *name = ctl_json_get(doc, "name");
     CHECK(name && name->type == CTL_JSON_STRING && strcmp(name->string, "a\"b\\c\n") == 0);
