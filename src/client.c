@@ -358,7 +358,9 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
 
 bool clients_have_pending(const struct proxy *p)
 {
-    return p->pending != NULL;
+    /* A body block or a request slot that came back during the pending run
+     * is handed on at the next iteration, which must not sleep. */
+    return p->pending != NULL || p->body_block_returned || p->slot_freed;
 }
 
 void clients_after_iteration(struct proxy *p)

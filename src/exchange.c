@@ -260,14 +260,16 @@ static void drop_unsent_body(struct exchange *x)
 static void answer_local(struct exchange *x, int status, const char *extra_headers, const char *body)
 {
     struct proxy *p = x->p;
+    leave_body_waiters(x);
+    leave_slot_waiters(x);
     upstream_detach(x, false);
     drop_unsent_body(x);
-    /* x->fwd stays: the access log line still reads from it. */
+    /* x->fwd stays: the access log line still reads from it. x->out may
+     * still hold a 1xx head not yet (wholly) sent: the answer follows it. */
     if (buf_acquire(p->buffers, &x->out) < 0) {
         abort_exchange(x);
         return;
     }
-    x->out.head = x->out.tail = 0;
     /* The connection survives only a complete request answered in full. */
     if (status == 400 || status == 408 || status == 413 || status == 431 || status == 501 ||
         status == 505 || x->req_side != REQ_DONE || p->stopping)
@@ -360,6 +362,7 @@ static uint64_t request_hash(const struct exchange *x)
 
 static void on_upstream_ready(void *owner);
 static void on_upstream_timeout(void *owner);
+static bool receiving_body(const struct exchange *x);
 
 static const struct upstream_owner upstream_ops = {
     .ready = on_upstream_ready,
@@ -436,14 +439,14 @@ static struct app *pick_with_slot(struct exchange *x, bool *all_full)
 static void wait_for_slot(struct exchange *x);
 
 /* Sends the request to the next application that can take it: a reused
- * idle connection when there is one, a new one otherwise. */
-static void dispatch(struct exchange *x)
+ * idle connection when there is one, a new one otherwise. app, when not
+ * NULL, is the first to try, its request slot already taken. */
+static void dispatch_to(struct exchange *x, struct app *app)
 {
     struct proxy *p = x->p;
-    while (x->attempts <= p->cfg->retries) {
+    for (; x->attempts <= p->cfg->retries; app = NULL) {
         bool all_full;
-        struct app *app = pick_with_slot(x, &all_full);
-        if (!app && all_full) {
+        if (!app && !(app = pick_with_slot(x, &all_full)) && all_full) {
             wait_for_slot(x);
             return;
         }
@@ -467,9 +470,16 @@ static void dispatch(struct exchange *x)
         count_failure(x, app, COUNTERS_FAIL_CONNECT);
         pool_note_failure(p->pool, app, p->loop->now, upstream_error_text(err));
     }
+    if (app)
+        give_back_slot(p, app);   /* out of retries with a slot in hand */
     /* None up, or none reached: 503 (with Retry-After). An application that
      * had the request and failed it: 502, or 504 when it stayed silent. */
     answer_error(x, x->fail_status ? x->fail_status : 503);
+}
+
+static void dispatch(struct exchange *x)
+{
+    dispatch_to(x, NULL);
 }
 
 /* Every candidate is at max_requests: the request waits, in arrival order
@@ -512,7 +522,7 @@ static void leave_slot_waiters(struct exchange *x)
     queue_remove(&p->slot_waiters, x);
     p->slot_waiters_count--;
     x->waiting_slot = false;
-    x->log.queue_ms += p->loop->now - x->queued_ms;
+    x->log.queue_ms = p->loop->now - x->queued_ms;
     if (!p->slot_waiters.first)
         loop_timer_cancel(p->loop, &p->queue_timer);
 }
@@ -520,13 +530,17 @@ static void leave_slot_waiters(struct exchange *x)
 static void wait_for_slot(struct exchange *x)
 {
     struct proxy *p = x->p;
+    /* Back in the queue (its connect failed, or the slot was gone): it
+     * keeps its place at the front and its time in the queue so far. */
+    bool again = x->log.queued;
     x->waiting_slot = true;
-    x->queued_ms = p->loop->now;
-    if (!x->log.queued)
+    if (!again) {
+        x->queued_ms = p->loop->now;
         x->log.queue_ahead = p->slot_waiters_count;
+    }
     x->log.queued = true;
     p->slot_waiters_count++;
-    queue_push(&p->slot_waiters, x, false);
+    queue_push(&p->slot_waiters, x, again);
     if (!loop_timer_armed(&p->queue_timer))
         loop_timer_arm(p->loop, &p->queue_timer, QUEUE_LOOK_MS);
 }
@@ -541,9 +555,8 @@ static void serve_slot_waiters(struct proxy *p)
         bool all_full;
         struct app *app = expired ? NULL : pick_with_slot(x, &all_full);
         if (app) {
-            give_back_slot(p, app);   /* dispatch takes it again, in order */
             leave_slot_waiters(x);
-            dispatch(x);
+            dispatch_to(x, app);   /* with the slot it found: no one can take it meanwhile */
             x->wake(x->conn);
         } else if (expired) {
             leave_slot_waiters(x);
@@ -928,11 +941,14 @@ void exchanges_after_iteration(struct proxy *p)
     }
     /* Woken here, not where the block came back: that is inside another
      * connection's close, and the waiter's run may close connections too. */
-    struct exchange *next = p->body_waiters.first;
     if (!p->body_block_returned)
         return;
     p->body_block_returned = false;
-    if (next) {
+    /* As many as the blocks that came back can serve, in order. */
+    uint64_t held = p->bodies_held;
+    struct exchange *next;
+    while ((next = p->body_waiters.first) && held + p->bodies.block_size <= p->cfg->buffer_total) {
+        held += p->bodies.block_size;
         leave_body_waiters(next);
         next->wake(next->conn);
     }
@@ -945,6 +961,8 @@ static bool take_body_block(struct exchange *x)
     struct proxy *p = x->p;
     struct buf *in = &x->client->in;
     uint32_t size = p->bodies.block_size;
+    if (buf_len(in) > size)
+        return false;   /* a reload made blocks smaller than what is here: stream it */
     if (p->bodies_held + size > p->cfg->buffer_total) {
         /* Refused again after a wake-up (the block that came back was of
          * an older size): it keeps its place at the front. */
@@ -961,6 +979,10 @@ static bool take_body_block(struct exchange *x)
     *in = block;
     x->body_block = block.cap;
     p->bodies_held += block.cap;
+    if (x->queued_once) {
+        /* sluice stopped reading while it waited: not the client's time */
+        x->body_start_ms = x->client->last_activity = p->loop->now;
+    }
     return true;
 }
 
@@ -996,19 +1018,23 @@ static enum step step_receive(struct exchange *x)
         buf_consume(&x->out, (uint32_t)n);
         progress = n > 0 ? STEP_MOVED : STEP_WAIT;
     }
-    if (!x->body_block) {
-        if (x->waiting_body || (!take_body_block(x) && x->waiting_body))
-            return progress;   /* reading paused until a block comes back */
-        if (!x->body_block) {   /* no memory for a block: stream as before */
-            end_receive(x);
-            return STEP_MOVED;
-        }
-    }
     if (buf_len(&c->in) > x->req_ready + x->req_chunked.held) {
         int status = account_request_body(x);
         if (status) {
             log_info("client %s: request body refused (%d)", x->client_ip, status);
             answer_error(x, status);
+            return STEP_MOVED;
+        }
+    }
+    if (x->req_side == REQ_DONE) {   /* whole already (often with the head): no block needed */
+        end_receive(x);
+        return STEP_MOVED;
+    }
+    if (!x->body_block) {
+        if (x->waiting_body || (!take_body_block(x) && x->waiting_body))
+            return progress;   /* reading paused until a block comes back */
+        if (!x->body_block) {   /* no block to be had: stream as before */
+            end_receive(x);
             return STEP_MOVED;
         }
     }
@@ -1078,7 +1104,9 @@ static enum step start_tunnel(struct exchange *x)
 static enum step relay_interim(struct exchange *x)
 {
     /* 1xx: relayed to HTTP/1.1 clients only (RFC 9110 section 15.2). */
+    uint32_t before = x->out.tail;
     if (x->req.version_minor == 1 && !rewrite_response_head(&x->out, &x->res, x->keep_alive, 1)) {
+        x->out.tail = before;
         attempt_failed(x, "response head too large", FAIL_BAD_RESPONSE);
         return STEP_MOVED;
     }
@@ -1111,7 +1139,9 @@ static enum step take_response_head(struct exchange *x)
                            x->req.version_minor == 1;
     x->resp_body_left = res->content_length;
     x->resp_complete = res->body == HTTP1_BODY_NONE;
+    uint32_t interim_end = x->out.tail;   /* 1xx heads before it stay whatever happens */
     if (!rewrite_response_head(&x->out, res, x->keep_alive, x->req.version_minor)) {
+        x->out.tail = interim_end;
         attempt_failed(x, "response head too large", FAIL_BAD_RESPONSE);
         return STEP_MOVED;
     }
@@ -1125,7 +1155,7 @@ static enum step take_response_head(struct exchange *x)
     if (account_response_body(x) < 0) {
         log_warn("application %s %s: malformed chunked body", u->app->cfg->name, u->app->cfg->address.text);
         count_failure(x, u->app, COUNTERS_FAIL_BAD_RESPONSE);
-        x->out.head = x->out.tail = 0;
+        x->out.tail = interim_end;
         x->state = EXCHANGE_FORWARD;
         upstream_detach(x, false);
         answer_error(x, 502);
@@ -1526,7 +1556,10 @@ static void on_upstream_timeout(void *owner)
         return;
     }
     bool tunnel = x->state == EXCHANGE_TUNNEL;
-    bool waits_on_app = tunnel || (x->state == EXCHANGE_FORWARD && !buf_len(&x->out)) ||
+    /* While the rest of the request body is awaited from the client, the
+     * client's limits run (client_body, min_body_rate), not this one: a
+     * slow upload must not be a 504 counted against the application. */
+    bool waits_on_app = tunnel || (x->state == EXCHANGE_FORWARD && !buf_len(&x->out) && !receiving_body(x)) ||
                         (x->state == EXCHANGE_STREAM && !x->resp_ready && !x->pipe.len && !buf_len(&x->out));
     int64_t limit = tunnel ? x->p->cfg->client_idle_timeout_ms : x->p->cfg->upstream_response_timeout_ms;
     int64_t idle = loop->now - u->s.last_activity;

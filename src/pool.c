@@ -137,7 +137,9 @@ void pool_note_failure(struct pool *pool, struct app *app, int64_t now_ms, const
 {
     const struct config *cfg = pool->cfg;
     uint32_t limit = (uint32_t)cfg->passive_failures;
-    if (limit == 0)
+    /* A request that outlived a reload reports on an application of the
+     * previous pool, whose ring was sized by the previous config. */
+    if (limit == 0 || app < pool->apps || app >= pool->apps + pool->count)
         return;
     /* The ring holds the last `limit` failure times; after writing this
      * one, the next slot holds the oldest of them. Workers racing here can

@@ -2,6 +2,7 @@
 received before an application is chosen, and clients that send them too
 slowly are cut with 408."""
 import json
+import signal
 import threading
 import time
 
@@ -203,3 +204,64 @@ def test_time_in_the_queue_is_in_the_json_access_log(backends, sluice):
     docs = {json.loads(l)["target"][-1]: json.loads(l) for l in lines}
     assert docs["0"]["queue_ms"] == 0 and docs["0"]["queue_ahead"] == 0, docs
     assert 400 <= docs["1"]["queue_ms"] < 800 and docs["1"]["queue_ahead"] == 0, docs
+
+
+# ------------------------------------------------- found in review
+
+def test_slow_upload_is_not_an_application_timeout(backends, sluice):
+    # The body beyond the buffer streams; the client pauses longer than
+    # upstream_response: that is the client's slowness (client_body), not a
+    # 504 counted against the application.
+    b1, = backends(1)
+    s = sluice([b1], sections={"server.limits": {"buffer_body": "16KB"},
+                               "server.timeouts": {"upstream_response": "1s"},
+                               "passive": {"failures": 1}})
+    with RawConnection(s.port, timeout=scaled(15)) as c:
+        c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"p" * 40000)
+        time.sleep(2.5)
+        c.send(b"p" * 60000)
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"b1 received 100000 bytes\n", r
+    assert "up -> down" not in s.stderr()
+
+
+def test_bodies_wait_for_memory_then_all_go_through(backends, sluice):
+    # Room for two body blocks per worker: four uploads at once, two of them
+    # wait (reading paused) and go on as the first ones finish.
+    b1, = backends(1)
+    s = sluice([b1], workers=1, sections={"server.limits": {"buffer_body": "64KB", "buffer_total": "128KB"}})
+    conns = [RawConnection(s.port, timeout=scaled(15)) for _ in range(4)]
+    try:
+        for c in conns:
+            c.send(b"POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n" + b"w" * 1000)
+        time.sleep(0.3)
+        for c in conns:
+            c.send(b"w" * 49000)
+        for c in conns:
+            r = c.read_response()
+            assert r.status == 200 and r.body == b"b1 received 50000 bytes\n", r
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_reload_with_smaller_buffers_during_a_head(backends, sluice, tmp_path):
+    # A head begun in a large input buffer, a reload that makes buffers
+    # smaller, then the rest of the head and a large body in one go: more
+    # than a new body block holds is already in the old buffer, so the body
+    # streams (it once overran the block).
+    b1, = backends(1)
+    s = sluice([b1], sections={"server.limits": {"header_bytes": "256KB", "buffer_body": "16KB"}})
+    with RawConnection(s.port, timeout=scaled(15)) as c:
+        c.send("POST /r HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        text = s.config_path.read_text()
+        assert 'header_bytes = "256KB"' in text
+        s.config_path.write_text(text.replace('header_bytes = "256KB"', 'header_bytes = 8192'))
+        s.proc.send(signal.SIGHUP)
+        assert s.wait_stderr(r"reload: .* loaded", scaled(5))
+        time.sleep(0.2)   # every worker takes it up
+        c.send("Content-Length: 200000\r\n\r\n" + "b" * 200000)
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"b1 received 200000 bytes\n", r
+    assert s.proc.alive()

@@ -194,8 +194,31 @@ static void test_old_key_name(void)
     config_free(&cfg);
 }
 
+/* A request that outlived a reload reports on an application of the
+ * previous pool, whose failure ring was sized by the previous config. */
+static void test_failure_of_another_pool_is_ignored(void)
+{
+    struct config old_cfg, new_cfg;
+    struct pool old_pool, new_pool;
+    if (parse(&old_cfg, "[passive]\nfailures = 0\n" TWO_APPS) != 0)
+        return;
+    if (parse(&new_cfg, "[passive]\nfailures = 10\n" TWO_APPS) != 0)
+        return;
+    CHECK_INT(pool_init(&old_pool, &old_cfg), 0);
+    CHECK_INT(pool_init(&new_pool, &new_cfg), 0);
+    for (int i = 0; i < 30; i++)
+        pool_note_failure(&new_pool, &old_pool.apps[0], i, "connect timeout");
+    CHECK_INT(app_state(&old_pool.apps[0]), APP_UP);
+    CHECK_INT(app_state(&new_pool.apps[0]), APP_UP);
+    pool_free(&old_pool);
+    pool_free(&new_pool);
+    config_free(&old_cfg);
+    config_free(&new_cfg);
+}
+
 void unit_test_pool(void)
 {
+    test_failure_of_another_pool_is_ignored();
     test_failures_within_window();
     test_window_ages_failures_out();
     test_failures_off_and_one();
