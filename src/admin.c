@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "alert.h"
+#include "dashboard.h"
 #include "http1.h"
 #include "log.h"
 #include "loop.h"
@@ -284,6 +285,21 @@ static void text_time(struct text *t, int64_t ms)
     text_json_string(t, when);
 }
 
+/* The response-time histogram as it is counted (not cumulative): counts[i]
+ * are the responses up to le_ms[i] and above le_ms[i-1]; the last count,
+ * past the last bound, is everything slower. Enough for a client to
+ * estimate a percentile over the interval between two reads. */
+static void text_buckets(struct text *t, const struct metrics_app_totals *totals)
+{
+    text_put(t, "\"response_time_buckets\":{\"le_ms\":[", 34);
+    for (int b = 0; b < COUNTERS_BOUNDS; b++)
+        text_printf(t, "%s%g", b ? "," : "", (double)counters_bound_us[b] / 1000.0);
+    text_put(t, "],\"counts\":[", 12);
+    for (int b = 0; b < COUNTERS_BUCKETS; b++)
+        text_printf(t, "%s%llu", b ? "," : "", (unsigned long long)totals->buckets[b]);
+    text_printf(t, "],\"sum_ms\":%.3f}", (double)totals->sum_us / 1000.0);
+}
+
 static void text_app(struct text *t, const struct app *app, const struct metrics_app_totals *totals,
                      int64_t now_ms)
 {
@@ -314,7 +330,9 @@ static void text_app(struct text *t, const struct app *app, const struct metrics
     for (int s = 0; s < APP_STATE_COUNT; s++)
         text_printf(t, "%s\"%s\":%llu", s ? "," : "", app_state_name((enum app_state)s),
                     (unsigned long long)atomic_load_explicit(&app->transitions[s], memory_order_relaxed));
-    text_put(t, "},\"last_check\":", 15);
+    text_put(t, "},", 2);
+    text_buckets(t, totals);
+    text_put(t, ",\"last_check\":", 14);
     if (checked == 0) {
         text_put(t, "null}", 5);
         return;
@@ -565,11 +583,9 @@ static void answer_metrics(struct admin_conn *c, struct pool *pool)
 
 static void answer_index(struct admin_conn *c)
 {
-    static const char page[] =
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sluice</title></head>\n"
-        "<body><h1>sluice</h1><p>The admin API: <a href=\"/api/applications\">/api/applications</a>, "
-        "<a href=\"/metrics\">/metrics</a>.</p></body></html>\n";
-    respond(c, 200, "text/html; charset=utf-8", NULL, page, sizeof(page) - 1);
+    size_t len;
+    const char *page = dashboard_page(&len);
+    respond(c, 200, "text/html; charset=utf-8", NULL, page, len);
 }
 
 /* Draining is allowed from up and down (a down one has nothing in flight

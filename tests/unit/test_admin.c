@@ -104,7 +104,8 @@ static void test_app_json(void)
     CHECK(b == &pool.apps[1]);
     CHECK(pool_find(&pool, "c") == NULL);
     atomic_store(&b->state_since_ms, 1000);
-    struct metrics_app_totals totals = {.requests = 7, .failures = {[COUNTERS_FAIL_RESET] = 2}};
+    struct metrics_app_totals totals = {.requests = 7, .failures = {[COUNTERS_FAIL_RESET] = 2},
+                                        .buckets = {[0] = 3, [2] = 1, [COUNTERS_BOUNDS] = 4}, .sum_us = 12500};
     char *json = admin_app_json(b, &totals, 3500);
     CHECK(json && strstr(json, "{\"name\":\"b\",\"address\":\"127.0.0.1:2\",\"state\":\"up\","
                                "\"state_seconds\":2.5,\"state_since\":\"1970-01-01T00:00:01.000Z\""));
@@ -112,6 +113,8 @@ static void test_app_json(void)
     CHECK(json && strstr(json, "\"requests\":7,"));
     CHECK(json && strstr(json, "\"failures\":2,\"failures_by_kind\":{\"connect\":0,\"timeout\":0,\"reset\":2,"));
     CHECK(json && strstr(json, "\"last_check\":null}"));
+    CHECK(json && strstr(json, "\"response_time_buckets\":{\"le_ms\":[1,2.5,5,10,25,50,100,250,500,1000,2500,"
+                               "5000,10000],\"counts\":[3,0,1,0,0,0,0,0,0,0,0,0,0,4],\"sum_ms\":12.500},"));
     struct ctl_json *doc = json ? ctl_json_parse(json) : NULL;
     CHECK(doc && doc->type == CTL_JSON_OBJECT);
     ctl_json_free(doc);
