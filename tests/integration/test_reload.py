@@ -112,7 +112,9 @@ def test_reloads_leave_no_descriptor_or_thread_behind(backends, sluice):
         mark = len(s.stderr())
         _reload(s, [b1])
         assert s.wait_stderr(r"reload: \S+ loaded", scaled(3), start=mark), "reload %d did not finish" % i
-    assert wait_until(lambda: counts() == before, scaled(4)), \
+    # No more than before: a health check's socket may be open at one
+    # sample and not at the other, so equality would be luck.
+    assert wait_until(lambda: all(a <= b for a, b in zip(counts(), before)), scaled(4)), \
         "after 3 reloads: %r descriptors and threads, %r before" % (counts(), before)
     assert get(s.port, "/").status == 200
 
