@@ -37,6 +37,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "net.h"
+#include "text.h"
 #include "worker.h"
 
 #define ADMIN_HEAD_MAX 8192
@@ -89,56 +90,7 @@ struct admin {
     struct http1_header headers[ADMIN_HEADERS_MAX];
 };
 
-/* ---- text: a growing buffer for answers ---- */
-
-struct text {
-    char *data;
-    size_t len, cap;
-    bool failed;               /* out of memory: the text is useless */
-};
-
-static bool text_reserve(struct text *t, size_t more)
-{
-    if (t->failed)
-        return false;
-    if (t->len + more + 1 <= t->cap)
-        return true;
-    size_t cap = t->cap ? t->cap : 512;
-    while (cap < t->len + more + 1)
-        cap *= 2;
-    char *data = realloc(t->data, cap);
-    if (!data) {
-        t->failed = true;
-        return false;
-    }
-    t->data = data;
-    t->cap = cap;
-    return true;
-}
-
-static void text_put(struct text *t, const char *s, size_t n)
-{
-    if (!text_reserve(t, n))
-        return;
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
-    t->data[t->len] = '\0';
-}
-
-static void text_printf(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !text_reserve(t, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
-}
+/* ---- answers ---- */
 
 /* s as a JSON string, quotes included. */
 static void text_json_string(struct text *t, const char *s)
@@ -151,16 +103,6 @@ static void text_json_string(struct text *t, const char *s)
     t->len += n;
     t->data[t->len++] = '"';
     t->data[t->len] = '\0';
-}
-
-/* The text's buffer, handed to the caller; NULL when memory ran out. */
-static char *text_take(struct text *t)
-{
-    if (t->failed || !t->data) {
-        free(t->data);
-        return NULL;
-    }
-    return t->data;
 }
 
 /* ---- pure parts ---- */

@@ -21,6 +21,7 @@
 #include "pool.h"
 #include "version.h"
 #include "worker.h"
+#include "text.h"
 
 static const char *const failure_names[COUNTERS_FAIL_KINDS] = {
     [COUNTERS_FAIL_CONNECT] = "connect",
@@ -38,47 +39,6 @@ const char *metrics_failure_name(enum counters_failure kind)
 static uint64_t load(const _Atomic uint64_t *counter)
 {
     return atomic_load_explicit(counter, memory_order_relaxed);
-}
-
-/* ---- a growing string ---- */
-
-struct text {
-    char *data;
-    size_t len, cap;
-    bool failed;              /* out of memory: everything after is dropped */
-};
-
-static bool text_reserve(struct text *t, size_t more)
-{
-    if (t->failed)
-        return false;
-    if (t->len + more < t->cap)
-        return true;
-    size_t cap = t->cap ? t->cap : 4096;
-    while (cap <= t->len + more)
-        cap *= 2;
-    char *data = realloc(t->data, cap);
-    if (!data) {
-        t->failed = true;
-        return false;
-    }
-    t->data = data;
-    t->cap = cap;
-    return true;
-}
-
-__attribute__((format(printf, 2, 3))) static void text_printf(struct text *t, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !text_reserve(t, (size_t)n + 1))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
 }
 
 /* A label value: backslash, double quote and line feed are escaped, as the
@@ -378,12 +338,8 @@ int metrics_render(const struct worker *workers, int worker_count, const struct 
     write_checks(&t, pool, apps);
     write_alerts(&t);
     free(apps);
-    if (t.failed || !text_reserve(&t, 1)) {
-        free(t.data);
+    if (!(*text = text_take(&t)))
         return -ENOMEM;
-    }
-    t.data[t.len] = '\0';
-    *text = t.data;
     *len = t.len;
     return 0;
 }
