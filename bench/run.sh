@@ -3,8 +3,11 @@
 #
 #   bench/run.sh                 the comparison; writes bench/results.md
 #   bench/run.sh --health-scale  sluice with 2000 down applications being
-#                                health-checked vs. without (issue 3);
+#                                health-checked vs. without;
 #                                writes bench/results-health-scale.md
+#   bench/run.sh --tls           the three terminating TLS: HTTPS keep-alive,
+#                                a new TLS connection per request, and
+#                                HTTP/2 (h2load); writes bench/results-tls.md
 #
 # Method, knobs and how to read the tables: bench/README.md.
 # Every process started here is stopped by PID on exit; nothing else is
@@ -41,12 +44,14 @@ PYTHON=/usr/bin/python3
 [ -x "$PYTHON" ] || PYTHON=$(command -v python3)
 
 MODE=compare
+SCHEME=http   # https in --tls mode, where every proxy terminates TLS
 usage() {
-    sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 while [ $# -gt 0 ]; do
     case $1 in
         --health-scale) MODE=health ;;
+        --tls) MODE=tls ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -161,7 +166,7 @@ wait_listen() {
 check_answers() {
     local name=$1 port=$2 log=$3 i body seen=""
     for i in 1 2 3 4 5 6; do
-        if ! body=$(curl -fsS --max-time 3 "http://127.0.0.1:$port/" 2>&1); then
+        if ! body=$(curl -kfsS --max-time 3 "$SCHEME://127.0.0.1:$port/" 2>&1); then
             tail -n 20 "$log" >&2 || true
             die "$name on port $port does not answer: $body"
         fi
@@ -171,8 +176,8 @@ check_answers() {
         *app-1*app-2*|*app-2*app-1*) ;;
         *) die "$name on port $port answered, but not from both backends (saw:$seen)" ;;
     esac
-    [ "$MODE" = compare ] || return 0
-    body=$(curl -fsS --max-time 3 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port$LARGE_PATH" 2>&1) || true
+    [ "$MODE" != health ] || return 0
+    body=$(curl -kfsS --max-time 3 -o /dev/null -w '%{size_download}' "$SCHEME://127.0.0.1:$port$LARGE_PATH" 2>&1) || true
     [ "$body" = "$LARGE_BYTES" ] || die "$name on port $port answered $LARGE_PATH with $body bytes, not $LARGE_BYTES"
 }
 
@@ -218,6 +223,31 @@ haproxy_health_config() {
     done >>"$out"
 }
 
+# --tls: one ECDSA P-256 certificate for 127.0.0.1, and each system's
+# config made to terminate TLS with it, offering h2 and http/1.1 by ALPN.
+make_certificate() {
+    TLS_DIR=$WORK/tls
+    mkdir -p "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" \
+        >"$TLS_DIR/openssl.log" 2>&1 || { cat "$TLS_DIR/openssl.log" >&2; die "openssl cannot make a certificate"; }
+    cat "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" >"$TLS_DIR/combined.pem"
+}
+
+tls_sluice() {
+    printf '\n[server.tls]\ncert = "%s"\nkey = "%s"\n' "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" >>"$1"
+}
+
+tls_haproxy() {
+    sed -i -e "s|^\(    bind 127.0.0.1:[0-9]*\)$|\1 ssl crt $TLS_DIR/combined.pem alpn h2,http/1.1|" \
+        -e 's|X-Forwarded-Proto http$|X-Forwarded-Proto https|' "$1"
+}
+
+tls_nginx() {
+    sed -i -e 's|^\(        listen 127.0.0.1:[0-9]*\) backlog|\1 ssl http2 backlog|' \
+        -e "s|^\(        listen .*\)$|\1\n        ssl_certificate $TLS_DIR/cert.pem;\n        ssl_certificate_key $TLS_DIR/key.pem;\n        ssl_protocols TLSv1.2 TLSv1.3;|" "$1"
+}
+
 # start_system NAME [CONFIG]: start, wait, verify; sets PID. CONFIG replaces
 # the default configuration of sluice or HAProxy.
 start_system() {
@@ -229,12 +259,14 @@ start_system() {
         sluice)
             local config=${2:-$dir/sluice.toml}
             [ -n "${2:-}" ] || sluice_config "$config" "$port" 2s 0
+            [ "$MODE" != tls ] || tls_sluice "$config"
             start "$log" "$PROXY_CPU" "$SLUICE" -c "$config"
             ;;
         haproxy)
             local config=${2:-$dir/haproxy.cfg}
             [ -n "${2:-}" ] || fill "$BENCH_DIR/haproxy.cfg.in" "$config" \
                 "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT" "MAX_CONNS=$MAX_CONNS"
+            [ "$MODE" != tls ] || tls_haproxy "$config"
             haproxy -c -q -f "$config" >"$log" 2>&1 || { cat "$log" >&2; die "haproxy rejects $config"; }
             start "$log" "$PROXY_CPU" haproxy -f "$config" -db
             ;;
@@ -243,6 +275,7 @@ start_system() {
             fill "$BENCH_DIR/nginx.conf.in" "$dir/nginx/nginx.conf" \
                 "PREFIX=$dir/nginx" "LISTEN_PORT=$port" "APP1_PORT=$APP1_PORT" "APP2_PORT=$APP2_PORT" \
                 "MAX_CONNS=$MAX_CONNS" "NOFILE=$NOFILE"
+            [ "$MODE" != tls ] || tls_nginx "$dir/nginx/nginx.conf"
             nginx -q -t -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf" >"$log" 2>&1 \
                 || { cat "$log" >&2; die "nginx rejects $dir/nginx/nginx.conf"; }
             start "$log" "$PROXY_CPU" nginx -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx/nginx.conf"
@@ -276,7 +309,7 @@ wrk_run() {
     local port=$1 out=$2 path=$3 duration=$4
     shift 4
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$duration" --latency "$@" \
-        "http://127.0.0.1:$port$path" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed against port $port"; }
+        "$SCHEME://127.0.0.1:$port$path" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed against port $port"; }
 }
 
 # completed PID PORT OUT: after a run, the proxy is alive and wrk completed
@@ -346,7 +379,7 @@ check_run() {
 }
 
 warm_up() {
-    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$1/" >/dev/null 2>&1 || true
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "$SCHEME://127.0.0.1:$1/" >/dev/null 2>&1 || true
 }
 
 start_backends() {
@@ -529,7 +562,74 @@ compare() {
     say "written to bench/results.md"
 }
 
-# -- issue 3: health checks of a large pool must not slow the proxy -----------
+# -- --tls: the same systems terminating TLS ------------------------------------
+
+# measure_h2 PID PORT OUT: one h2load run (HTTP/2 by ALPN, CONNECTIONS
+# connections, 10 streams each) against PORT; prints what measure prints.
+measure_h2() {
+    local pid=$1 port=$2 out=$3 t0 t1 c0 c1 parsed
+    t0=$(cpu_ticks "$pid")
+    c0=$(cpu_times)
+    taskset -c "$LOAD_CPU" h2load -c"$CONNECTIONS" -m10 -D"${DURATION%s}" "https://127.0.0.1:$port/" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "h2load failed against port $port"; }
+    c1=$(cpu_times)
+    t1=$(cpu_ticks "$pid")
+    kill -0 "$pid" 2>/dev/null || die "the proxy (PID $pid) died during the run; see $WORK"
+    grep -q "^Application protocol: h2" "$out" || { cat "$out" >&2; die "port $port did not negotiate h2"; }
+    parsed=$("$PYTHON" "$BENCH_DIR/stats.py" h2load "$out") || { cat "$out" >&2; die "cannot read h2load output $out"; }
+    awk -v p="$parsed" -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v c0="$c0" -v c1="$c1" 'BEGIN {
+        split(p, f, "\t"); split(c0, x, " "); split(c1, y, " ")
+        printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\n", f[1], f[2], f[3], f[4], d * 1e6 / hz / f[1], f[5],
+            100 * (y[1] - x[1]) / (y[2] - x[2] + 1e-9), 100 * (y[3] - x[3]) / (y[4] - x[4] + 1e-9)
+    }'
+}
+
+tls_compare() {
+    local systems=($SYSTEMS) runs=$WORK/runs.tsv meta=$WORK/meta.tsv round i n order system port ka cl h2
+    command -v h2load >/dev/null || die "h2load is not installed (run scripts/install-deps)"
+    [ -x "$SLUICE" ] || die "--tls needs sluice: no executable at $SLUICE (run \`make all\`)"
+    for system in sluice haproxy nginx; do require_free "${LISTEN_PORT[$system]}"; done
+    SCHEME=https
+    make_certificate
+    start_backends
+    : >"$runs"
+    n=${#systems[@]}
+    for ((round = 1; round <= ROUNDS; round++)); do
+        order=()
+        for ((i = 0; i < n; i++)); do order+=("${systems[$(((i + round - 1) % n))]}"); done
+        say "round $round/$ROUNDS: ${order[*]}"
+        for system in "${order[@]}"; do
+            port=${LISTEN_PORT[$system]}
+            start_system "$system"
+            warm_up "$port"
+            ka=$(measure "$PID" "$port" "$WORK/$system/wrk-https-keepalive-$round.txt" /)
+            printf '%s\t%s\thttps-keepalive\t%s\n' "$round" "$system" "$ka" >>"$runs"
+            cl=$(measure "$PID" "$port" "$WORK/$system/wrk-https-close-$round.txt" / -H 'Connection: close')
+            printf '%s\t%s\thttps-close\t%s\n' "$round" "$system" "$cl" >>"$runs"
+            h2=$(measure_h2 "$PID" "$port" "$WORK/$system/h2load-$round.txt")
+            printf '%s\t%s\th2\t%s\n' "$round" "$system" "$h2" >>"$runs"
+            for r in "$ka" "$cl" "$h2"; do check_run "$system" "$r"; done
+            say "  $system: req/s HTTPS keep-alive $(cut -f2 <<<"$ka"), new TLS connection $(cut -f2 <<<"$cl"), HTTP/2 $(cut -f2 <<<"$h2")"
+            stopped "$PID"
+        done
+    done
+    write_meta "$meta"
+    {
+        printf 'versions\t%s; %s; %s\n' "$(versions)" "$(h2load --version | head -n1)" "$(openssl version)"
+        printf 'parameters\t%s round(s), %s per run, %s connections; one ECDSA P-256 certificate, TLS 1.3 (what wrk and h2load negotiate), ALPN h2 and http/1.1\n' \
+            "$ROUNDS" "$DURATION" "$CONNECTIONS"
+        printf 'systems\t%s\n' "${systems[*]}"
+    } >>"$meta"
+    : >"$WORK/empty.tsv"
+    "$PYTHON" "$BENCH_DIR/stats.py" report-tls "$runs" "$WORK/empty.tsv" "$WORK/empty.tsv" "$meta" >"$WORK/results-tls.md"
+    sed -i '1s/.*/# sluice benchmark: TLS termination and HTTP\/2/' "$WORK/results-tls.md"
+    cp "$WORK/results-tls.md" "$BENCH_DIR/results-tls.md"
+    echo
+    cat "$WORK/results-tls.md"
+    say "written to bench/results-tls.md"
+}
+
+# -- health checks of a large pool must not slow the proxy ---------------------
 
 health_scale() {
     local runs=$WORK/health.tsv meta=$WORK/health-meta.tsv dir=$WORK/sluice
@@ -608,4 +708,5 @@ health_scale() {
 case $MODE in
     compare) compare ;;
     health) health_scale ;;
+    tls) tls_compare ;;
 esac

@@ -8,9 +8,12 @@ arithmetic lives here, so the shell script stays a readable list of steps.
                                       summed over ROOT_PID and its descendants
   stats.py tree ROOT_PID           -> ROOT_PID and its descendants, "1,2,3"
   stats.py wrk FILE                -> "requests rps p50_ms p99_ms errors"
+  stats.py h2load FILE             -> the same from h2load (mean for p50, p99 NaN)
   stats.py perf FILE               -> the count of `perf stat -x,` output
   stats.py report RUNS MEM SYSCALLS META
                                    -> markdown for the comparison
+  stats.py report-tls RUNS MEM SYSCALLS META
+                                   -> the same for --tls, with its targets
   stats.py health-report RUNS META -> markdown for the health-scale check
 
 RUNS is a TSV of "round system scenario requests rps p50_ms p99_ms cpu_us
@@ -129,6 +132,22 @@ def parse_wrk(text):
     return out
 
 
+def parse_h2load(text):
+    """requests done, requests/s, mean request time in ms, and errors
+    (failed + errored + timed out, and answers that were not 2xx/3xx) from
+    h2load's summary."""
+    m = re.search(r"^finished in [0-9.]+m?s, ([0-9.]+) req/s", text, re.M)
+    r = re.search(r"^requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text, re.M)
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    t = re.search(r"^time for request:\s+\S+\s+\S+\s+(\S+)", text, re.M)
+    if not (m and r and codes and t):
+        raise ValueError("h2load output lacks its summary")
+    errors = int(r.group(2)) + int(r.group(3)) + int(r.group(4)) + int(codes.group(3)) + int(codes.group(4))
+    return {"requests": int(r.group(1)), "rps": float(m.group(1)), "p50": _ms(t.group(1)),
+            "p99": float("nan"), "errors": errors}
+
+
 def parse_perf_count(text):
     """The count of the one event in `perf stat -x,` output, whose lines are
     "count,unit,event,..." (comments start with '#')."""
@@ -145,6 +164,9 @@ SCENARIOS = [
     ("keepalive", "Keep-alive (`wrk -t1 -c{conns} -d{duration} --latency`)"),
     ("close", "New connection per request (`wrk ... -H 'Connection: close'`)"),
     ("large", "{large_kib} KiB responses (keep-alive, `wrk ... /bytes?n={large}`)"),
+    ("https-keepalive", "HTTPS keep-alive (`wrk -t1 -c{conns} -d{duration} --latency https://...`)"),
+    ("https-close", "HTTPS, a new TLS connection per request (`wrk ... -H 'Connection: close'`)"),
+    ("h2", "HTTP/2 over TLS (`h2load -c{conns} -m10 -D{duration}`; p50 is h2load's mean, p99 not reported)"),
 ]
 
 # What sluice is held to: (label, scenario, figure, other system, limit,
@@ -155,6 +177,14 @@ TARGETS = [
     ("CPU µs/request, {large_kib} KiB responses, vs nginx", "large", "cpu", "nginx", 0.8, "×"),
     ("CPU µs/request, keep-alive, vs HAProxy", "keepalive", "cpu", "haproxy", 0.8, "×"),
     ("system calls per keep-alive request", "keepalive", "syscalls", None, 4.1, ""),
+]
+
+# --tls: terminating TLS costs sluice no more CPU per request than the others.
+TLS_TARGETS = [
+    (f"CPU µs/request, {title}, vs {other}", scenario, "cpu", other, 1.0, "×")
+    for scenario, title in (("https-keepalive", "HTTPS keep-alive"), ("https-close", "new TLS connection"),
+                            ("h2", "HTTP/2"))
+    for other in ("haproxy", "nginx")
 ]
 
 
@@ -181,7 +211,7 @@ def median(values):
 
 
 def fmt(value, digits=2):
-    if value is None:
+    if value is None or value != value:   # None, or NaN (a figure not measured)
         return "n/a"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
@@ -256,6 +286,8 @@ def _ratio_rows(out, med, blanks):
 
 
 def _memory_section(out, mem, systems, meta):
+    if not mem:
+        return {}
     out.append(f"## Memory per idle keep-alive connection ({meta.get('idle_conns', '5000')} "
                "connections, one request each, then idle)")
     out.append("")
@@ -314,12 +346,12 @@ def _syscall_section(out, calls, systems, labels, meta):
     return med
 
 
-def _targets_section(out, runs_med, mem_med, calls_med, labels):
+def _targets_section(out, runs_med, mem_med, calls_med, labels, targets):
     out.append("## Targets")
     out.append("")
     out.append("| target | sluice | limit | |")
     out.append("|---|---:|---:|---|")
-    for label, scenario, column, other, limit, unit in TARGETS:
+    for label, scenario, column, other, limit, unit in targets:
         if column == "rss":
             table = mem_med
             pick = (lambda m: m[0])
@@ -342,7 +374,7 @@ def _targets_section(out, runs_med, mem_med, calls_med, labels):
     out.append("")
 
 
-def report(runs_path, mem_path, calls_path, meta_path):
+def report(runs_path, mem_path, calls_path, meta_path, targets=None):
     meta = read_meta(meta_path)
     labels = _labels(meta)
     systems = meta.get("systems", "sluice haproxy nginx").split()
@@ -366,7 +398,7 @@ def report(runs_path, mem_path, calls_path, meta_path):
     mem_med = _memory_section(out, mem, systems, meta)
     calls_med = _syscall_section(out, calls, systems, labels, meta)
     if "sluice" in systems:
-        _targets_section(out, runs_med, mem_med, calls_med, labels)
+        _targets_section(out, runs_med, mem_med, calls_med, labels, targets or TARGETS)
 
     out.append("<details><summary>every run</summary>")
     out.append("")
@@ -376,11 +408,12 @@ def report(runs_path, mem_path, calls_path, meta_path):
     for r in runs:
         out.append("| " + " | ".join(r) + " |")
     out.append("")
-    out.append("| round | system | idle conns | RSS KB/conn | PSS KB/conn | RSS at rest KB |")
-    out.append("|---:|---|---:|---:|---:|---:|")
-    for r in mem:
-        out.append("| " + " | ".join(r) + " |")
-    out.append("")
+    if mem:
+        out.append("| round | system | idle conns | RSS KB/conn | PSS KB/conn | RSS at rest KB |")
+        out.append("|---:|---|---:|---:|---:|---:|")
+        for r in mem:
+            out.append("| " + " | ".join(r) + " |")
+        out.append("")
     if calls:
         out.append("| round | system | scenario | requests | system calls | per request |")
         out.append("|---:|---|---|---:|---:|---:|")
@@ -459,13 +492,14 @@ def main(argv):
     elif len(argv) >= 3 and argv[1] == "perf":
         with open(argv[2]) as f:
             print(parse_perf_count(f.read()))
-    elif len(argv) >= 3 and argv[1] == "wrk":
+    elif len(argv) >= 3 and argv[1] in ("wrk", "h2load"):
         with open(argv[2]) as f:
-            w = parse_wrk(f.read())
+            w = (parse_wrk if argv[1] == "wrk" else parse_h2load)(f.read())
         print(w["requests"], f"{w['rps']:.2f}", f"{w['p50']:.4f}", f"{w['p99']:.4f}", w["errors"],
               sep="\t")
-    elif len(argv) >= 6 and argv[1] == "report":
-        sys.stdout.write(report(argv[2], argv[3], argv[4], argv[5]))
+    elif len(argv) >= 6 and argv[1] in ("report", "report-tls"):
+        targets = TLS_TARGETS if argv[1] == "report-tls" else TARGETS
+        sys.stdout.write(report(argv[2], argv[3], argv[4], argv[5], targets))
     elif len(argv) >= 4 and argv[1] == "health-report":
         sys.stdout.write(health_report(argv[2], argv[3]))
     else:
