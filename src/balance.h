@@ -20,6 +20,9 @@ struct balance {
     bool weighted;            /* weights differ: use smooth weighted round robin */
     uint32_t cursor;          /* where least_conn starts looking, to rotate ties */
     int64_t *current;         /* smooth WRR running weights, one per application; owned */
+    /* For hash: each application's identity (its name) hashed once here,
+     * so that a key follows the application, not its place in the file. */
+    uint64_t *identity;       /* owned; pool->count entries, NULL unless hash */
     uint64_t random_state;    /* xorshift64* state for random_two */
     /* The applications that were up when pool->state_version was last
      * seen, in index order: a pick costs the same with 2 applications or
