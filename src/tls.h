@@ -27,6 +27,12 @@ struct ssl_ctx_st;
  * tls_client_new (for webhooks, which carry secrets in their URL). Returns
  * NULL with a message in err on failure. */
 struct ssl_ctx_st *tls_client_context(bool verify, char *err, size_t err_len);
+/* The same, each way: one that accepts any certificate, and one that checks
+ * the chain against the CA certificates of ca_file (PEM; NULL: the system's)
+ * and the name or address given to tls_client_new. A CA file that holds no
+ * certificate OpenSSL can read is refused here, with why in err. */
+struct ssl_ctx_st *tls_trusting_context(char *err, size_t err_len);
+struct ssl_ctx_st *tls_verifying_context(const char *ca_file, char *err, size_t err_len);
 void tls_context_free(struct ssl_ctx_st *ctx);
 
 /* A client session on a connected non-blocking socket. server_name is sent
@@ -47,6 +53,12 @@ void tls_close(struct ssl_st *ssl);
 int tls_handshake(struct ssl_st *ssl);
 ssize_t tls_read(struct ssl_st *ssl, void *buf, size_t len);
 ssize_t tls_write(struct ssl_st *ssl, const void *buf, size_t len);
+
+/* When a verifying session refused the peer's certificate, why
+ * ("self-signed certificate", "hostname mismatch"), written into buf;
+ * NULL when the certificate was not the reason. Stays valid after the
+ * thread's error queue moved on. */
+const char *tls_verify_failure(struct ssl_st *ssl, char *buf, size_t len);
 
 /* The reason for the last -EPROTO on this thread ("certificate verify
  * failed", "wrong version number", ...), written into buf. */

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "app_tls.h"
 #include "log.h"
 #include "net.h"
 #include "tls.h"
@@ -129,8 +130,6 @@ void upstream_pool_free(struct upstream_pool *up)
     free_list(up->closed);
     free_list(up->free);
     free(up->idle);
-    if (up->tls)
-        tls_context_free(up->tls);
     *up = (struct upstream_pool){0};
 }
 
@@ -151,23 +150,14 @@ static struct upstream *idle_take(struct upstream_pool *up, struct app *app)
 
 static int start_tls(struct upstream *u)
 {
-    struct upstream_pool *up = u->pool;
-    if (!u->app->cfg->tls) {
+    const struct config_app *cfg = u->app->cfg;
+    if (!cfg->tls) {
         u->state = UPSTREAM_READY;
         return 0;
     }
-    if (!up->tls) {
-        /* Applications behind a load balancer commonly use self-signed
-         * certificates on an inside network: like HAProxy's "verify none"
-         * and nginx's default, the certificate is not checked. */
-        char why[160];
-        up->tls = tls_client_context(false, why, sizeof(why));
-        if (!up->tls) {
-            log_error("TLS client context: %s", why);
-            return EPROTO;
-        }
-    }
-    u->s.ssl = tls_client_new(up->tls, u->s.io.fd, u->app->cfg->host);
+    /* The context was built with the configuration: it verifies the
+     * certificate or not (tls_verify), against the application's name. */
+    u->s.ssl = tls_client_new(cfg->tls_context, u->s.io.fd, app_tls_server_name(cfg));
     if (!u->s.ssl)
         return EPROTO;
     u->state = UPSTREAM_HANDSHAKING;
@@ -298,6 +288,10 @@ const char *upstream_failure(const struct upstream *u, char *buf, size_t len)
     if (!u->failed_in_handshake)
         return upstream_error_text(u->error);
     char detail[120];
+    if (tls_verify_failure(u->s.ssl, detail, sizeof(detail))) {
+        snprintf(buf, len, "TLS certificate verify failed: %s", detail);
+        return buf;
+    }
     snprintf(buf, len, "TLS handshake: %s",
              u->error == EPROTO ? tls_error_text(u->s.ssl, detail, sizeof(detail)) : strerror(u->error));
     return buf;

@@ -24,8 +24,6 @@
 #include "pool.h"
 #include "stream.h"
 
-struct ssl_ctx_st;
-
 enum upstream_state {
     UPSTREAM_CONNECTING,    /* non-blocking connect under way */
     UPSTREAM_HANDSHAKING,   /* TLS handshake under way (tsl = true) */
@@ -69,7 +67,6 @@ struct upstream_pool {
     struct pool *apps;              /* the pool the idle lists are filed by */
     uint64_t seen_state_version;    /* apps->state_version at the last look */
     struct upstream_list *idle;     /* per application index; owned */
-    struct ssl_ctx_st *tls;         /* made at the first tls = true application; owned */
     struct upstream *free;          /* recycled objects */
     struct upstream *closed;        /* closed this iteration, recycled after it */
 };
