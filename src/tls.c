@@ -107,6 +107,28 @@ SSL *tls_client_new(SSL_CTX *ctx, int fd, const char *server_name)
     return ssl;
 }
 
+void tls_resume(SSL *ssl, SSL_SESSION *session)
+{
+    /* A session the server no longer knows costs only a full handshake. */
+    if (session)
+        SSL_set_session(ssl, session);
+}
+
+void tls_keep_session(SSL *ssl, SSL_SESSION **slot)
+{
+    SSL_SESSION *session = SSL_get0_session(ssl);
+    if (!session || session == *slot || !SSL_SESSION_is_resumable(session))
+        return;
+    SSL_SESSION_up_ref(session);
+    SSL_SESSION_free(*slot);
+    *slot = session;
+}
+
+void tls_session_free(SSL_SESSION *session)
+{
+    SSL_SESSION_free(session);
+}
+
 void tls_close(SSL *ssl)
 {
     if (!ssl)

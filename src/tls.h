@@ -19,6 +19,7 @@
 
 struct ssl_st;
 struct ssl_ctx_st;
+struct ssl_session_st;
 
 /* A client context. verify = false accepts any certificate: applications
  * behind a load balancer commonly use self-signed ones, and the health
@@ -39,6 +40,16 @@ void tls_context_free(struct ssl_ctx_st *ctx);
  * as SNI when it is a DNS name (RFC 6066 forbids IP literals there) and is
  * what a verifying context matches the certificate against. NULL on failure. */
 struct ssl_st *tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *server_name);
+
+/* Session resumption, so that a new connection to a server spared the
+ * certificate exchange and its verification: tls_resume offers a session
+ * kept earlier (before the handshake); tls_keep_session puts ssl's session
+ * in *slot when it can be resumed and is not already there (after the
+ * first response, when a TLS 1.3 ticket has arrived), releasing the one it
+ * replaces. */
+void tls_resume(struct ssl_st *ssl, struct ssl_session_st *session);
+void tls_keep_session(struct ssl_st *ssl, struct ssl_session_st **slot);
+void tls_session_free(struct ssl_session_st *session);
 
 /* Sends close_notify once, without waiting for the peer's, and frees. */
 void tls_close(struct ssl_st *ssl);

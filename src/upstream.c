@@ -91,12 +91,24 @@ void upstream_pool_follow_states(struct upstream_pool *up)
                 upstream_close(up->idle[i].first);
 }
 
+/* Sessions are kept per pool: after a reload an application may have
+ * another certificate check, and a session verified under the old one
+ * must not skip the new one. */
+static void free_sessions(struct upstream_pool *up)
+{
+    for (int i = 0; up->idle && i < up->apps->count; i++) {
+        tls_session_free(up->idle[i].session);
+        up->idle[i].session = NULL;
+    }
+}
+
 int upstream_pool_adopt(struct upstream_pool *up, struct pool *apps, const struct config *cfg)
 {
     struct upstream_list *idle = calloc((size_t)apps->count ? (size_t)apps->count : 1, sizeof(*idle));
     if (!idle)
         return -ENOMEM;
     upstream_pool_drop_idle(up);
+    free_sessions(up);
     free(up->idle);
     up->idle = idle;
     up->apps = apps;
@@ -127,6 +139,7 @@ static void free_list(struct upstream *u)
 void upstream_pool_free(struct upstream_pool *up)
 {
     upstream_pool_drop_idle(up);
+    free_sessions(up);
     free_list(up->closed);
     free_list(up->free);
     free(up->idle);
@@ -160,6 +173,8 @@ static int start_tls(struct upstream *u)
     u->s.ssl = tls_client_new(cfg->tls_context, u->s.io.fd, app_tls_server_name(cfg));
     if (!u->s.ssl)
         return EPROTO;
+    if (app_is_current(u->pool, u->app))
+        tls_resume(u->s.ssl, u->pool->idle[u->app->index].session);
     u->state = UPSTREAM_HANDSHAKING;
     return 0;
 }
@@ -230,6 +245,10 @@ void upstream_release(struct upstream *u, bool reusable)
     struct upstream_pool *up = u->pool;
     u->owner_ops = NULL;
     u->owner = NULL;
+    /* A pointer comparison once the session is kept: the reference is
+     * taken once per new session, not per request. */
+    if (u->s.ssl && u->state == UPSTREAM_READY && app_is_current(up, u->app))
+        tls_keep_session(u->s.ssl, &up->idle[u->app->index].session);
     if (!reusable || u->state != UPSTREAM_READY || u->s.peer_closed || !app_is_current(up, u->app) ||
         app_state(u->app) != APP_UP ||
         buf_len(&u->s.in) || up->idle[u->app->index].count >= IDLE_PER_APP) {

@@ -53,10 +53,14 @@ struct upstream {
     bool long_idle;                 /* ... after UPSTREAM_STALE_IDLE_MS or more there */
 };
 
-/* Idle keep-alive connections to one application, most recent first. */
+struct ssl_session_st;
+
+/* Idle keep-alive connections to one application, most recent first, and
+ * the TLS session a new connection to it resumes. */
 struct upstream_list {
     struct upstream *first;
     uint32_t count;
+    struct ssl_session_st *session; /* tls: the last resumable one; owned (a reference) */
 };
 
 /* One worker's connections to applications. */

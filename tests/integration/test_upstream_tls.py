@@ -52,11 +52,14 @@ def certs(tmp_path_factory):
 
 class TlsApp:
     """An HTTPS application: answers every GET 200 with X-Backend: its
-    name, and records the SNI each handshake carried."""
+    name (and closes the connection after a path under /close/), and
+    records the SNI each handshake carried and, per request, whether its
+    connection resumed a TLS session."""
 
     def __init__(self, name, cert):
         self.name = name
         self.server_names = []
+        self.resumed = []
         app = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,8 +67,12 @@ class TlsApp:
 
             def do_GET(self):
                 body = ("%s %s\n" % (app.name, self.path)).encode()
+                app.resumed.append(self.connection.session_reused)
                 self.send_response(200)
                 self.send_header("X-Backend", app.name)
+                if self.path.startswith("/close/"):
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -140,6 +147,16 @@ def test_verified_against_the_ip_address_without_sni(certs, tls_app, sluice):
     r = get(s.port, "/by-ip")
     assert r.status == 200 and r.backend == "api-1", r
     assert app.server_names == [None] * len(app.server_names), "an IP address went out as SNI"
+
+
+def test_a_new_connection_resumes_the_verified_session(certs, tls_app, sluice):
+    app = tls_app("api-1", certs["leaf"])
+    s = sluice([app.entry(tls_verify=True, ca_file=certs["ca"], sni="app.test")], sections=NO_CHECKS,
+               workers=1)
+    for i in range(3):
+        r = get(s.port, "/close/%d" % i)     # each on a new connection to the application
+        assert r.status == 200 and r.backend == "api-1", r
+    assert app.resumed == [False, True, True], app.resumed
 
 
 @pytest.mark.parametrize("case", ["name", "ca", "self_signed"])
