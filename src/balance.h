@@ -4,7 +4,9 @@
  * random state). Picking reads the applications' state words; plain round
  * robin also takes one relaxed fetch-add on the pool's shared cursor, so that
  * requests alternate in one order whichever worker accepted them, and
- * least_conn reads the active-request counters.
+ * least_conn reads the active-request counters. hash ranks the applications
+ * for each key by their names (rendezvous hashing), so the order of the file
+ * never matters and one leaving or joining moves only its own share.
  */
 #ifndef SLUICE_BALANCE_H
 #define SLUICE_BALANCE_H
