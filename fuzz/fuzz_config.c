@@ -145,6 +145,11 @@ static void check_accepted(const struct config *cfg)
         FUZZ_CHECK(app->weight >= 1);
         FUZZ_CHECK(app->address.addr_len > 0);
         FUZZ_CHECK(terminated(app->address.text, sizeof(app->address.text)));
+        /* TLS settings only with tls, a CA file only when verifying, and
+         * every TLS application with its client context. */
+        FUZZ_CHECK(app->tls == (app->tls_context != NULL));
+        FUZZ_CHECK(app->tls || (!app->tls_verify && !app->ca_file && !app->sni));
+        FUZZ_CHECK(!app->ca_file || app->tls_verify);
         for (int j = 0; j < i; j++)
             FUZZ_CHECK(strcmp(app->name, cfg->apps[j].name) != 0);
     }
@@ -153,7 +158,7 @@ static void check_accepted(const struct config *cfg)
 /* Every error is one "fuzz.toml:LINE:COL: message" line. */
 static void check_refused(const struct config *cfg, int count)
 {
-    FUZZ_CHECK(cfg->apps == NULL && cfg->app_count == 0 && cfg->path == NULL);
+    FUZZ_CHECK(cfg->apps == NULL && cfg->app_count == 0 && cfg->path == NULL && cfg->tls_contexts == NULL);
     size_t used = strlen(errors);
     if (used + 4096 >= sizeof(errors))
         return;     /* truncated: the count may exceed the lines */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static bool is_candidate(const struct app *app, const uint16_t *tried, int ntried)
 {
@@ -20,6 +21,45 @@ static bool is_candidate(const struct app *app, const uint16_t *tried, int ntrie
     return true;
 }
 
+/* A 64-bit finaliser (MurmurHash3's fmix64): every input bit flips about
+ * half the output bits, so nearby keys and names draw unrelated numbers. */
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* Each application's identity is its name (by default "ip:port"), never its
+ * index: two instances that list the same applications in other orders, or
+ * one that reloads a file with an application inserted, agree on every key. */
+static int hash_identities(struct balance *b)
+{
+    b->identity = calloc((size_t)b->pool->count, sizeof(*b->identity));
+    if (!b->identity)
+        return -ENOMEM;
+    for (int i = 0; i < b->pool->count; i++) {
+        const char *name = b->pool->apps[i].cfg->name;
+        b->identity[i] = mix(balance_hash(name, strlen(name)));
+    }
+    return 0;
+}
+
+static int allocate(struct balance *b)
+{
+    size_t count = (size_t)b->pool->count;
+    b->up = calloc(count ? count : 1, sizeof(*b->up));
+    if (!b->up)
+        return -ENOMEM;
+    if (b->weighted && !(b->current = calloc(count, sizeof(*b->current))))
+        return -ENOMEM;
+    if (b->algorithm == ALG_HASH && count)
+        return hash_identities(b);
+    return 0;
+}
+
 int balance_init(struct balance *b, struct pool *pool, int worker_index)
 {
     *b = (struct balance){
@@ -29,31 +69,25 @@ int balance_init(struct balance *b, struct pool *pool, int worker_index)
          * all workers do not land on the same application. */
         .cursor = (uint32_t)worker_index,
         .random_state = 0x9e3779b97f4a7c15ull * (uint64_t)(worker_index + 1),
+        .seen_version = UINT64_MAX,
     };
     for (int i = 1; i < pool->count; i++)
         if (pool->apps[i].cfg->weight != pool->apps[0].cfg->weight)
             b->weighted = true;
-    b->up = calloc((size_t)(pool->count ? pool->count : 1), sizeof(*b->up));
-    if (!b->up)
-        return -ENOMEM;
-    b->seen_version = UINT64_MAX;
-    if (b->weighted) {
-        b->current = calloc((size_t)pool->count, sizeof(*b->current));
-        if (!b->current) {
-            free(b->up);
-            b->up = NULL;
-            return -ENOMEM;
-        }
-    }
-    return 0;
+    int err = allocate(b);
+    if (err)
+        balance_free(b);
+    return err;
 }
 
 void balance_free(struct balance *b)
 {
     free(b->current);
     free(b->up);
+    free(b->identity);
     b->current = NULL;
     b->up = NULL;
+    b->identity = NULL;
 }
 
 static void refresh_up_list(struct balance *b)
@@ -149,31 +183,45 @@ static struct app *pick_random_two(struct balance *b, const uint16_t *tried, int
     return load_of(y) < load_of(x) ? y : x;
 }
 
-static uint64_t mix(uint64_t x)
+/* Where a key stands with one application: the key and the application's
+ * identity mixed together. Every (key, application) pair draws its own
+ * independent number, so removing an application reorders nothing else. */
+static uint64_t hash_draw(uint64_t key, uint64_t identity)
 {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
+    return mix(key ^ identity);
 }
 
-/* Rendezvous hashing: the key goes to the candidate with the highest score,
- * so when an application leaves only its own keys move. */
+/* Weighted rendezvous score -w / ln(u), u the draw as a double in (0, 1):
+ * the top 53 bits (what a double holds exactly) plus a half, so u is never
+ * 0 or 1 and the logarithm is finite and negative. The maximum of such
+ * scores falls on each application with probability w / (sum of weights). */
+static double weighted_score(uint64_t draw, uint32_t weight)
+{
+    double u = ((double)(draw >> 11) + 0.5) * 0x1p-53;
+    return -(double)weight / log(u);
+}
+
+/* Rendezvous (highest random weight) hashing: the key goes to the
+ * candidate with the highest score. An application that leaves (down,
+ * draining, full, already tried) takes only its own keys away, each to
+ * that key's next-best application; every other key stays. With equal
+ * weights the raw draw ranks as the score would, without a logarithm. */
 static struct app *pick_hash(struct balance *b, uint64_t key_hash, const uint16_t *tried, int ntried)
 {
     struct app *best = NULL;
+    uint64_t key = mix(key_hash), best_draw = 0;
     double best_score = 0;
     for (int k = 0; k < b->up_count; k++) {
-        int i = b->up[k];
-        struct app *app = &b->pool->apps[i];
+        struct app *app = &b->pool->apps[b->up[k]];
         if (!is_candidate(app, tried, ntried))
             continue;
-        /* Weighted rendezvous: -w / ln(u) with u uniform in (0, 1). */
-        double u = ((double)(mix(key_hash ^ mix((uint64_t)i + 1)) >> 11) + 0.5) / 9007199254740992.0;
-        double score = -(double)app->cfg->weight / log(u);
-        if (!best || score > best_score) {
+        uint64_t draw = hash_draw(key, b->identity[app->index]);
+        double score = b->weighted ? weighted_score(draw, app->cfg->weight) : 0;
+        bool better = b->weighted ? score > best_score || (score == best_score && draw > best_draw)
+                                  : draw > best_draw;
+        if (!best || better) {
             best = app;
+            best_draw = draw;
             best_score = score;
         }
     }

@@ -4,7 +4,9 @@
  * random state). Picking reads the applications' state words; plain round
  * robin also takes one relaxed fetch-add on the pool's shared cursor, so that
  * requests alternate in one order whichever worker accepted them, and
- * least_conn reads the active-request counters.
+ * least_conn reads the active-request counters. hash ranks the applications
+ * for each key by their names (rendezvous hashing), so the order of the file
+ * never matters and one leaving or joining moves only its own share.
  */
 #ifndef SLUICE_BALANCE_H
 #define SLUICE_BALANCE_H
@@ -20,6 +22,9 @@ struct balance {
     bool weighted;            /* weights differ: use smooth weighted round robin */
     uint32_t cursor;          /* where least_conn starts looking, to rotate ties */
     int64_t *current;         /* smooth WRR running weights, one per application; owned */
+    /* For hash: each application's identity (its name) hashed once here,
+     * so that a key follows the application, not its place in the file. */
+    uint64_t *identity;       /* owned; pool->count entries, NULL unless hash */
     uint64_t random_state;    /* xorshift64* state for random_two */
     /* The applications that were up when pool->state_version was last
      * seen, in index order: a pick costs the same with 2 applications or

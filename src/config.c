@@ -40,6 +40,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "app_tls.h"
 #include "toml.h"
 #include "url.h"
 
@@ -318,9 +319,13 @@ void config_defaults(struct config *cfg)
 
 void config_free(struct config *cfg)
 {
-    for (int i = 0; i < cfg->app_count; i++)
+    for (int i = 0; i < cfg->app_count; i++) {
         free(cfg->apps[i].host);
+        free(cfg->apps[i].ca_file);
+        free(cfg->apps[i].sni);
+    }
     free(cfg->apps);
+    app_tls_free(cfg);
     free(cfg->path);
     free(cfg->hash_key_name);
     free(cfg->tls_cert);
@@ -1393,6 +1398,72 @@ static void default_app_name(struct loader *ld, const struct toml_value *table,
     }
 }
 
+/* RFC 1035 letters, digits, hyphens and dots. A dotted quad passes too:
+ * the caller refuses addresses separately. */
+static bool is_dns_name(const char *text)
+{
+    size_t n = strlen(text);
+    bool ok = n > 0 && n <= 253 && text[0] != '.' && text[0] != '-';
+    for (const char *p = text; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || *p == '-' || *p == '.';
+    return ok;
+}
+
+static bool is_ip_literal(const char *text)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    return parse_ip(text, 0, &addr, &len) == 0;
+}
+
+/* The name a certificate is checked against and sent as SNI, which cannot
+ * carry an address (RFC 6066 section 3). */
+static void load_app_sni(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                         void *base)
+{
+    const char *text = string_value(ld, kv->value);
+
+    (void)f;
+    if (text && (!is_dns_name(text) || is_ip_literal(text)))
+        value_error(ld, kv->value, "\"%s\" is not a host name", text);
+    else if (text)
+        store_string(ld, kv->value, &((struct config_app *)base)->sni, text);
+}
+
+static const char *const app_tls_keys[] = {"tls_verify", "ca_file", "sni"};
+
+/* The TLS keys mean nothing in the clear, and a ca_file without tls_verify
+ * would look like a verification that never happens: both are refused.
+ * The client context is built here so that a CA file OpenSSL cannot read
+ * is reported at its key. */
+static void finish_app_tls(struct loader *ld, const struct toml_value *table, struct config_app *app)
+{
+    const struct toml_keyval *ca = table_get(table, "ca_file");
+    char why[256];
+
+    if (!app->tls) {
+        for (size_t i = 0; i < sizeof(app_tls_keys) / sizeof(app_tls_keys[0]); i++) {
+            const struct toml_keyval *kv = table_get(table, app_tls_keys[i]);
+            set_label(ld, "applications", app_tls_keys[i]);
+            if (kv)
+                value_error(ld, kv->value, "only for an application with tls = true");
+        }
+        return;
+    }
+    set_label(ld, "applications", ca ? "ca_file" : "tls_verify");
+    if (ca && !app->tls_verify) {
+        value_error(ld, ca->value, "is used only with tls_verify = true: set it, or remove ca_file");
+        return;
+    }
+    if (ca && (!app->ca_file || access(app->ca_file, R_OK) != 0))
+        return;     /* refused and reported at the key */
+    app->tls_context = app_tls_context(ld->cfg, app, why, sizeof(why));
+    if (!app->tls_context && ca)
+        value_error(ld, ca->value, "\"%s\": %s", app->ca_file, why);
+    else if (!app->tls_context)
+        value_error(ld, table, "%s", why);
+}
+
 static void finish_app(struct loader *ld, const struct toml_value *table, void *base)
 {
     struct config_app *app = base;
@@ -1425,6 +1496,7 @@ static void finish_app(struct loader *ld, const struct toml_value *table, void *
     resolve_app(ld, ip ? ip : host, app, ip != NULL);
     if (app->name[0] == '\0')
         default_app_name(ld, table, app);
+    finish_app_tls(ld, table, app);
 }
 
 static const struct section app_section = {
@@ -1437,6 +1509,9 @@ static const struct section app_section = {
         KEY_CUSTOM("port", port, load_app_port),
         KEY_BOOL("tls", tls),
         KEY_BOOL("tsl", tls),
+        KEY_BOOL("tls_verify", tls_verify),
+        KEY_CUSTOM("ca_file", ca_file, load_readable_file),
+        KEY_CUSTOM("sni", sni, load_app_sni),
         KEY_INT("weight", weight, 1, 1000),
         KEY_INT("max_requests", max_requests, 0, 1000000),
         {0},

@@ -21,6 +21,9 @@ enum config_hash_key { HASH_CLIENT_IP, HASH_URI, HASH_HEADER, HASH_COOKIE };
 enum config_log_format { LOG_FORMAT_COMBINED, LOG_FORMAT_JSON };
 enum config_log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
+struct ssl_ctx_st;
+struct config_tls_context;
+
 struct config_address {
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -36,6 +39,11 @@ struct config_app {
                                        redirect's Location leave it out */
     bool alive;                     /* state at start-up */
     bool tls;
+    bool tls_verify;                /* tls: check the certificate (app_tls.h) */
+    char *ca_file;                  /* tls_verify: CA bundle (PEM); NULL: the system's; owned */
+    char *sni;                      /* tls: the name sent and verified; NULL: host; owned */
+    struct ssl_ctx_st *tls_context; /* tls: shared by the applications with the same
+                                       tls_verify and ca_file; in cfg->tls_contexts */
     uint32_t weight;                /* >= 1 */
     uint32_t max_requests;          /* in flight at once, across workers; 0 = no limit */
     struct config_address address;  /* resolved at load */
@@ -107,6 +115,8 @@ struct config {
 
     struct config_app *apps;        /* owned array */
     int app_count;
+    struct config_tls_context *tls_contexts;  /* owned array (app_tls.c) */
+    int tls_context_count;
 
     /* "FILE:LINE:COL: warning: message\n" lines for settings that work but
      * should change (an old key name); NULL when none. Owned. */

@@ -51,9 +51,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app_tls.h"
 #include "httpclient.h"
 #include "log.h"
-#include "tls.h"
 
 /* A health endpoint's head fits easily; the client judges a bigger one by
  * its status line. */
@@ -162,7 +162,6 @@ struct health {
      * each request's timeouts walk. */
     struct schedule_entry *schedule;
     struct loop_timer tick;
-    struct ssl_ctx_st *tls;          /* for tsl applications; NULL when none */
     struct health_check *checks;     /* this worker's share of the pool */
     int count;
     struct health_check *due_first;  /* checks whose time came, oldest first */
@@ -512,8 +511,10 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     if (!c->request)
         return -ENOMEM;
     c->http.address = &app->cfg->address;
-    c->http.tls = app->cfg->tls ? h->tls : NULL;
-    c->http.server_name = app->cfg->host;
+    /* The same context, so the same verification, as the proxied traffic:
+     * an application whose certificate is refused is down. */
+    c->http.tls = app->cfg->tls ? app->cfg->tls_context : NULL;
+    c->http.server_name = app_tls_server_name(app->cfg);
     c->http.request = c->request;
     c->http.request_len = strlen(c->request);
     c->http.buf_cap = HEALTH_HEAD_MAX;
@@ -521,14 +522,6 @@ static int check_init(struct health *h, struct health_check *c, struct app *app)
     c->http.done = check_done;
     c->http.spare_budget = &h->spare_budget;
     return 0;
-}
-
-static bool shares_tls(const struct pool *pool, int index, int count)
-{
-    for (int i = index; i < pool->count; i += count)
-        if (pool->apps[i].cfg->tls)
-            return true;
-    return false;
 }
 
 /* Kept sockets must never be what makes a worker's accept() fail: all
@@ -546,7 +539,6 @@ static int spare_budget(int count)
  * to the caller. */
 static int health_prepare(struct health *h, int index, int count)
 {
-    char err[160];
     if (!request_text_ok(h->cfg->health_path) || h->cfg->health_path[0] != '/') {
         log_error("health: path \"%s\" cannot be used in a request", h->cfg->health_path);
         return -EINVAL;
@@ -554,10 +546,6 @@ static int health_prepare(struct health *h, int index, int count)
     if (getrandom(&h->random_state, sizeof(h->random_state), GRND_NONBLOCK) != sizeof(h->random_state))
         h->random_state = (uint64_t)loop_monotonic_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
     h->random_state = (h->random_state + (uint64_t)index * 0x9E3779B97F4A7C15ull) | 1;  /* never 0 */
-    if (shares_tls(h->pool, index, count) && !(h->tls = tls_client_context(false, err, sizeof(err)))) {
-        log_error("health: %s", err);
-        return -EIO;
-    }
     h->spare_budget = spare_budget(count);
     int share = h->pool->count > index ? (h->pool->count - index + count - 1) / count : 0;
     h->checks = calloc((size_t)(share ? share : 1), sizeof(*h->checks));
@@ -613,6 +601,5 @@ void health_detach(struct health *h)
         h->free_buffers = b->next;
         free(b);
     }
-    tls_context_free(h->tls);
     free(h);
 }

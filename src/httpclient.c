@@ -143,6 +143,10 @@ static void http_fail_tls(struct httpclient *x, int rc)
         http_fail_errno(x, -rc);
         return;
     }
+    if (tls_verify_failure(x->ssl, text, sizeof(text))) {
+        http_fail(x, "TLS certificate verify failed: %s", text);
+        return;
+    }
     tls_error_text(x->ssl, text, sizeof(text));
     if (x->phase == HTTP_HANDSHAKING)
         http_fail(x, "TLS handshake failed: %s", text);

@@ -22,7 +22,8 @@ static void tls_format_queue(char *err, size_t err_len, const char *what)
     snprintf(err, err_len, "%s: %s", what, reason ? reason : "unknown error");
 }
 
-SSL_CTX *tls_client_context(bool verify, char *err, size_t err_len)
+/* A client context with what every one needs; verification is the caller's. */
+static SSL_CTX *new_client_context(char *err, size_t err_len)
 {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -38,12 +39,31 @@ SSL_CTX *tls_client_context(bool verify, char *err, size_t err_len)
      * write retried after -EAGAIN may come from a buffer that has moved
      * (compacted) as long as the bytes are the same. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (!verify) {
+    return ctx;
+}
+
+SSL_CTX *tls_client_context(bool verify, char *err, size_t err_len)
+{
+    return verify ? tls_verifying_context(NULL, err, err_len) : tls_trusting_context(err, err_len);
+}
+
+SSL_CTX *tls_trusting_context(char *err, size_t err_len)
+{
+    SSL_CTX *ctx = new_client_context(err, err_len);
+    if (ctx)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-        return ctx;
-    }
-    if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        tls_format_queue(err, err_len, "cannot load the system CA certificates");
+    return ctx;
+}
+
+SSL_CTX *tls_verifying_context(const char *ca_file, char *err, size_t err_len)
+{
+    SSL_CTX *ctx = new_client_context(err, err_len);
+    if (!ctx)
+        return NULL;
+    if (ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1
+                : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        tls_format_queue(err, err_len, ca_file ? "no CA certificate could be read from it"
+                                               : "cannot load the system CA certificates");
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -85,6 +105,28 @@ SSL *tls_client_new(SSL_CTX *ctx, int fd, const char *server_name)
     }
     SSL_set_connect_state(ssl);
     return ssl;
+}
+
+void tls_resume(SSL *ssl, SSL_SESSION *session)
+{
+    /* A session the server no longer knows costs only a full handshake. */
+    if (session)
+        SSL_set_session(ssl, session);
+}
+
+void tls_keep_session(SSL *ssl, SSL_SESSION **slot)
+{
+    SSL_SESSION *session = SSL_get0_session(ssl);
+    if (!session || session == *slot || !SSL_SESSION_is_resumable(session))
+        return;
+    SSL_SESSION_up_ref(session);
+    SSL_SESSION_free(*slot);
+    *slot = session;
+}
+
+void tls_session_free(SSL_SESSION *session)
+{
+    SSL_SESSION_free(session);
 }
 
 void tls_close(SSL *ssl)
@@ -152,6 +194,19 @@ ssize_t tls_write(SSL *ssl, const void *buf, size_t len)
         return (ssize_t)n;
     int r = tls_result(ssl, rc);
     return r == 0 ? -EPIPE : r;
+}
+
+const char *tls_verify_failure(SSL *ssl, char *buf, size_t len)
+{
+    /* Without SSL_VERIFY_PEER the chain is still checked and its result
+     * kept, but nothing was refused for it. */
+    if (!ssl || !(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
+        return NULL;
+    long verify = SSL_get_verify_result(ssl);
+    if (verify == X509_V_OK)
+        return NULL;
+    snprintf(buf, len, "%s", X509_verify_cert_error_string(verify));
+    return buf;
 }
 
 const char *tls_error_text(SSL *ssl, char *buf, size_t len)

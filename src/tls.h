@@ -1,14 +1,17 @@
 /* tls.h - TLS client sessions over non-blocking sockets (OpenSSL).
  *
- * The health checker talks TLS to applications with `tsl = true`, and the
- * alert dispatcher POSTs to `https://` webhooks. Both own a socket in an
- * edge-triggered loop and retry an operation on every readiness event, so
- * the helpers below only need to say "done", "try again later" or "failed";
- * whether OpenSSL wanted to read or to write does not matter to the caller.
+ * Connections to applications with `tsl = true` and their health checks
+ * speak TLS through here, and so do the alert dispatcher's POSTs to
+ * `https://` webhooks. Each owns a socket in an edge-triggered loop and
+ * retries an operation on every readiness event, so the helpers below only
+ * need to say "done", "try again later" or "failed"; whether OpenSSL wanted
+ * to read or to write does not matter to the caller.
  *
  * OpenSSL types are forward-declared so that including this header does not
- * pull in <openssl/ssl.h>. A context is shared by every session of one
- * thread; a session belongs to the connection that created it.
+ * pull in <openssl/ssl.h>. A context is never changed once made, so that
+ * sessions may be made from it on any thread (the applications' contexts
+ * are shared by every worker, app_tls.h); a session belongs to the
+ * connection that created it.
  */
 #ifndef SLUICE_TLS_H
 #define SLUICE_TLS_H
@@ -19,13 +22,18 @@
 
 struct ssl_st;
 struct ssl_ctx_st;
+struct ssl_session_st;
 
-/* A client context. verify = false accepts any certificate: applications
- * behind a load balancer commonly use self-signed ones, and the health
- * check asks "is it serving?", not "is it who it claims to be?". verify =
- * true checks the chain against the system CA store and the name given to
- * tls_client_new (for webhooks, which carry secrets in their URL). Returns
- * NULL with a message in err on failure. */
+/* A client context that accepts any certificate (applications behind a
+ * load balancer commonly use self-signed ones: tls_verify = false), or one
+ * that checks the chain against the CA certificates of ca_file (PEM; NULL:
+ * the system's) and the name or address given to tls_client_new. A CA file
+ * that holds no certificate OpenSSL can read is refused. NULL with a
+ * message in err on failure. */
+struct ssl_ctx_st *tls_trusting_context(char *err, size_t err_len);
+struct ssl_ctx_st *tls_verifying_context(const char *ca_file, char *err, size_t err_len);
+/* One of the two with the system's CAs (webhooks verify: their URLs carry
+ * secrets). */
 struct ssl_ctx_st *tls_client_context(bool verify, char *err, size_t err_len);
 void tls_context_free(struct ssl_ctx_st *ctx);
 
@@ -33,6 +41,16 @@ void tls_context_free(struct ssl_ctx_st *ctx);
  * as SNI when it is a DNS name (RFC 6066 forbids IP literals there) and is
  * what a verifying context matches the certificate against. NULL on failure. */
 struct ssl_st *tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *server_name);
+
+/* Session resumption, so that a new connection to a server spared the
+ * certificate exchange and its verification: tls_resume offers a session
+ * kept earlier (before the handshake); tls_keep_session puts ssl's session
+ * in *slot when it can be resumed and is not already there (after the
+ * first response, when a TLS 1.3 ticket has arrived), releasing the one it
+ * replaces. */
+void tls_resume(struct ssl_st *ssl, struct ssl_session_st *session);
+void tls_keep_session(struct ssl_st *ssl, struct ssl_session_st **slot);
+void tls_session_free(struct ssl_session_st *session);
 
 /* Sends close_notify once, without waiting for the peer's, and frees. */
 void tls_close(struct ssl_st *ssl);
@@ -47,6 +65,12 @@ void tls_close(struct ssl_st *ssl);
 int tls_handshake(struct ssl_st *ssl);
 ssize_t tls_read(struct ssl_st *ssl, void *buf, size_t len);
 ssize_t tls_write(struct ssl_st *ssl, const void *buf, size_t len);
+
+/* When a verifying session refused the peer's certificate, why
+ * ("self-signed certificate", "hostname mismatch"), written into buf;
+ * NULL when the certificate was not the reason. Stays valid after the
+ * thread's error queue moved on. */
+const char *tls_verify_failure(struct ssl_st *ssl, char *buf, size_t len);
 
 /* The reason for the last -EPROTO on this thread ("certificate verify
  * failed", "wrong version number", ...), written into buf. */

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "app_tls.h"
 #include "log.h"
 #include "net.h"
 #include "tls.h"
@@ -90,12 +91,24 @@ void upstream_pool_follow_states(struct upstream_pool *up)
                 upstream_close(up->idle[i].first);
 }
 
+/* Sessions are kept per pool: after a reload an application may have
+ * another certificate check, and a session verified under the old one
+ * must not skip the new one. */
+static void free_sessions(struct upstream_pool *up)
+{
+    for (int i = 0; up->idle && i < up->apps->count; i++) {
+        tls_session_free(up->idle[i].session);
+        up->idle[i].session = NULL;
+    }
+}
+
 int upstream_pool_adopt(struct upstream_pool *up, struct pool *apps, const struct config *cfg)
 {
     struct upstream_list *idle = calloc((size_t)apps->count ? (size_t)apps->count : 1, sizeof(*idle));
     if (!idle)
         return -ENOMEM;
     upstream_pool_drop_idle(up);
+    free_sessions(up);
     free(up->idle);
     up->idle = idle;
     up->apps = apps;
@@ -126,11 +139,10 @@ static void free_list(struct upstream *u)
 void upstream_pool_free(struct upstream_pool *up)
 {
     upstream_pool_drop_idle(up);
+    free_sessions(up);
     free_list(up->closed);
     free_list(up->free);
     free(up->idle);
-    if (up->tls)
-        tls_context_free(up->tls);
     *up = (struct upstream_pool){0};
 }
 
@@ -151,25 +163,18 @@ static struct upstream *idle_take(struct upstream_pool *up, struct app *app)
 
 static int start_tls(struct upstream *u)
 {
-    struct upstream_pool *up = u->pool;
-    if (!u->app->cfg->tls) {
+    const struct config_app *cfg = u->app->cfg;
+    if (!cfg->tls) {
         u->state = UPSTREAM_READY;
         return 0;
     }
-    if (!up->tls) {
-        /* Applications behind a load balancer commonly use self-signed
-         * certificates on an inside network: like HAProxy's "verify none"
-         * and nginx's default, the certificate is not checked. */
-        char why[160];
-        up->tls = tls_client_context(false, why, sizeof(why));
-        if (!up->tls) {
-            log_error("TLS client context: %s", why);
-            return EPROTO;
-        }
-    }
-    u->s.ssl = tls_client_new(up->tls, u->s.io.fd, u->app->cfg->host);
+    /* The context was built with the configuration: it verifies the
+     * certificate or not (tls_verify), against the application's name. */
+    u->s.ssl = tls_client_new(cfg->tls_context, u->s.io.fd, app_tls_server_name(cfg));
     if (!u->s.ssl)
         return EPROTO;
+    if (app_is_current(u->pool, u->app))
+        tls_resume(u->s.ssl, u->pool->idle[u->app->index].session);
     u->state = UPSTREAM_HANDSHAKING;
     return 0;
 }
@@ -240,6 +245,10 @@ void upstream_release(struct upstream *u, bool reusable)
     struct upstream_pool *up = u->pool;
     u->owner_ops = NULL;
     u->owner = NULL;
+    /* A pointer comparison once the session is kept: the reference is
+     * taken once per new session, not per request. */
+    if (u->s.ssl && u->state == UPSTREAM_READY && app_is_current(up, u->app))
+        tls_keep_session(u->s.ssl, &up->idle[u->app->index].session);
     if (!reusable || u->state != UPSTREAM_READY || u->s.peer_closed || !app_is_current(up, u->app) ||
         app_state(u->app) != APP_UP ||
         buf_len(&u->s.in) || up->idle[u->app->index].count >= IDLE_PER_APP) {
@@ -298,6 +307,10 @@ const char *upstream_failure(const struct upstream *u, char *buf, size_t len)
     if (!u->failed_in_handshake)
         return upstream_error_text(u->error);
     char detail[120];
+    if (tls_verify_failure(u->s.ssl, detail, sizeof(detail))) {
+        snprintf(buf, len, "TLS certificate verify failed: %s", detail);
+        return buf;
+    }
     snprintf(buf, len, "TLS handshake: %s",
              u->error == EPROTO ? tls_error_text(u->s.ssl, detail, sizeof(detail)) : strerror(u->error));
     return buf;

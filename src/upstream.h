@@ -24,8 +24,6 @@
 #include "pool.h"
 #include "stream.h"
 
-struct ssl_ctx_st;
-
 enum upstream_state {
     UPSTREAM_CONNECTING,    /* non-blocking connect under way */
     UPSTREAM_HANDSHAKING,   /* TLS handshake under way (tsl = true) */
@@ -55,10 +53,14 @@ struct upstream {
     bool long_idle;                 /* ... after UPSTREAM_STALE_IDLE_MS or more there */
 };
 
-/* Idle keep-alive connections to one application, most recent first. */
+struct ssl_session_st;
+
+/* Idle keep-alive connections to one application, most recent first, and
+ * the TLS session a new connection to it resumes. */
 struct upstream_list {
     struct upstream *first;
     uint32_t count;
+    struct ssl_session_st *session; /* tls: the last resumable one; owned (a reference) */
 };
 
 /* One worker's connections to applications. */
@@ -69,7 +71,6 @@ struct upstream_pool {
     struct pool *apps;              /* the pool the idle lists are filed by */
     uint64_t seen_state_version;    /* apps->state_version at the last look */
     struct upstream_list *idle;     /* per application index; owned */
-    struct ssl_ctx_st *tls;         /* made at the first tls = true application; owned */
     struct upstream *free;          /* recycled objects */
     struct upstream *closed;        /* closed this iteration, recycled after it */
 };

@@ -116,3 +116,34 @@ def test_hash_cookie_is_sticky_per_value(backends, sluice):
         cookie = "session=s%d" % u
         assert get(s.port, "/", headers={"Cookie": cookie}).backend == first[u]
     assert len(set(first.values())) >= 2
+
+
+def _owners(port, keys):
+    """Which application answered each key (header X-Key), over one
+    keep-alive connection."""
+    with KeepAlive(port) as c:
+        owners = []
+        for k in keys:
+            r = c.get("/", headers={"X-Key": k})
+            assert r.status == 200, "key %s answered %d" % (k, r.status)
+            owners.append(r.backend)
+        return owners
+
+
+def test_hash_follows_names_not_the_order_of_the_file(backends, sluice):
+    b1, b2, b3, b4, b5 = backends(5)
+    hashing = {"server": {"algorithm": "hash", "hash_key": "header:X-Key"}}
+    keys = ["key-%d" % i for i in range(300)]
+    first = sluice([b1, b2, b3, b4], sections=hashing, workers=1)
+    reordered = sluice([b4, b2, b1, b3], sections=hashing, workers=1)
+    grown = sluice([b5, b3, b1, b4, b2], sections=hashing, workers=1)
+    base = _owners(first.port, keys)
+    assert len(set(base)) == 4, "300 keys over 4 applications: %r" % collections.Counter(base)
+    mismatched = [k for k, x, y in zip(keys, base, _owners(reordered.port, keys)) if x != y]
+    assert not mismatched, "the same applications in another order disagree on %d keys, e.g. %s" % (
+        len(mismatched), mismatched[:5])
+    # One application more, inserted first: only the keys it takes move.
+    after = _owners(grown.port, keys)
+    moved = [(x, y) for x, y in zip(base, after) if x != y]
+    assert all(y == "b5" for _, y in moved), "keys moved between old applications: %r" % moved[:5]
+    assert 0.1 * len(keys) <= len(moved) <= 0.3 * len(keys), "%d of %d keys moved" % (len(moved), len(keys))
