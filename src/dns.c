@@ -134,6 +134,7 @@ int dns_answers_init(struct dns_answers *answers, const struct config *cfg)
         if (!app->by_name || dns_answers_find(answers, app->host))
             continue;
         struct dns_answer *a = &answers->items[answers->count];
+        a->ttl_ms = -1;
         if (!(a->host = strdup(app->host))) {
             dns_answers_free(answers);
             return -ENOMEM;

@@ -32,6 +32,7 @@ struct dns_answer {
     char *host;                     /* owned */
     bool known;
     struct dns_addresses set;
+    int64_t ttl_ms;                 /* its records' shortest TTL; -1 when unknown */
 };
 
 /* One answer per distinct host name of a config. Owns its items. */

@@ -178,6 +178,7 @@ static int take_answer(const struct config *cfg, struct dns_answer *a, const str
     if (q->status == ARES_SUCCESS) {
         a->set = q->set;
         a->known = true;
+        a->ttl_ms = q->ttl_ms;
         return 0;
     }
     if (before && before->known) {
@@ -185,6 +186,7 @@ static int take_answer(const struct config *cfg, struct dns_answer *a, const str
                  ares_strerror(q->status), before->set.count);
         a->set = before->set;
         a->known = true;
+        a->ttl_ms = -1;
         return 0;
     }
     const struct config_app *app = first_with_host(cfg, a->host);
@@ -240,11 +242,12 @@ struct resolver {
     struct query *queries;      /* per answer, for one round */
 };
 
-static int64_t next_interval(const struct resolver *r, const struct query *q)
+/* dns_refresh, or a good answer's TTL when shorter, never under a second. */
+static int64_t next_interval(const struct resolver *r, int status, int64_t ttl_ms)
 {
-    if (q->status != ARES_SUCCESS || q->ttl_ms < 0 || q->ttl_ms >= r->refresh_ms)
+    if (status != ARES_SUCCESS || ttl_ms < 0 || ttl_ms >= r->refresh_ms)
         return r->refresh_ms;
-    return q->ttl_ms > REFRESH_FLOOR_MS ? q->ttl_ms : REFRESH_FLOOR_MS;
+    return ttl_ms > REFRESH_FLOOR_MS ? ttl_ms : REFRESH_FLOOR_MS;
 }
 
 /* Keeps a good answer, logs a change of condition; true when the
@@ -305,7 +308,7 @@ static int refresh_round(struct resolver *r)
             continue;
         if (rc == ARES_SUCCESS)
             changed |= apply(r, i, &r->queries[i]);
-        r->due_ms[i] = now + next_interval(r, &r->queries[i]);
+        r->due_ms[i] = now + next_interval(r, r->queries[i].status, r->queries[i].ttl_ms);
     }
     if (changed)
         r->changed(r->arg);
@@ -346,9 +349,9 @@ static int resolver_alloc(struct resolver *r, const struct config *cfg, const st
         return -ENOMEM;
     if (dns_answers_copy(&r->answers, seed) < 0)
         return -ENOMEM;
-    int64_t first = loop_monotonic_ms() + r->refresh_ms;
-    for (size_t i = 0; i < n; i++)
-        r->due_ms[i] = first;   /* condition[i] = 0 = ARES_SUCCESS: seed answers are good */
+    int64_t now = loop_monotonic_ms();
+    for (size_t i = 0; i < n; i++)      /* condition[i] = 0 = ARES_SUCCESS: seeds are good */
+        r->due_ms[i] = now + next_interval(r, ARES_SUCCESS, seed->items[i].ttl_ms);
     r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return r->stop_fd < 0 ? -errno : 0;
 }

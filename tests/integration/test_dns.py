@@ -121,10 +121,9 @@ def apps(registry):
     return Backends(registry)
 
 
-def start_sluice(sluice, dns, apps, admin_port=None, **entry):
+def start_sluice(sluice, dns, apps, admin_port=None, refresh="1s"):
     app = {"name": "api", "host": NAME, "port": apps.port}
-    app.update(entry)
-    sections = {"server": {"dns_refresh": "1s", "resolvers": ["127.0.0.1:%d" % dns.port]},
+    sections = {"server": {"dns_refresh": refresh, "resolvers": ["127.0.0.1:%d" % dns.port]},
                 "health": HEALTH}
     if admin_port:
         sections["admin"] = {"listen": "127.0.0.1:%d" % admin_port}
@@ -221,6 +220,10 @@ def test_an_unchanged_address_keeps_its_state(registry, sluice, dns, apps):
     s = start_sluice(sluice, dns, apps, admin_port=admin_port)
     assert wait_until(lambda: port_open(admin_port), scaled(5))
     assert states(admin_port) == {member(apps, 2): "up", member(apps, 3): "up"}
+    for _ in range(20):
+        assert get(s.port, "/").status == 200
+    r, before = admin_json(admin_port, "GET", "/api/applications/" + member(apps, 3))
+    assert before["requests"] >= 10, before
 
     # The group is no application: drain names its members instead.
     r, doc = admin_json(admin_port, "POST", "/api/applications/api/drain")
@@ -237,8 +240,20 @@ def test_an_unchanged_address_keeps_its_state(registry, sluice, dns, apps):
                                   member(apps, 4): "up"}
     seen = collections.Counter(get(s.port, "/").backend for _ in range(30))
     assert seen["b2"] == 0 and seen["b3"] > 0 and seen["b4"] > 0, seen
+    r, after = admin_json(admin_port, "GET", "/api/applications/" + member(apps, 3))
+    assert after["requests"] >= before["requests"] + seen["b3"], "the counters started again"
     r = http_request(admin_port, "GET", "/metrics", timeout=scaled(5))
     assert member(apps, 4).encode() in r.body, "the new application is not in the metrics"
+
+
+def test_a_short_ttl_wins_over_dns_refresh(registry, sluice, dns, apps):
+    dns.start(["127.0.0.2"])           # records with a TTL of 1 s
+    s = start_sluice(sluice, dns, apps, refresh="1h")
+    assert get(s.port, "/").backend == "b2"
+    dns.set(["127.0.0.3"])
+    assert s.wait_stderr(r"dns: api\.sluice\.test: \+127\.0\.0\.3 -127\.0\.0\.2\n", scaled(5)), \
+        "the change was not seen within the records' TTL"
+    assert wait_until(lambda: get(s.port, "/").backend == "b3", scaled(3))
 
 
 def test_a_dns_failure_keeps_the_last_good_answer(registry, sluice, dns, apps):
@@ -299,3 +314,16 @@ def test_check_reports_bad_dns_settings(registry, dns, apps, tmp_path):
     assert r.returncode == 1, r
     assert '%s:5:8: applications.host: cannot resolve "missing.sluice.test": Domain name not found' \
         % path in r.stderr, r
+
+
+def test_a_reload_while_the_dns_is_down_keeps_the_last_good_answer(registry, sluice, dns, apps):
+    dns.start(["127.0.0.2", "127.0.0.3"])
+    s = start_sluice(sluice, dns, apps)
+    dns.stop()
+    assert s.wait_stderr(r"keeping the last good answer", scaled(5))
+    mark = len(s.stderr())
+    s.proc.send(signal.SIGHUP)
+    assert s.wait_stderr(r"reload: \S+ loaded: 2 applications", scaled(10), start=mark), \
+        s.stderr()[mark:]
+    seen = collections.Counter(get(s.port, "/").backend for _ in range(20))
+    assert seen["b2"] > 0 and seen["b3"] > 0, seen
