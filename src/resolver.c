@@ -110,10 +110,12 @@ static int wait_for_answers(ares_channel channel, const int *pending, int stop_f
     while (*pending > 0) {
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
         struct pollfd fds[ARES_GETSOCK_MAXNUM + 1];
-        int bits = ares_getsock(channel, socks, ARES_GETSOCK_MAXNUM), n = 0;
+        /* Unsigned: ARES_GETSOCK_WRITABLE shifts a signed 1 into the sign bit. */
+        unsigned bits = (unsigned)ares_getsock(channel, socks, ARES_GETSOCK_MAXNUM);
+        int n = 0;
         for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-            short events = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                                   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+            short events = (short)(((bits >> i) & 1 ? POLLIN : 0) |
+                                   ((bits >> (i + ARES_GETSOCK_MAXNUM)) & 1 ? POLLOUT : 0));
             if (events)
                 fds[n++] = (struct pollfd){.fd = socks[i], .events = events};
         }
