@@ -639,8 +639,8 @@ static bool answer_group(struct admin_conn *c, const struct pool *pool, const ch
     }
     if (members == 0)
         return false;
-    respond_error(c, 409, "\"%s\" is the group of the %d applications %s resolves to, one per "
-                  "address: %s; name one of them", name, members, host, list);
+    respond_error(c, 409, "\"%s\" is not one application but one per address %s resolves to "
+                  "(%d): %s; name one of them", name, host, members, list);
     return true;
 }
 
