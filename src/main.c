@@ -149,6 +149,17 @@ static int load_config(const struct options *o, struct config *cfg, char *errors
     return apply_options(o, cfg, errors, errors_len);
 }
 
+/* One application per address of each host name: 0, or -1 with why in errors. */
+static int expand_names(struct config *cfg, const struct dns_answers *answers, char *errors,
+                        size_t errors_len)
+{
+    int rc = dns_expand(cfg, answers);
+    if (rc < 0)
+        snprintf(errors, errors_len, "%s: cannot make one application per address: %s\n",
+                 cfg->path, rc == -E2BIG ? "more than 65535 applications" : strerror(-rc));
+    return rc < 0 ? -1 : 0;
+}
+
 /* Host names resolved, blocking, and each made one application per
  * address. A name the DNS cannot answer now keeps its answer in previous
  * (NULL at start, where it is an error: better to refuse to start than to
@@ -159,10 +170,7 @@ static int resolve_names(struct config *cfg, const struct dns_answers *previous,
 {
     if (resolver_resolve_now(cfg, previous, answers, errors, errors_len) != 0)
         return -1;
-    int rc = dns_expand(cfg, answers);
-    if (rc < 0) {
-        snprintf(errors, errors_len, "%s: cannot make one application per address: %s\n",
-                 cfg->path, rc == -E2BIG ? "more than 65535 applications" : strerror(-rc));
+    if (expand_names(cfg, answers, errors, errors_len) < 0) {
         dns_answers_free(answers);
         return -1;
     }
@@ -612,11 +620,12 @@ static int rebuild_config(struct runtime *rt, struct config *next, const struct 
     const struct config *now = &rt->newest->cfg;
     if (config_parse(next, now->path, now->source, now->source_len, errors, errors_len) != 0)
         return -1;
-    int rc = apply_options(rt->options, next, errors, errors_len);
-    if (rc == 0 && (rc = dns_expand(next, answers)) < 0)
-        snprintf(errors, errors_len, "cannot make one application per address: %s\n",
-                 rc == -E2BIG ? "more than 65535 applications" : strerror(-rc));
-    return rc < 0 ? -1 : 0;
+    if (apply_options(rt->options, next, errors, errors_len) < 0 ||
+        expand_names(next, answers, errors, errors_len) < 0) {
+        config_free(next);
+        return -1;
+    }
+    return 0;
 }
 
 /* A name's addresses changed: the next generation is the newest one's
