@@ -1039,6 +1039,25 @@ static const struct section tls_section = {
     finish_tls,
 };
 
+/* dns_refresh and resolvers may sit in [server] or [server.limits]; in
+ * both, one would silently win. */
+static void finish_server(struct loader *ld, const struct toml_value *table, void *base)
+{
+    static const char *const keys[] = {"dns_refresh", "resolvers"};
+    const struct toml_keyval *limits = table_get(table, "limits");
+
+    (void)base;
+    for (size_t i = 0; limits && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const struct toml_keyval *here = table_get(table, keys[i]);
+        const struct toml_keyval *there = table_get(limits->value, keys[i]);
+        if (!here || !there)
+            continue;
+        const struct toml_keyval *second = later_of(here, there);
+        add_error(ld, second->line, second->col, "server: %s is set in both [server] and "
+                  "[server.limits]: give it once", keys[i]);
+    }
+}
+
 static const struct section server_section = {
     "server", "in [server]",
     (const struct field[]){
@@ -1057,7 +1076,7 @@ static const struct section server_section = {
         KEY_CUSTOM("resolvers", resolvers, load_resolvers),
         {0},
     },
-    NULL,
+    finish_server,
 };
 
 /* ------------------------------------------------------------------------

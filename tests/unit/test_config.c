@@ -495,6 +495,8 @@ static void test_error_positions(void)
                     "t.toml:2:14: server.resolvers: invalid resolver \"*:53\"");
     check_one_error("[server]\nresolvers = \"127.0.0.1\"\n" APP,
                     "t.toml:2:13: server.resolvers: expected a list of");
+    check_one_error("[server]\ndns_refresh = \"5s\"\n[server.limits]\ndns_refresh = \"10s\"\n" APP,
+                    "t.toml:4:1: server: dns_refresh is set in both [server] and [server.limits]");
     check_one_error("[server.limits]\nresolvers = [1]\n" APP,
                     "t.toml:2:14: server.limits.resolvers: expected a string");
     check_one_error("[health]\npath = \"a\\nb\"\n" APP,
