@@ -197,6 +197,13 @@ def test_addresses_that_come_and_go_while_traffic_runs(registry, sluice, dns, ap
         assert wait_until(lambda: traffic.seen_since(added)["b4"] > 0, scaled(5)), \
             "the added address got no request: %r" % traffic.seen_since(added)
 
+        # Slow requests in flight when b2 goes, some of them on b2: they finish.
+        slow = []
+        slow_threads = [threading.Thread(target=lambda: slow.append(
+            http_request(s.port, "GET", "/slow?ms=%d" % scaled(1500), timeout=scaled(10))), daemon=True)
+            for _ in range(9)]
+        for t in slow_threads:
+            t.start()
         mark = len(s.stderr())
         dns.set(["127.0.0.3", "127.0.0.4"])
         assert s.wait_stderr(r"dns: api\.sluice\.test: -127\.0\.0\.2\n", scaled(5), start=mark), \
@@ -205,8 +212,12 @@ def test_addresses_that_come_and_go_while_traffic_runs(registry, sluice, dns, ap
         settled = time.monotonic() + 0.5
         time.sleep(scaled(2))
         after = traffic.seen_since(settled)
+        for t in slow_threads:
+            t.join(scaled(10))
     finally:
         traffic.stop()
+    assert len(slow) == 9 and all(r.status == 200 for r in slow), slow
+    assert "b2" in {r.backend for r in slow}, "no slow request was in flight to b2: %r" % slow
     assert after["b2"] == 0, "the removed address still got requests: %r" % after
     assert after["b3"] > 0 and after["b4"] > 0, after
     assert traffic.errors == [], traffic.errors[:5]
