@@ -143,7 +143,7 @@ static void check_accepted(const struct config *cfg)
         FUZZ_CHECK(terminated(app->name, sizeof(app->name)) && app->name[0] != '\0');
         FUZZ_CHECK(app->host != NULL && app->port != 0);
         FUZZ_CHECK(app->weight >= 1);
-        FUZZ_CHECK(app->address.addr_len > 0);
+        FUZZ_CHECK(app->by_name || app->address.addr_len > 0);     /* names: resolved later */
         FUZZ_CHECK(terminated(app->address.text, sizeof(app->address.text)));
         /* TLS settings only with tls, a CA file only when verifying, and
          * every TLS application with its client context. */

@@ -615,6 +615,35 @@ static bool authorized(const struct config *cfg, const struct http1_request *req
     return false;
 }
 
+/* A host name's applications (one per address) share the name of their
+ * [[applications]] entry as their group, which is itself no application.
+ * Naming the members helps more than a bare 404; acting on all of them at
+ * once is left to the operator, since draining every member could stop the
+ * service. true when name is such a group (then answered). */
+static bool answer_group(struct admin_conn *c, const struct pool *pool, const char *name)
+{
+    char list[400] = "";
+    size_t used = 0;
+    int members = 0;
+    const char *host = "";
+    for (int i = 0; i < pool->count; i++) {
+        const struct config_app *app = pool->apps[i].cfg;
+        if (!app->group[0] || strcmp(app->group, name) != 0)
+            continue;
+        members++;
+        host = app->host;
+        if (used < sizeof(list)) {
+            int n = snprintf(list + used, sizeof(list) - used, "%s%s", used ? ", " : "", app->name);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+    if (members == 0)
+        return false;
+    respond_error(c, 409, "\"%s\" is not one application but one per address %s resolves to "
+                  "(%d): %s; name one of them", name, host, members, list);
+    return true;
+}
+
 static void answer_route(struct admin_conn *c, const struct http1_request *req, const struct admin_target *t)
 {
     struct generation *g = served(c->admin);
@@ -626,6 +655,8 @@ static void answer_route(struct admin_conn *c, const struct http1_request *req, 
     struct app *app = NULL;
     if (t->route == ADMIN_APP || t->route == ADMIN_DRAIN || t->route == ADMIN_ENABLE) {
         app = pool_find(&g->pool, t->name);
+        if (!app && answer_group(c, &g->pool, t->name))
+            return;
         if (!app) {
             respond_error(c, 404, "no application named \"%s\"", t->name);
             return;

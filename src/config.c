@@ -47,6 +47,8 @@
 #define DAY_MS (24LL * 3600 * 1000)
 #define HEADER_BYTES_MIN 1024
 #define HEADER_BYTES_MAX (1024 * 1024)
+/* Below a second, re-resolving becomes a load on the DNS servers. */
+#define DNS_REFRESH_MIN_MS 1000
 
 /* ------------------------------------------------------------------------
  * Durations, sizes and addresses: the value syntaxes of their own.
@@ -236,8 +238,7 @@ static bool address_equal(const struct config_address *a, const struct config_ad
            memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
-/* "127.0.0.1:8001" or "[::1]:8001": the form operators read in logs. */
-static void format_address(const struct sockaddr_storage *addr, char *buf, size_t len)
+void config_format_address(const struct sockaddr_storage *addr, char *buf, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
 
@@ -286,6 +287,8 @@ void config_defaults(struct config *cfg)
     cfg->min_body_rate = 1024;
     cfg->client_body_timeout_ms = 60 * 1000;
     cfg->queue_timeout_ms = 5 * 1000;
+    cfg->dns_refresh_ms = 30 * 1000;
+    cfg->resolvers = strdup("");
 
     cfg->health_path = strdup("/health");
     cfg->health_interval_ms = 2 * 1000;
@@ -336,6 +339,8 @@ void config_free(struct config *cfg)
     free(cfg->alert_command);
     free(cfg->log_access);
     free(cfg->warnings);
+    free(cfg->resolvers);
+    free(cfg->source);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -945,6 +950,58 @@ static const struct section timeouts_section = {
     NULL,
 };
 
+/* One resolver: "IP:PORT", "[IPv6]:PORT", or a bare address on port 53.
+ * Written back in the form c-ares reads, "1.2.3.4:53" or "[::1]:53". */
+static int parse_resolver(const char *text, char *out, size_t out_len)
+{
+    struct config_address a;
+
+    if (text[0] == '*' || text[0] == ':' || strncmp(text, "0.0.0.0", 7) == 0)
+        return -1;
+    if (config_parse_address(text, &a) < 0 && parse_ip(text, 53, &a.addr, &a.addr_len) < 0)
+        return -1;
+    config_format_address(&a.addr, out, out_len);
+    return 0;
+}
+
+#define RESOLVERS_MAX 8
+
+/* resolvers = ["IP:PORT", ...]: DNS servers for host names; [] = the
+ * system's. Also accepted in [server.limits], where early example files
+ * put it. */
+static void load_resolvers(struct loader *ld, const struct field *f,
+                           const struct toml_keyval *kv, void *base)
+{
+    struct config *cfg = base;
+    const struct toml_value *v = kv->value;
+    char csv[RESOLVERS_MAX * 56] = "";
+    size_t used = 0;
+
+    (void)f;
+    if (v->type != TOML_ARRAY) {
+        type_error(ld, v, "a list of \"IP:PORT\" strings");
+        return;
+    }
+    if (v->u.array.len > RESOLVERS_MAX) {
+        value_error(ld, v, "at most %d resolvers, got %zu", RESOLVERS_MAX, v->u.array.len);
+        return;
+    }
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const struct toml_value *item = v->u.array.items[i];
+        const char *text = string_value(ld, item);
+        char one[56];
+        if (!text)
+            return;
+        if (parse_resolver(text, one, sizeof(one)) < 0) {
+            value_error(ld, item, "invalid resolver \"%s\" (expected IPv4:PORT, [IPv6]:PORT "
+                        "or an address alone for port 53)", text);
+            return;
+        }
+        used += (size_t)snprintf(csv + used, sizeof(csv) - used, "%s%s", i ? "," : "", one);
+    }
+    store_string(ld, v, &cfg->resolvers, csv);
+}
+
 /* A whole buffered body is held in one block: past 64 MB, stream it. */
 #define BUFFER_BODY_MAX (64ull << 20)
 
@@ -970,6 +1027,8 @@ static const struct section limits_section = {
         KEY_SIZE("buffer_body", buffer_body, 0, BUFFER_BODY_MAX),
         KEY_SIZE("buffer_total", buffer_total, 0, INT64_MAX),
         KEY_SIZE("min_body_rate", min_body_rate, 0, INT64_MAX),
+        KEY_DURATION("dns_refresh", dns_refresh_ms, DNS_REFRESH_MIN_MS, DAY_MS),
+        KEY_CUSTOM("resolvers", resolvers, load_resolvers),
         {0},
     },
     finish_limits,
@@ -985,6 +1044,25 @@ static const struct section tls_section = {
     finish_tls,
 };
 
+/* dns_refresh and resolvers may sit in [server] or [server.limits]; in
+ * both, one would silently win. */
+static void finish_server(struct loader *ld, const struct toml_value *table, void *base)
+{
+    static const char *const keys[] = {"dns_refresh", "resolvers"};
+    const struct toml_keyval *limits = table_get(table, "limits");
+
+    (void)base;
+    for (size_t i = 0; limits && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const struct toml_keyval *here = table_get(table, keys[i]);
+        const struct toml_keyval *there = table_get(limits->value, keys[i]);
+        if (!here || !there)
+            continue;
+        const struct toml_keyval *second = later_of(here, there);
+        add_error(ld, second->line, second->col, "server: %s is set in both [server] and "
+                  "[server.limits]: give it once", keys[i]);
+    }
+}
+
 static const struct section server_section = {
     "server", "in [server]",
     (const struct field[]){
@@ -999,9 +1077,11 @@ static const struct section server_section = {
         KEY_TABLE("timeouts", timeouts_section),
         KEY_TABLE("limits", limits_section),
         KEY_TABLE("tls", tls_section),
+        KEY_DURATION("dns_refresh", dns_refresh_ms, DNS_REFRESH_MIN_MS, DAY_MS),
+        KEY_CUSTOM("resolvers", resolvers, load_resolvers),
         {0},
     },
-    NULL,
+    finish_server,
 };
 
 /* ------------------------------------------------------------------------
@@ -1300,6 +1380,11 @@ static void load_app_host(struct loader *ld, const struct field *f, const struct
         value_error(ld, kv->value, "\"%s\" is not a host name", text);
         return;
     }
+    struct sockaddr_storage addr;
+    socklen_t len;
+    app->by_name = parse_ip(text, 0, &addr, &len) < 0;
+    app->host_line = kv->value->line;
+    app->host_col = kv->value->col;
     store_string(ld, kv->value, &app->host, text);
 }
 
@@ -1357,32 +1442,30 @@ static void load_app_name(struct loader *ld, const struct field *f, const struct
     memcpy(app->name, text, len + 1);
 }
 
-/* Resolves at load time, first answer wins: getaddrinfo orders answers by
- * RFC 6724, which is also what a client connecting by name would use. */
-static void resolve_app(struct loader *ld, const struct toml_keyval *at, struct config_app *app,
-                        bool literal)
+/* A literal's address is known now; a name is resolved later, through the
+ * configured resolvers (resolver.c), into one application per address. */
+static void resolve_literal(struct config_app *app)
 {
     struct config_address *address = &app->address;
 
-    if (literal) {
-        parse_ip(app->host, app->port, &address->addr, &address->addr_len);
-    } else {
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-        struct addrinfo *res;
-        char port[8];
-        snprintf(port, sizeof(port), "%u", app->port);
-        int rc = getaddrinfo(app->host, port, &hints, &res);
-        if (rc != 0) {
-            set_label(ld, "applications", "host");
-            value_error(ld, at->value, "cannot resolve \"%s\": %s", app->host,
-                        rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-            return;
-        }
-        memcpy(&address->addr, res->ai_addr, res->ai_addrlen);
-        address->addr_len = res->ai_addrlen;
-        freeaddrinfo(res);
-    }
-    format_address(&address->addr, address->text, sizeof(address->text));
+    parse_ip(app->host, app->port, &address->addr, &address->addr_len);
+    config_format_address(&address->addr, address->text, sizeof(address->text));
+}
+
+/* "NAME@255.255.255.255:65535" must fit a name for every IPv4 member. */
+#define MEMBER_SUFFIX_MAX 22
+
+static void check_group_name(struct loader *ld, const struct toml_value *table,
+                             const struct config_app *app)
+{
+    size_t room = sizeof(app->name) - 1 - MEMBER_SUFFIX_MAX;
+    if (strlen(app->name) <= room)
+        return;
+    const struct toml_keyval *name = table_get(table, "name");
+    set_label(ld, "applications", "name");
+    value_error(ld, name ? name->value : table, "\"%s\" is too long for a host name's "
+                "applications, named NAME@ADDRESS: at most %zu characters (set name)",
+                app->name, room);
 }
 
 static void default_app_name(struct loader *ld, const struct toml_value *table,
@@ -1493,10 +1576,13 @@ static void finish_app(struct loader *ld, const struct toml_value *table, void *
     }
     if (!app->host)
         return;     /* the ip or host value was refused and reported */
-    resolve_app(ld, ip ? ip : host, app, ip != NULL);
+    if (!app->by_name)
+        resolve_literal(app);
     if (app->name[0] == '\0')
         default_app_name(ld, table, app);
     finish_app_tls(ld, table, app);
+    if (app->by_name)
+        check_group_name(ld, table, app);
 }
 
 static const struct section app_section = {
@@ -1641,7 +1727,18 @@ static const struct section root_section = {
 static bool defaults_allocated(const struct config *cfg)
 {
     return cfg->path && cfg->health_path && cfg->admin_token && cfg->alert_webhook &&
-           cfg->alert_command && cfg->log_access;
+           cfg->alert_command && cfg->log_access && cfg->resolvers;
+}
+
+static int keep_source(struct config *cfg, const char *text, size_t len)
+{
+    cfg->source = malloc(len + 1);
+    if (!cfg->source)
+        return -1;
+    memcpy(cfg->source, text, len);
+    cfg->source[len] = '\0';
+    cfg->source_len = len;
+    return 0;
 }
 
 int config_parse(struct config *cfg, const char *name, const char *text, size_t len,
@@ -1667,6 +1764,8 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
         }
     }
     if (!ld.count && ld.warnings_used && !(cfg->warnings = strdup(ld.warnings)))
+        add_error(&ld, 1, 1, "out of memory");
+    if (!ld.count && keep_source(cfg, text, len) < 0)
         add_error(&ld, 1, 1, "out of memory");
     if (ld.count)
         config_free(cfg);

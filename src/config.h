@@ -46,8 +46,14 @@ struct config_app {
                                        tls_verify and ca_file; in cfg->tls_contexts */
     uint32_t weight;                /* >= 1 */
     uint32_t max_requests;          /* in flight at once, across workers; 0 = no limit */
-    struct config_address address;  /* resolved at load */
+    struct config_address address;  /* a literal's at load; a name's once
+                                       dns_expand gives it an address */
     int line;                       /* where its [[applications]] header is */
+    /* host is a name, not a literal: dns_expand makes one application per
+     * address it resolves to, named GROUP@ADDRESS (docs/operations.md). */
+    bool by_name;
+    char group[CONFIG_NAME_MAX];    /* the name those members share; "" otherwise */
+    int host_line, host_col;        /* where the host value is, for resolution errors */
 };
 
 struct config {
@@ -77,6 +83,9 @@ struct config {
     uint64_t buffer_total;          /* per worker, for those buffers */
     uint64_t min_body_rate;         /* bytes per second, after the first 10 s; 0 = off */
     char *tls_cert, *tls_key;       /* NULL when [server.tls] is absent; owned */
+    int64_t dns_refresh_ms;         /* how often host names are resolved again */
+    char *resolvers;                /* "ip:port,..." as c-ares takes them; "" = the
+                                       system's (/etc/resolv.conf); owned */
 
     /* [health] */
     char *health_path;              /* owned */
@@ -121,6 +130,12 @@ struct config {
     /* "FILE:LINE:COL: warning: message\n" lines for settings that work but
      * should change (an old key name); NULL when none. Owned. */
     char *warnings;
+
+    /* The text the settings were parsed from, kept so that a change of DNS
+     * answers rebuilds exactly these settings, whatever the file says by
+     * then. Owned. */
+    char *source;
+    size_t source_len;
 };
 
 static inline bool config_expect_has(const struct config *cfg, int status)
@@ -159,6 +174,8 @@ int config_load_admin(const char *path, struct config_admin *out, char *error, s
 int config_parse_duration(const char *text, int64_t *ms);
 /* "64MB", "1KB", "1GB", "512B" or a bare integer of bytes. Returns 0 or -1. */
 int config_parse_size(const char *text, uint64_t *bytes);
+/* "127.0.0.1:8001" or "[::1]:8001": the form operators read in logs. */
+void config_format_address(const struct sockaddr_storage *addr, char *buf, size_t len);
 /* "127.0.0.1:80", "[::1]:80", ":80", "*:80". Returns 0 or -1. */
 int config_parse_address(const char *text, struct config_address *out);
 

@@ -20,8 +20,10 @@
 #include "alert.h"
 #include "config.h"
 #include "ctl.h"
+#include "dns.h"
 #include "log.h"
 #include "pool.h"
+#include "resolver.h"
 #include "version.h"
 #include "worker.h"
 
@@ -113,15 +115,9 @@ static void log_lines(enum config_log_level level, const char *prefix, const cha
     }
 }
 
-/* Loads the file and applies the command line's overrides. Errors go into
- * errors as "FILE:LINE:COL: message" lines. */
-static int load_config(const struct options *o, struct config *cfg, char *errors, size_t errors_len)
+/* The command line's overrides, applied to every configuration loaded. */
+static int apply_options(const struct options *o, struct config *cfg, char *errors, size_t errors_len)
 {
-    errors[0] = '\0';
-    if (config_load(cfg, o->config_path, errors, errors_len) != 0)
-        return -1;
-    if (cfg->warnings)
-        log_lines(LOG_WARN, "", cfg->warnings);
     if (o->listen) {
         struct config_address address;
         if (config_parse_address(o->listen, &address) < 0) {
@@ -137,6 +133,46 @@ static int load_config(const struct options *o, struct config *cfg, char *errors
     if (cfg->workers == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cfg->workers = cpus > 0 ? (int)cpus : 1;
+    }
+    return 0;
+}
+
+/* Loads the file and applies the command line's overrides. Errors go into
+ * errors as "FILE:LINE:COL: message" lines. */
+static int load_config(const struct options *o, struct config *cfg, char *errors, size_t errors_len)
+{
+    errors[0] = '\0';
+    if (config_load(cfg, o->config_path, errors, errors_len) != 0)
+        return -1;
+    if (cfg->warnings)
+        log_lines(LOG_WARN, "", cfg->warnings);
+    return apply_options(o, cfg, errors, errors_len);
+}
+
+/* One application per address of each host name: 0, or -1 with why in errors. */
+static int expand_names(struct config *cfg, const struct dns_answers *answers, char *errors,
+                        size_t errors_len)
+{
+    int rc = dns_expand(cfg, answers);
+    if (rc < 0)
+        snprintf(errors, errors_len, "%s: cannot make one application per address: %s\n",
+                 cfg->path, rc == -E2BIG ? "more than 65535 applications" : strerror(-rc));
+    return rc < 0 ? -1 : 0;
+}
+
+/* Host names resolved, blocking, and each made one application per
+ * address. A name the DNS cannot answer now keeps its answer in previous
+ * (NULL at start, where it is an error: better to refuse to start than to
+ * serve without an application the file names). On success *answers is
+ * the caller's. */
+static int resolve_names(struct config *cfg, const struct dns_answers *previous,
+                         struct dns_answers *answers, char *errors, size_t errors_len)
+{
+    if (resolver_resolve_now(cfg, previous, answers, errors, errors_len) != 0)
+        return -1;
+    if (expand_names(cfg, answers, errors, errors_len) < 0) {
+        dns_answers_free(answers);
+        return -1;
     }
     return 0;
 }
@@ -185,11 +221,34 @@ struct runtime {
     pthread_mutex_t generations_lock;
     struct admin *admin;       /* NULL when [admin] listen = "" */
     pthread_t main_thread;
+    /* Keeps host names resolved; NULL when the config has none. */
+    struct resolver *resolver;
+    struct dns_answers answers; /* what the newest generation was built from */
 };
 
 /* The admin server's request for a reload: a real-time signal, queued and
  * taken by sigtimedwait like SIGHUP. */
 #define ADMIN_RELOAD_SIGNAL (SIGRTMIN)
+
+/* The resolver's news that a name's addresses changed: a real-time signal
+ * too, so that the next generation is built on this thread. */
+#define DNS_CHANGED_SIGNAL (SIGRTMIN + 1)
+
+static void ask_dns_rebuild(void *arg)
+{
+    struct runtime *rt = arg;
+    int rc = pthread_kill(rt->main_thread, DNS_CHANGED_SIGNAL);
+    if (rc != 0)
+        log_error("dns: cannot ask for the applications to be rebuilt: %s", strerror(rc));
+}
+
+static void start_resolver(struct runtime *rt)
+{
+    int rc = resolver_start(&rt->resolver, &rt->newest->cfg, &rt->answers, ask_dns_rebuild, rt);
+    if (rc < 0)
+        log_error("dns: cannot start the resolver thread (%s): host names are not resolved "
+                  "again until a reload", strerror(-rc));
+}
 
 static void ask_reload(void *arg)
 {
@@ -348,6 +407,9 @@ static void limit_retired(struct runtime *rt)
 
 static void stop(struct runtime *rt)
 {
+    resolver_stop(rt->resolver);
+    rt->resolver = NULL;
+    dns_answers_free(&rt->answers);
     /* First: it reads the generations and wakes the workers. */
     admin_stop(rt->admin);
     rt->admin = NULL;
@@ -458,21 +520,12 @@ static void retire(struct runtime *rt, struct generation *old)
     log_warn("reload: a worker has not adopted the new configuration yet");
 }
 
-/* Builds, publishes and retires: 0, or -1 with what went wrong in errors
- * ("FILE:LINE:COL: message" lines) while the previous generation keeps
- * serving. Called with the generations lock held. */
-static int reload_generation(struct runtime *rt, char *errors, size_t errors_len)
+/* Publishes next (its cfg loaded) and retires the newest: 0, or -1 with
+ * what went wrong in errors, next freed, while the previous generation
+ * keeps serving. Called with the generations lock held. */
+static int publish_generation(struct runtime *rt, struct generation *next, char *errors, size_t errors_len)
 {
     struct generation *now = rt->newest;
-    struct generation *next = generation_new();
-    if (!next) {
-        snprintf(errors, errors_len, "out of memory\n");
-        return -1;
-    }
-    if (load_config(rt->options, &next->cfg, errors, errors_len) < 0) {
-        generations_free(next);
-        return -1;
-    }
     keep_fixed_settings(&next->cfg, &now->cfg);
     int rc = pool_init(&next->pool, &next->cfg);
     if (rc < 0) {
@@ -507,6 +560,35 @@ static int reload_generation(struct runtime *rt, char *errors, size_t errors_len
     return 0;
 }
 
+/* Builds from the file, publishes and retires: 0, or -1 with what went
+ * wrong in errors ("FILE:LINE:COL: message" lines) while the previous
+ * generation keeps serving. Called with the generations lock held. */
+static int reload_generation(struct runtime *rt, char *errors, size_t errors_len)
+{
+    struct generation *next = generation_new();
+    struct dns_answers answers;
+    if (!next) {
+        snprintf(errors, errors_len, "out of memory\n");
+        return -1;
+    }
+    if (load_config(rt->options, &next->cfg, errors, errors_len) < 0 ||
+        resolve_names(&next->cfg, &rt->answers, &answers, errors, errors_len) < 0) {
+        generations_free(next);
+        return -1;
+    }
+    if (publish_generation(rt, next, errors, errors_len) < 0) {
+        dns_answers_free(&answers);
+        return -1;
+    }
+    /* The names may have changed with the file: a resolver for these. */
+    resolver_stop(rt->resolver);
+    rt->resolver = NULL;
+    dns_answers_free(&rt->answers);
+    rt->answers = answers;
+    start_resolver(rt);
+    return 0;
+}
+
 /* SIGHUP, or the admin API (from_api: it waits for the answer). */
 static void reload(struct runtime *rt, bool from_api)
 {
@@ -528,6 +610,61 @@ static void reload(struct runtime *rt, bool from_api)
     log_info("reload: %s loaded: %d applications, %d up", rt->options->config_path, rt->newest->pool.count,
              pool_up_count(&rt->newest->pool));
     pthread_mutex_unlock(&rt->generations_lock);
+}
+
+/* The same settings as the newest generation, from the same text, with
+ * fresh addresses: 0, or -1 with errors written and next's cfg empty. */
+static int rebuild_config(struct runtime *rt, struct config *next, const struct dns_answers *answers,
+                          char *errors, size_t errors_len)
+{
+    const struct config *now = &rt->newest->cfg;
+    if (config_parse(next, now->path, now->source, now->source_len, errors, errors_len) != 0)
+        return -1;
+    if (apply_options(rt->options, next, errors, errors_len) < 0 ||
+        expand_names(next, answers, errors, errors_len) < 0) {
+        config_free(next);
+        return -1;
+    }
+    return 0;
+}
+
+/* A name's addresses changed: the next generation is the newest one's
+ * settings with the new addresses, through the reload path, so that the
+ * applications of unchanged addresses keep their state, counters and
+ * pooled connections and those of vanished ones drain. */
+static void rebuild_from_dns(struct runtime *rt)
+{
+    static char errors[ERRORS_MAX];
+    struct dns_answers fresh;
+    if (!rt->resolver || resolver_answers(rt->resolver, &fresh) < 0)
+        return;
+    pthread_mutex_lock(&rt->generations_lock);
+    struct generation *next = NULL;
+    int rc = -1;
+    errors[0] = '\0';
+    if (dns_answers_equal(&fresh, &rt->answers)) {
+        rc = 0;         /* already built: signals of one change may queue up */
+    } else if ((next = generation_new()) && rebuild_config(rt, &next->cfg, &fresh, errors, sizeof(errors)) == 0) {
+        rc = publish_generation(rt, next, errors, sizeof(errors));
+        next = NULL;    /* published, or freed by publish_generation */
+        if (rc == 0) {
+            dns_answers_free(&rt->answers);
+            rt->answers = fresh;
+            fresh = (struct dns_answers){0};
+            free_unused_generations(rt);
+            log_info("dns: now %d applications, %d up", rt->newest->pool.count,
+                     pool_up_count(&rt->newest->pool));
+        }
+    }
+    pthread_mutex_unlock(&rt->generations_lock);
+    if (next)
+        generations_free(next);
+    dns_answers_free(&fresh);
+    if (rc < 0) {
+        log_lines(LOG_ERROR, "dns: ", errors[0] ? errors : "out of memory\n");
+        log_error("dns: the addresses changed but the applications could not be rebuilt; "
+                  "still serving the previous ones");
+    }
 }
 
 static bool served_by_a_worker(const struct runtime *rt, const struct generation *g)
@@ -594,6 +731,8 @@ static void serve_until_stop(struct runtime *rt, sigset_t *signals)
         }
         if (sig == SIGUSR1)
             reopen_access_log();
+        if (sig == DNS_CHANGED_SIGNAL)
+            rebuild_from_dns(rt);
     }
 }
 
@@ -611,7 +750,8 @@ int main(int argc, char **argv)
     if (!rt.newest)
         return 1;
     struct config *cfg = &rt.newest->cfg;
-    if (load_config(&o, cfg, errors, sizeof(errors)) < 0) {
+    if (load_config(&o, cfg, errors, sizeof(errors)) < 0 ||
+        resolve_names(cfg, NULL, &rt.answers, errors, sizeof(errors)) < 0) {
         fputs(errors, stderr);
         generations_free(rt.newest);
         return 1;
@@ -622,16 +762,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: [server.tls]: TLS termination on the listener is not available in "
                         "this version; remove the table or terminate TLS in front of sluice\n",
                 cfg->path);
+        dns_answers_free(&rt.answers);
         generations_free(rt.newest);
         return 1;
     }
     if (o.check) {
         printf("config ok\n");
+        dns_answers_free(&rt.answers);
         generations_free(rt.newest);
         return 0;
     }
     if ((rc = log_init(cfg)) < 0) {
         fprintf(stderr, "sluice: cannot open access log %s: %s\n", cfg->log_access, strerror(-rc));
+        dns_answers_free(&rt.answers);
         generations_free(rt.newest);
         return 1;
     }
@@ -643,6 +786,7 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGHUP);
     sigaddset(&signals, SIGUSR1);
     sigaddset(&signals, ADMIN_RELOAD_SIGNAL);
+    sigaddset(&signals, DNS_CHANGED_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -652,6 +796,7 @@ int main(int argc, char **argv)
         status = 1;
     } else {
         announce(&rt);
+        start_resolver(&rt);
         if (cfg->cache_enabled)
             log_warn("[cache] is enabled but the cache is not available in this version: "
                      "every request goes to an application");

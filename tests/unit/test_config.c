@@ -129,7 +129,14 @@ static void test_seed(void)
     CHECK_STR(cfg.apps[0].name, "api-1");
     CHECK_STR(cfg.apps[0].host, "localhost");
     CHECK_INT(cfg.apps[0].weight, 1000);
-    CHECK_INT(port_of(&cfg.apps[0].address), 8001);
+    CHECK(cfg.apps[0].by_name);         /* resolved later, one application per address */
+    CHECK_INT(cfg.apps[0].host_line, 2);
+    CHECK_INT(cfg.apps[0].host_col, 8);
+    config_free(&cfg);
+
+    check_ok("[[applications]]\nhost = \"127.0.0.3\"\nport = 9000\n");
+    CHECK(!cfg.apps[0].by_name);        /* a literal in host is an address, as in ip */
+    CHECK_INT(port_of(&cfg.apps[0].address), 9000);
     config_free(&cfg);
 
     check_ok("[[applications]]\nhost = \"localhost\"\nport = 9000\n");
@@ -469,8 +476,29 @@ static void test_error_positions(void)
                     "t.toml:2:8: applications.name: \"a b\": use only");
     check_one_error("[[applications]]\nname = \"\"\nip = \"127.0.0.1\"\n",
                     "t.toml:2:8: applications.name: must be 1 to 63 characters long");
-    check_one_error("[[applications]]\nhost = \"no-such-host.invalid\"\n",
-                    "t.toml:2:8: applications.host: cannot resolve \"no-such-host.invalid\"");
+    /* names are resolved after the file is read (test_dns.c) */
+    check_one_error("[[applications]]\nname = \"a-name-far-too-long-for-its-members-to-fit\"\n"
+                    "host = \"api.internal\"\n",
+                    "t.toml:2:8: applications.name: \"a-name-far-too-long-for-its-members-to-fit\" "
+                    "is too long for a host name's applications");
+    check_one_error("[server]\ndns_refresh = \"500ms\"\n" APP,
+                    "t.toml:2:15: server.dns_refresh: 500ms is out of range (1000..86400000ms)");
+    check_one_error("[server]\ndns_refresh = 0\n" APP,
+                    "t.toml:2:15: server.dns_refresh: 0ms is out of range");
+    check_one_error("[server.limits]\ndns_refresh = \"soon\"\n" APP,
+                    "t.toml:2:15: server.limits.dns_refresh: invalid duration \"soon\"");
+    check_one_error("[server]\nresolvers = [\"127.0.0.1:53\", \"dns.example:53\"]\n" APP,
+                    "t.toml:2:30: server.resolvers: invalid resolver \"dns.example:53\"");
+    check_one_error("[server]\nresolvers = [\"127.0.0.1:99999\"]\n" APP,
+                    "t.toml:2:14: server.resolvers: invalid resolver \"127.0.0.1:99999\"");
+    check_one_error("[server]\nresolvers = [\"*:53\"]\n" APP,
+                    "t.toml:2:14: server.resolvers: invalid resolver \"*:53\"");
+    check_one_error("[server]\nresolvers = \"127.0.0.1\"\n" APP,
+                    "t.toml:2:13: server.resolvers: expected a list of");
+    check_one_error("[server]\ndns_refresh = \"5s\"\n[server.limits]\ndns_refresh = \"10s\"\n" APP,
+                    "t.toml:4:1: server: dns_refresh is set in both [server] and [server.limits]");
+    check_one_error("[server.limits]\nresolvers = [1]\n" APP,
+                    "t.toml:2:14: server.limits.resolvers: expected a string");
     check_one_error("[health]\npath = \"a\\nb\"\n" APP,
                     "t.toml:2:8: health.path: \"a?b\" must start with '/'\n");
     check_one_error("[health]\npath = \"/a\\u0000b\"\n" APP,
