@@ -238,6 +238,10 @@ static void begin_next_request(struct client *c)
 static void linger(struct client *c)
 {
     stream_shutdown_write(&c->s);
+    /* Over TLS the end of our answer is close_notify: a client reading to
+     * the end must not wait out the linger for it. */
+    if (c->s.ssl)
+        tls_shutdown_write(c->s.ssl);
     buf_release(c->p->buffers, &c->s.in);
     c->phase = PHASE_LINGER;
     c->s.can_read = true;

@@ -313,3 +313,18 @@ def test_redirect_https_from_the_plain_listener(sluice, registry, backends, cert
     with TLSConnection(s.port, "one.test", certs) as t:
         r = t.get("/")
         assert r.status == 200 and r.body == (b.name + "\n").encode()
+
+
+def test_a_closing_answer_ends_with_close_notify(sluice, registry, backends, certs):
+    """Bytes after a Connection: close request make sluice linger (reading
+    them, so that they do not reset our answer); over TLS the client still
+    learns at once that the answer is complete."""
+    b = backends.start()
+    s = start_tls(sluice, registry, certs, [b])
+    with TLSConnection(s.port, "one.test", certs) as c:
+        t0 = time.monotonic()
+        c.send("GET / HTTP/1.1\r\nHost: one.test\r\nConnection: close\r\n\r\nGET /next HTTP/1.1\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.body == (b.name + "\n").encode()
+        assert c.closed_within(scaled(5))
+        assert time.monotonic() - t0 < 1.0   # the linger lasts 2 s
