@@ -328,3 +328,38 @@ def test_a_closing_answer_ends_with_close_notify(sluice, registry, backends, cer
         assert r.status == 200 and r.body == (b.name + "\n").encode()
         assert c.closed_within(scaled(5))
         assert time.monotonic() - t0 < 1.0   # the linger lasts 2 s
+
+
+def test_sessions_are_resumed(sluice, registry, backends, certs):
+    """A returning client skips the full handshake: by ticket (TLS 1.3 and
+    1.2) or by session id from the cache (TLS 1.2 without tickets), on the
+    first certificate and on one chosen by SNI."""
+    b = backends.start()
+    s = start_tls(sluice, registry, certs, [b], certificates=["two"])
+
+    def context(version, tickets):
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        ctx.minimum_version = ctx.maximum_version = version
+        if not tickets:
+            ctx.options |= ssl.OP_NO_TICKET
+        return ctx
+
+    def visit(ctx, name, session=None):
+        raw = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        with ctx.wrap_socket(raw, server_hostname=name, session=session) as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % name.encode())
+            data = b""
+            while not data.endswith(b"\r\n\r\n" + (b.name + "\n").encode()):
+                chunk = t.recv(4096)
+                assert chunk, data
+                data += chunk
+            return t.session, t.session_reused
+
+    for name in ("one.test", "two.test"):
+        for version, tickets in ((ssl.TLSVersion.TLSv1_3, True), (ssl.TLSVersion.TLSv1_2, True),
+                                 (ssl.TLSVersion.TLSv1_2, False)):
+            ctx = context(version, tickets)
+            session, reused = visit(ctx, name)
+            assert not reused
+            _, reused = visit(ctx, name, session)
+            assert reused, (name, version, tickets)
