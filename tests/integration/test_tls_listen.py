@@ -363,3 +363,20 @@ def test_sessions_are_resumed(sluice, registry, backends, certs):
             assert not reused
             _, reused = visit(ctx, name, session)
             assert reused, (name, version, tickets)
+
+
+def test_https_cannot_be_added_by_a_reload(sluice, registry, backends, certs):
+    """Listeners are fixed at start: a reload that adds [server.tls] and
+    redirect_https to a plain sluice is refused, and requests stay proxied."""
+    b = backends.start()
+    install(certs, registry.dir, "one")
+    s = sluice([b])
+    text = s.config_path.read_text().replace(
+        "[server]\n", "[server]\nredirect_https = true\n", 1) + '\n[server.tls]\ncert = "one.pem"\nkey = "one.key"\n'
+    s.config_path.write_text(text)
+    mark = len(s.stderr())
+    s.proc.send(signal.SIGHUP)
+    assert s.wait_stderr(r"still serving the previous configuration", scaled(5), mark), s.stderr()[mark:]
+    assert "redirect_https needs an HTTPS listener" in s.stderr()[mark:]
+    r = get(s.port, "/")
+    assert r.status == 200 and r.body == (b.name + "\n").encode()
