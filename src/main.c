@@ -24,6 +24,7 @@
 #include "log.h"
 #include "pool.h"
 #include "resolver.h"
+#include "tlsserver.h"
 #include "version.h"
 #include "worker.h"
 
@@ -126,6 +127,7 @@ static int apply_options(const struct options *o, struct config *cfg, char *erro
             return -1;
         }
         cfg->listen[0] = address;
+        cfg->listen_scheme[0] = LISTEN_DEFAULT;
         cfg->listen_count = 1;
     }
     if (o->workers >= 0)
@@ -175,6 +177,17 @@ static int resolve_names(struct config *cfg, const struct dns_answers *previous,
         return -1;
     }
     return 0;
+}
+
+/* The certificates of the HTTPS listeners, read and checked now: a bad
+ * one is an error at start and under --check, and a refused reload. */
+static int load_certificates(struct generation *g, char *errors, size_t errors_len)
+{
+    char warnings[2048];
+    int n = tls_server_new(&g->tls, &g->cfg, errors, errors_len, warnings, sizeof(warnings));
+    if (warnings[0])
+        log_lines(LOG_WARN, "", warnings);
+    return n ? -1 : 0;
 }
 
 /* Each connection through sluice takes two descriptors; the soft limit is
@@ -290,6 +303,7 @@ static struct generation *generation_new(void)
 
 static void generation_free(struct generation *g)
 {
+    tls_server_release(g->tls);
     pool_free(&g->pool);
     config_free(&g->cfg);
     free(g);
@@ -483,7 +497,8 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
 {
     bool same_listen = next->listen_count == now->listen_count;
     for (int i = 0; same_listen && i < now->listen_count; i++)
-        same_listen = strcmp(next->listen[i].text, now->listen[i].text) == 0;
+        same_listen = strcmp(next->listen[i].text, now->listen[i].text) == 0 &&
+                      config_listen_is_tls(next, i) == config_listen_is_tls(now, i);
     if (!same_listen)
         log_warn("reload: [server] listen changed; the listeners change only on restart");
     if (next->workers != now->workers)
@@ -496,6 +511,10 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
         log_warn("reload: [log] changed; log settings change only on restart");
     next->listen_count = now->listen_count;
     memcpy(next->listen, now->listen, sizeof(next->listen));
+    /* Which listeners speak TLS is fixed with them, whatever [server.tls]
+     * now says. */
+    for (int i = 0; i < now->listen_count; i++)
+        next->listen_scheme[i] = config_listen_is_tls(now, i) ? LISTEN_HTTPS : LISTEN_HTTP;
     next->workers = now->workers;
     next->admin_enabled = now->admin_enabled;
     next->admin_listen = now->admin_listen;
@@ -520,6 +539,18 @@ static void retire(struct runtime *rt, struct generation *old)
     log_warn("reload: a worker has not adopted the new configuration yet");
 }
 
+/* What a reloaded config asks of HTTPS that the running listeners (fixed
+ * at start) cannot give; NULL when nothing. */
+static const char *https_conflict(const struct generation *next)
+{
+    bool https = config_https_port(&next->cfg) != 0;
+    if (https && !next->tls)
+        return "[server.tls] is gone but sluice listens for HTTPS";
+    if (!https && next->cfg.redirect_https)
+        return "redirect_https needs an HTTPS listener, and sluice has none";
+    return NULL;
+}
+
 /* Publishes next (its cfg loaded) and retires the newest: 0, or -1 with
  * what went wrong in errors, next freed, while the previous generation
  * keeps serving. Called with the generations lock held. */
@@ -527,6 +558,16 @@ static int publish_generation(struct runtime *rt, struct generation *next, char 
 {
     struct generation *now = rt->newest;
     keep_fixed_settings(&next->cfg, &now->cfg);
+    if (load_certificates(next, errors, errors_len) < 0) {
+        generations_free(next);
+        return -1;
+    }
+    const char *unservable = https_conflict(next);
+    if (unservable) {
+        snprintf(errors, errors_len, "%s: %s; the listeners change only on restart\n", next->cfg.path, unservable);
+        generations_free(next);
+        return -1;
+    }
     int rc = pool_init(&next->pool, &next->cfg);
     if (rc < 0) {
         snprintf(errors, errors_len, "cannot set up the applications: %s\n", strerror(-rc));
@@ -756,12 +797,8 @@ int main(int argc, char **argv)
         generations_free(rt.newest);
         return 1;
     }
-    /* Accepted by the config but not served yet: refuse
-     * rather than listen in plain text where TLS was asked for. */
-    if (cfg->tls_cert) {
-        fprintf(stderr, "%s: [server.tls]: TLS termination on the listener is not available in "
-                        "this version; remove the table or terminate TLS in front of sluice\n",
-                cfg->path);
+    if (load_certificates(rt.newest, errors, sizeof(errors)) < 0) {
+        fputs(errors, stderr);
         dns_answers_free(&rt.answers);
         generations_free(rt.newest);
         return 1;
