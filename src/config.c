@@ -40,6 +40,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "template.h"
 #include "toml.h"
 #include "url.h"
 
@@ -305,6 +306,7 @@ void config_defaults(struct config *cfg)
 
     cfg->alert_webhook = strdup("");
     cfg->alert_command = strdup("");
+    cfg->alert_batch_ms = 5 * 1000;
 
     cfg->log_access = strdup("stdout");
     cfg->log_format = LOG_FORMAT_COMBINED;
@@ -315,6 +317,8 @@ void config_defaults(struct config *cfg)
     cfg->cache_entries = 0;
     cfg->cache_max_object = 1ULL << 20;
 }
+
+static void free_webhooks(struct config *cfg);
 
 void config_free(struct config *cfg)
 {
@@ -329,6 +333,7 @@ void config_free(struct config *cfg)
     free(cfg->admin_token);
     free(cfg->alert_webhook);
     free(cfg->alert_command);
+    free_webhooks(cfg);
     free(cfg->log_access);
     free(cfg->warnings);
     memset(cfg, 0, sizeof(*cfg));
@@ -1174,11 +1179,295 @@ static const struct section admin_section = {
     finish_admin,
 };
 
+/* ------------------------------------------------------------------------
+ * [[alerts.webhooks]]: each receiver in its own format.
+ */
+
+#undef BASE
+#define BASE struct config_webhook
+
+static const char *const webhook_format_names[] = {"json", "slack", "pagerduty", "form", NULL};
+
+/* Reads every ${NAME} in text from the environment, so that secrets stay
+ * out of the file. A variable that is not set is an error now rather than
+ * an empty header at the first outage. Returns a malloc'd string or NULL
+ * with why. */
+static char *expand_environment(const char *text, char *why, size_t why_len)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    const char *p = text;
+    while (*p) {
+        if (p[0] != '$' || p[1] != '{') {
+            fputc(*p++, f);
+            continue;
+        }
+        const char *name = p + 2;
+        size_t n = 0;
+        while (name[n] == '_' || isalnum((unsigned char)name[n]))
+            n++;
+        if (name[n] != '}' || n == 0 || isdigit((unsigned char)name[0])) {
+            snprintf(why, why_len, "\"${\" must be followed by a variable name and \"}\"");
+            break;
+        }
+        char var[128];
+        snprintf(var, sizeof(var), "%.*s", (int)n, name);
+        const char *value = getenv(var);
+        if (!value) {
+            snprintf(why, why_len, "the environment variable %s is not set", var);
+            break;
+        }
+        fputs(value, f);
+        p = name + n + 1;
+    }
+    fclose(f);
+    if (*p) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* A value that goes into a request head as it is. */
+static bool header_value_ok(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            return false;
+    return true;
+}
+
+static bool header_name_ok(const char *name)
+{
+    static const char *const framing[] = {"host", "content-length", "content-type",
+                                          "transfer-encoding", "connection", NULL};
+    if (!name[0])
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!is_tchar(*p))
+            return false;
+    for (int i = 0; framing[i]; i++)
+        if (strcasecmp(name, framing[i]) == 0)
+            return false;
+    return true;
+}
+
+/* A string with ${VAR} read from the environment, stored in *slot. */
+static void store_expanded(struct loader *ld, const struct toml_value *v, char **slot)
+{
+    char why[200];
+    const char *text = string_value(ld, v);
+    if (!text)
+        return;
+    char *expanded = expand_environment(text, why, sizeof(why));
+    if (!expanded) {
+        value_error(ld, v, "%s", why);
+        return;
+    }
+    if (!header_value_ok(expanded)) {
+        value_error(ld, v, "must not contain CR or LF (after reading the environment)");
+        free(expanded);
+        return;
+    }
+    free(*slot);
+    *slot = expanded;
+}
+
+static const char *check_template(const char *text)
+{
+    static _Thread_local char why[300];
+    size_t at;
+    return template_check(text, &at, why, sizeof(why)) < 0 ? why : NULL;
+}
+
+/* headers = {Name = "value"} or fields = {name = "template"}: a table of
+ * strings, kept in file order. */
+static void load_pairs(struct loader *ld, const struct toml_keyval *kv, struct config_pair **out,
+                       int *count, bool headers)
+{
+    const struct toml_value *v = kv->value;
+    if (v->type != TOML_TABLE) {
+        type_error(ld, v, "a table of strings, e.g. { Name = \"value\" }");
+        return;
+    }
+    *out = calloc(v->u.table.len ? v->u.table.len : 1, sizeof(**out));
+    if (!*out) {
+        value_error(ld, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const struct toml_keyval *item = &v->u.table.items[i];
+        struct config_pair *pair = &(*out)[*count];
+        if (strlen(item->key) != item->key_len || (headers && !header_name_ok(item->key))) {
+            add_error(ld, item->line, item->col, "%s: \"%s\" is not a header name sluice lets "
+                      "you set (a token; not Host, Content-Length, Content-Type, "
+                      "Transfer-Encoding or Connection)", ld->label, item->key);
+            continue;
+        }
+        if (headers) {
+            store_expanded(ld, item->value, &pair->value);
+        } else {
+            const char *text = string_value(ld, item->value);
+            const char *why = text ? check_template(text) : NULL;
+            if (why)
+                value_error(ld, item->value, "%s", why);
+            else if (text)
+                store_string(ld, item->value, &pair->value, text);
+        }
+        if (pair->value && !(pair->name = strdup(item->key))) {
+            free(pair->value);
+            pair->value = NULL;
+            value_error(ld, item->value, "out of memory");
+        }
+        if (pair->value)
+            (*count)++;
+    }
+}
+
+static void load_webhook_headers(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                                 void *base)
+{
+    struct config_webhook *w = base;
+    (void)f;
+    load_pairs(ld, kv, &w->headers, &w->header_count, true);
+}
+
+static void load_webhook_fields(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                                void *base)
+{
+    struct config_webhook *w = base;
+    (void)f;
+    load_pairs(ld, kv, &w->fields, &w->field_count, false);
+}
+
+static void load_routing_key(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                             void *base)
+{
+    struct config_webhook *w = base;
+    (void)f;
+    store_expanded(ld, kv->value, &w->routing_key);
+    if (w->routing_key && !w->routing_key[0]) {
+        value_error(ld, kv->value, "is empty");
+        free(w->routing_key);
+        w->routing_key = NULL;
+    }
+}
+
+static const char *check_webhook_url(const char *text)
+{
+    return text[0] ? check_webhook(text) : "is empty: give the receiver's URL";
+}
+
+/* Keys that only one format reads are refused on the others: a `fields`
+ * table on a json webhook would be silently ignored otherwise. */
+static void finish_webhook(struct loader *ld, const struct toml_value *table, void *base)
+{
+    const struct config_webhook *w = base;
+    const struct toml_keyval *fields = table_get(table, "fields");
+    const struct toml_keyval *text = table_get(table, "text");
+    const struct toml_keyval *key = table_get(table, "routing_key");
+    const char *format = webhook_format_names[w->format];
+    set_label(ld, "alerts.webhooks", "");
+    if (!table_get(table, "url"))
+        add_error(ld, table->line, table->col, "alerts.webhooks: url is required");
+    if (fields && w->format != WEBHOOK_FORM)
+        add_error(ld, fields->line, fields->col, "alerts.webhooks.fields: only format = \"form\" "
+                  "sends fields (this one is \"%s\")", format);
+    if (!fields && w->format == WEBHOOK_FORM)
+        add_error(ld, table->line, table->col, "alerts.webhooks: format = \"form\" needs fields "
+                  "(what to send, e.g. { Body = \"{application} is {state}\" })");
+    if (text && w->format != WEBHOOK_SLACK)
+        add_error(ld, text->line, text->col, "alerts.webhooks.text: only format = \"slack\" "
+                  "sends a text (this one is \"%s\")", format);
+    if (key && w->format != WEBHOOK_PAGERDUTY)
+        add_error(ld, key->line, key->col, "alerts.webhooks.routing_key: only format = "
+                  "\"pagerduty\" takes a routing_key (this one is \"%s\")", format);
+    if (!key && w->format == WEBHOOK_PAGERDUTY)
+        add_error(ld, table->line, table->col, "alerts.webhooks: format = \"pagerduty\" needs "
+                  "routing_key (the integration key of an Events API v2 integration)");
+}
+
+static const struct section webhook_section = {
+    "alerts.webhooks", "in [[alerts.webhooks]]",
+    (const struct field[]){
+        KEY_STRING("url", url, check_webhook_url),
+        KEY_ENUM("format", format, webhook_format_names),
+        KEY_CUSTOM("headers", headers, load_webhook_headers),
+        KEY_CUSTOM("fields", fields, load_webhook_fields),
+        KEY_STRING("text", text, check_template),
+        KEY_CUSTOM("routing_key", routing_key, load_routing_key),
+        {0},
+    },
+    finish_webhook,
+};
+
+#undef BASE
+#define BASE struct config
+
+static void load_webhooks(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                          void *base)
+{
+    struct config *cfg = base;
+    const struct toml_value *v = kv->value;
+    (void)f;
+    if (v->type != TOML_ARRAY) {
+        type_error(ld, v, "an array of tables ([[alerts.webhooks]])");
+        return;
+    }
+    if (v->u.array.len > CONFIG_WEBHOOKS_MAX) {
+        value_error(ld, v, "%zu webhooks: at most %d are supported", v->u.array.len, CONFIG_WEBHOOKS_MAX);
+        return;
+    }
+    cfg->webhooks = calloc(v->u.array.len ? v->u.array.len : 1, sizeof(*cfg->webhooks));
+    if (!cfg->webhooks) {
+        value_error(ld, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const struct toml_value *table = v->u.array.items[i];
+        struct config_webhook *w = &cfg->webhooks[cfg->webhook_count++];
+        w->line = table->line;
+        if (table->type != TOML_TABLE)
+            type_error(ld, table, "a table");
+        else
+            load_section(ld, table, &webhook_section, w);
+    }
+}
+
+static void free_pairs(struct config_pair *pairs, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(pairs[i].name);
+        free(pairs[i].value);
+    }
+    free(pairs);
+}
+
+static void free_webhooks(struct config *cfg)
+{
+    for (int i = 0; i < cfg->webhook_count; i++) {
+        struct config_webhook *w = &cfg->webhooks[i];
+        free(w->url);
+        free(w->text);
+        free(w->routing_key);
+        free_pairs(w->headers, w->header_count);
+        free_pairs(w->fields, w->field_count);
+    }
+    free(cfg->webhooks);
+}
+
 static const struct section alerts_section = {
     "alerts", "in [alerts]",
     (const struct field[]){
         KEY_STRING("webhook", alert_webhook, check_webhook),
         KEY_STRING("command", alert_command, NULL),
+        KEY_DURATION("batch", alert_batch_ms, 0, DAY_MS),
+        KEY_CUSTOM("webhooks", webhooks, load_webhooks),
         {0},
     },
     NULL,

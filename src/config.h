@@ -27,6 +27,26 @@ struct config_address {
     char text[80];                  /* as the operator wrote it, e.g. "0.0.0.0:8080" */
 };
 
+/* [[alerts.webhooks]]: one receiver and the format it expects. */
+enum config_webhook_format { WEBHOOK_JSON, WEBHOOK_SLACK, WEBHOOK_PAGERDUTY, WEBHOOK_FORM };
+#define CONFIG_WEBHOOKS_MAX 16
+
+struct config_pair {
+    char *name, *value;             /* owned */
+};
+
+struct config_webhook {
+    char *url;                      /* owned */
+    enum config_webhook_format format;
+    struct config_pair *headers;    /* values with ${VAR} read at load; owned */
+    int header_count;
+    struct config_pair *fields;     /* form: name = template; owned */
+    int field_count;
+    char *text;                     /* slack: one change's line; NULL = the sentence */
+    char *routing_key;              /* pagerduty, ${VAR} read at load; owned */
+    int line;                       /* where its [[alerts.webhooks]] header is */
+};
+
 struct config_app {
     char name[CONFIG_NAME_MAX];     /* default "ip:port" */
     char *host;                     /* ip or host name as written; owned */
@@ -93,6 +113,9 @@ struct config {
     /* [alerts] */
     char *alert_webhook;            /* "" when unset; owned */
     char *alert_command;            /* "" when unset; owned */
+    int64_t alert_batch_ms;         /* chat and email: changes this close make one message */
+    struct config_webhook *webhooks; /* [[alerts.webhooks]]; owned array */
+    int webhook_count;
 
     /* [log] */
     char *log_access;               /* "stdout", "off" or a path; owned */
