@@ -68,6 +68,7 @@
 #include "httpclient.h"
 #include "log.h"
 #include "loop.h"
+#include "payload.h"
 #include "tls.h"
 #include "url.h"
 
@@ -91,6 +92,8 @@
 #define ALERT_RESPONSE_MAX 2048
 #define ALERT_HOST_MAX 256
 #define ALERT_COMMAND_VARS 8
+/* Changes one chat message lists at most; a longer burst sends more. */
+#define ALERT_BATCH_MAX 32
 
 extern char **environ;
 
@@ -203,7 +206,9 @@ static void text_sentence(struct text *t, const struct alert_event *e, const cha
     text_puts(t, "sluice on ");
     text_puts(t, host);
     text_puts(t, ": ");
-    if (strcmp(e->event, "all_down") == 0) {
+    if (alert_event_is_test(e)) {
+        text_puts(t, "TEST alert: ");
+    } else if (strcmp(e->event, "all_down") == 0) {
         text_puts(t, "no application is up: ");
     } else if (strcmp(e->event, "restored") == 0) {
         text_puts(t, "service restored: ");
@@ -219,6 +224,11 @@ static void text_sentence(struct text *t, const struct alert_event *e, const cha
         text_puts(t, "): ");
     }
     text_puts(t, e->reason);
+}
+
+bool alert_event_is_test(const struct alert_event *e)
+{
+    return strcmp(e->event, "test") == 0;
 }
 
 int alert_format_text(char *out, size_t cap, const struct alert_event *e, const char *host)
@@ -280,6 +290,20 @@ struct lookup {
     struct lookup *next;             /* in alert->orphans */
 };
 
+/* One webhook: [alerts] webhook (sluice's JSON) or an [[alerts.webhooks]]
+ * entry. A chat webhook keeps the changes of the batch window here until
+ * they go out as one message. Owned by the dispatcher's hooks array. */
+struct hook {
+    struct alert *alert;
+    const struct config_webhook *cfg;    /* NULL for [alerts] webhook */
+    enum config_webhook_format format;
+    struct url url;
+    char name[160];                      /* for logs and test results: no path, which may hold a secret */
+    struct alert_event batch[ALERT_BATCH_MAX];
+    int batched;
+    struct loop_timer batch_timer;       /* from the first change batched */
+};
+
 /* One alert to one target; owned by the dispatcher's list. */
 struct delivery {
     struct alert *alert;
@@ -290,8 +314,15 @@ struct delivery {
     bool delivered;
     struct loop_timer timer;         /* backoff wait, or a running command's poll */
     struct alert_event event;
+    int batched;                     /* changes in one chat message, else 1 */
+    struct alert_test *test;         /* a test alert's shared result, or NULL */
+    int test_slot;                   /* its index in test->results */
+    char why[160];                   /* the last failure */
     /* webhook */
+    struct hook *hook;
     char *request;                   /* the whole POST; owned */
+    char *followup;                  /* sent once request is delivered (a test's
+                                        PagerDuty resolve); owned */
     size_t request_len;
     struct config_address address;   /* resolved for the current attempt */
     struct lookup *lookup;           /* while resolving; owned */
@@ -311,9 +342,15 @@ struct alert {
     int wake_fd;                     /* eventfd: alert_stop -> thread */
     struct loop_io wake_io;
     struct loop_io notify_io;        /* pool->notify_read_fd */
-    bool webhook_on, command_on;
-    struct url url;
-    struct ssl_ctx_st *tls;          /* for an https webhook */
+    bool command_on;
+    struct hook *hooks;              /* owned array */
+    int hook_count;
+    struct ssl_ctx_st *tls;          /* for https webhooks */
+    int test_fd;                     /* eventfd: alert_test_start -> thread */
+    struct loop_io test_io;
+    pthread_mutex_t test_lock;       /* guards tests and tests_closed */
+    struct alert_test *tests;        /* asked for, not yet started */
+    bool tests_closed;               /* the thread has ended */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
     int pending;
@@ -383,13 +420,53 @@ static int lookup_reap_orphans(struct alert *a)
 
 static const char *delivery_kind_name(const struct delivery *d)
 {
-    return d->kind == DELIVERY_WEBHOOK ? "webhook" : "command";
+    static const char *const formats[] = {"webhook", "slack webhook", "pagerduty webhook", "form webhook"};
+    if (d->kind == DELIVERY_COMMAND)
+        return "command";
+    return formats[d->hook->format];
 }
 
 static void delivery_describe(const struct delivery *d, char *out, size_t len)
 {
-    snprintf(out, len, "%s alert for %s (%s -> %s)", delivery_kind_name(d), d->event.application,
-             d->event.previous, d->event.state);
+    int n = snprintf(out, len, "%s%s alert for %s (%s -> %s)", d->test ? "test " : "", delivery_kind_name(d),
+                     d->event.application, d->event.previous, d->event.state);
+    if (d->batched > 1 && n > 0 && (size_t)n < len)
+        snprintf(out + n, len - (size_t)n, " and %d more changes", d->batched - 1);
+}
+
+/* ---- test results ---- */
+
+static void test_settle(struct alert_test *t, int slot, bool delivered, const char *why)
+{
+    struct alert_test_result *r = &t->results[slot];
+    r->delivered = delivered;
+    snprintf(r->why, sizeof(r->why), "%s", delivered ? "" : why);
+    atomic_store_explicit(&r->settled, true, memory_order_release);
+    if (--t->outstanding == 0)
+        alert_test_release(t);
+}
+
+void alert_test_release(struct alert_test *t)
+{
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1)
+        free(t);
+}
+
+bool alert_test_done(struct alert_test *t)
+{
+    for (int i = 0; i < t->count; i++)
+        if (!atomic_load_explicit(&t->results[i].settled, memory_order_acquire))
+            return false;
+    return true;
+}
+
+int alert_test_failed(struct alert_test *t)
+{
+    int failed = 0;
+    for (int i = 0; i < t->count; i++)
+        failed += !atomic_load_explicit(&t->results[i].settled, memory_order_acquire) ||
+                  !t->results[i].delivered;
+    return failed;
 }
 
 /* Kills a command and everything it started (its process group). */
@@ -453,7 +530,11 @@ static void delivery_remove(struct delivery *d)
     else
         a->tail = d->prev;
     a->pending--;
+    if (d->test)
+        test_settle(d->test, d->test_slot, d->delivered,
+                    d->why[0] ? d->why : "not delivered: sluice stopped before it was sent");
     free(d->request);
+    free(d->followup);
     free(d);
 }
 
@@ -462,8 +543,18 @@ static void delivery_succeeded(struct delivery *d, const char *note)
     char what[200];
     delivery_describe(d, what, sizeof(what));
     log_info("alert: %s delivered%s", what, note);
-    d->delivered = true;
     delivery_settle(d, DELIVERY_QUEUED);
+    if (d->followup) {
+        /* The next request of the same alert (a test's resolve) is started
+         * by the next after_iteration, with tries of its own. */
+        free(d->request);
+        d->request = d->followup;
+        d->request_len = strlen(d->request);
+        d->followup = NULL;
+        d->attempts = 0;
+        return;
+    }
+    d->delivered = true;
     delivery_remove(d);
 }
 
@@ -480,7 +571,8 @@ static void delivery_failed(struct delivery *d, const char *why)
     char what[200];
     delivery_describe(d, what, sizeof(what));
     delivery_settle(d, DELIVERY_WAITING);
-    if (d->attempts < ALERT_ATTEMPTS) {
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    if (d->attempts < (d->test ? 1 : ALERT_ATTEMPTS)) {
         int64_t backoff = (int64_t)ALERT_FIRST_BACKOFF_MS << (d->attempts - 1);
         loop_timer_init(&d->timer, delivery_on_backoff);
         if (loop_timer_arm(&a->loop, &d->timer, backoff) == 0) {
@@ -489,7 +581,10 @@ static void delivery_failed(struct delivery *d, const char *why)
             return;
         }
     }
-    log_error("alert: gave up on %s after %d attempts: %s", what, d->attempts, why);
+    if (d->test)
+        log_warn("alert: %s not delivered: %s", what, why);
+    else
+        log_error("alert: gave up on %s after %d attempts: %s", what, d->attempts, why);
     delivery_remove(d);
 }
 
@@ -533,7 +628,7 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     struct alert *a = d->alert;
     d->http.address = &d->address;
     d->http.tls = a->tls;
-    d->http.server_name = a->url.host;
+    d->http.server_name = d->hook->url.host;
     d->http.request = d->request;
     d->http.request_len = d->request_len;
     d->http.buf = d->response;
@@ -551,7 +646,7 @@ static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
 {
     struct delivery *d = container_of(timer, struct delivery, timer);
     struct lookup *l = d->lookup;
-    const char *host = d->alert->url.host;
+    const char *host = d->hook->url.host;
     char err[160];
     if (!l)
         return;
@@ -565,7 +660,7 @@ static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
     else if (rc != 0 || !l->cb.ar_result)
         snprintf(err, sizeof(err), "cannot resolve %.80s: %s", host, rc ? gai_strerror(rc) : "no address");
     else
-        webhook_pick(&d->alert->url, l->cb.ar_result, d->attempts, &d->address);
+        webhook_pick(&d->hook->url, l->cb.ar_result, d->attempts, &d->address);
     bool resolved = rc == 0 && l->cb.ar_result;
     lookup_abandon(d);
     if (!resolved || webhook_send(d, err, sizeof(err)) < 0)
@@ -577,11 +672,12 @@ static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
 static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
 {
     struct alert *a = d->alert;
+    const struct url *url = &d->hook->url;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(a->url.host, a->url.port, &hints, &res) == 0 && res) {
-        webhook_pick(&a->url, res, d->attempts, &d->address);
+    if (getaddrinfo(url->host, url->port, &hints, &res) == 0 && res) {
+        webhook_pick(url, res, d->attempts, &d->address);
         freeaddrinfo(res);
         return webhook_send(d, err, err_len);
     }
@@ -591,15 +687,15 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
         return -1;
     }
     l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    snprintf(l->host, sizeof(l->host), "%s", a->url.host);
-    snprintf(l->port, sizeof(l->port), "%s", a->url.port);
+    snprintf(l->host, sizeof(l->host), "%s", url->host);
+    snprintf(l->port, sizeof(l->port), "%s", url->port);
     l->cb = (struct gaicb){.ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints};
     l->started = a->loop.now;
     struct gaicb *list[1] = {&l->cb};
     int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
     if (rc != 0) {
         free(l);
-        snprintf(err, err_len, "cannot resolve %.80s: %s", a->url.host, gai_strerror(rc));
+        snprintf(err, err_len, "cannot resolve %.80s: %s", url->host, gai_strerror(rc));
         return -1;
     }
     d->lookup = l;
@@ -612,22 +708,45 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
     return 0;
 }
 
-static char *webhook_request(const struct alert *a, const struct alert_event *e, size_t *len)
+/* The whole POST of body (which it takes) to hook. */
+static char *webhook_request(const struct hook *hook, char *body)
 {
-    char json[ALERT_JSON_MAX];
-    int json_len = alert_format_json(json, sizeof(json), e, a->host);
-    char *request = NULL;
-    if (json_len < 0)
+    const char *type = hook->format == WEBHOOK_FORM ? "application/x-www-form-urlencoded" : "application/json";
+    char *request = NULL, *headers = NULL;
+    size_t headers_len = 0;
+    FILE *f = body ? open_memstream(&headers, &headers_len) : NULL;
+    if (!f) {
+        free(body);
         return NULL;
-    int n = asprintf(&request,
-                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     a->url.path, a->url.authority, json_len, json);
-    if (n < 0)
-        return NULL;
-    *len = (size_t)n;
+    }
+    for (int i = 0; hook->cfg && i < hook->cfg->header_count; i++)
+        fprintf(f, "%s: %s\r\n", hook->cfg->headers[i].name, hook->cfg->headers[i].value);
+    bool ok = fclose(f) == 0;
+    if (ok && asprintf(&request,
+                       "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice\r\n%s"
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n"
+                       "Connection: close\r\n\r\n%s",
+                       hook->url.path, hook->url.authority, headers, type, strlen(body), body) < 0)
+        request = NULL;
+    free(headers);
+    free(body);
     return request;
+}
+
+/* The body hook's format makes of one event (a chat batch is made apart). */
+static char *webhook_body(const struct hook *hook, const struct alert_event *e, const char *host, bool resolve)
+{
+    switch (hook->format) {
+    case WEBHOOK_SLACK:
+        return payload_chat(e, 1, hook->cfg->text, host);
+    case WEBHOOK_PAGERDUTY:
+        return payload_pagerduty(e, hook->cfg->routing_key, host, resolve);
+    case WEBHOOK_FORM:
+        return payload_form(e, hook->cfg->fields, hook->cfg->field_count);
+    case WEBHOOK_JSON:
+        break;
+    }
+    return payload_json(e, host);
 }
 
 /* ---- command delivery ---- */
@@ -813,28 +932,38 @@ static void alert_trim(struct alert *a)
         char what[200];
         delivery_describe(d, what, sizeof(what));
         log_warn("alert: more than %d alerts waiting; dropped the oldest, %s", ALERT_PENDING_MAX, what);
+        snprintf(d->why, sizeof(d->why), "dropped: more than %d alerts waiting", ALERT_PENDING_MAX);
         delivery_remove(d);
     }
 }
 
-static void alert_add(struct alert *a, enum delivery_kind kind, const struct alert_event *e)
+/* A delivery of e to one target, not queued yet; request (a webhook's)
+ * is taken. NULL when it cannot be made (logged). */
+static struct delivery *delivery_make(struct alert *a, struct hook *hook, const struct alert_event *e,
+                                      char *request)
 {
     struct delivery *d = calloc(1, sizeof(*d));
-    if (!d) {
-        log_error("alert: out of memory; %s alert for %s not sent", kind == DELIVERY_WEBHOOK ? "webhook" : "command",
-                  e->application);
-        return;
+    if (!d || (hook && !request)) {
+        log_error("alert: %s; %s alert for %s not sent", d ? "cannot format it" : "out of memory",
+                  hook ? hook->name : "command", e->application);
+        free(d);
+        free(request);
+        return NULL;
     }
     d->alert = a;
-    d->kind = kind;
+    d->kind = hook ? DELIVERY_WEBHOOK : DELIVERY_COMMAND;
+    d->hook = hook;
     d->event = *e;
+    d->batched = 1;
+    d->request = request;
+    d->request_len = request ? strlen(request) : 0;
     httpclient_init(&d->http);
     loop_timer_init(&d->timer, delivery_on_backoff);
-    if (kind == DELIVERY_WEBHOOK && !(d->request = webhook_request(a, e, &d->request_len))) {
-        log_error("alert: cannot format the webhook alert for %s", e->application);
-        free(d);
-        return;
-    }
+    return d;
+}
+
+static void delivery_queue(struct alert *a, struct delivery *d)
+{
     d->prev = a->tail;
     if (a->tail)
         a->tail->next = d;
@@ -845,12 +974,75 @@ static void alert_add(struct alert *a, enum delivery_kind kind, const struct ale
     alert_trim(a);
 }
 
+/* ---- chat batches ---- */
+
+/* The changes held for a chat webhook go out as one message. */
+static void hook_flush(struct hook *hook)
+{
+    struct alert *a = hook->alert;
+    if (hook->batched == 0)
+        return;
+    loop_timer_cancel(&a->loop, &hook->batch_timer);
+    char *body = payload_chat(hook->batch, hook->batched, hook->cfg->text, a->host);
+    struct delivery *d = delivery_make(a, hook, &hook->batch[0], webhook_request(hook, body));
+    if (d) {
+        d->batched = hook->batched;
+        delivery_queue(a, d);
+    }
+    hook->batched = 0;
+}
+
+static void hook_on_batch_timer(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    hook_flush(container_of(timer, struct hook, batch_timer));
+}
+
+static bool is_service_event(const struct alert_event *e)
+{
+    return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
+}
+
+/* Holds e for the batch window that its first change opened. The service
+ * alerts are never held: they take what is held with them at once. */
+static void hook_batch(struct hook *hook, const struct alert_event *e)
+{
+    struct alert *a = hook->alert;
+    if (hook->batched == ALERT_BATCH_MAX)
+        hook_flush(hook);
+    hook->batch[hook->batched++] = *e;
+    if (is_service_event(e) || a->stopping || a->cfg->alert_batch_ms == 0) {
+        hook_flush(hook);
+        return;
+    }
+    if (hook->batched == 1 && loop_timer_arm(&a->loop, &hook->batch_timer, a->cfg->alert_batch_ms) < 0)
+        hook_flush(hook);
+}
+
+static bool hook_batches(const struct hook *hook)
+{
+    return hook->format == WEBHOOK_SLACK;
+}
+
+static void alert_flush_batches(struct alert *a)
+{
+    for (int i = 0; i < a->hook_count; i++)
+        hook_flush(&a->hooks[i]);
+}
+
 static void alert_send(struct alert *a, const struct alert_event *e)
 {
-    if (a->webhook_on)
-        alert_add(a, DELIVERY_WEBHOOK, e);
-    if (a->command_on)
-        alert_add(a, DELIVERY_COMMAND, e);
+    for (int i = 0; i < a->hook_count; i++) {
+        struct hook *hook = &a->hooks[i];
+        struct delivery *d;
+        if (hook_batches(hook))
+            hook_batch(hook, e);
+        else if ((d = delivery_make(a, hook, e, webhook_request(hook, webhook_body(hook, e, a->host, false)))))
+            delivery_queue(a, d);
+    }
+    struct delivery *d;
+    if (a->command_on && (d = delivery_make(a, NULL, e, NULL)))
+        delivery_queue(a, d);
 }
 
 /* ---- transitions in ---- */
@@ -879,6 +1071,8 @@ static void alert_service_check(struct alert *a, int64_t time_ms, const struct p
         snprintf(e.reason + n, sizeof(e.reason) - (size_t)n, " (last change: %.64s %s -> %s)",
                  a->pool->apps[last->app_index].cfg->name, app_state_name((enum app_state)last->from),
                  app_state_name((enum app_state)last->to));
+    e.up = a->up;
+    e.total = a->pool->count;
     log_msg(a->up == 0 ? LOG_ERROR : LOG_INFO, "alert: %s: %s",
             a->up == 0 ? "no application is up" : "service restored", e.reason);
     alert_send(a, &e);
@@ -925,8 +1119,10 @@ static void alert_on_transition(struct alert *a, const struct pool_transition *t
     snprintf(e.state, sizeof(e.state), "%s", app_state_name((enum app_state)t->to));
     snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
     snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
-    alert_send(a, &e);
     alert_track(a, t->app_index, t->stamp);
+    e.up = a->up;
+    e.total = a->pool->count;
+    alert_send(a, &e);
     alert_service_check(a, t->time_ms, t);
 }
 
@@ -981,6 +1177,123 @@ static void alert_on_notify(struct loop *loop, struct loop_io *io, uint32_t even
     alert_read_transitions(a);
 }
 
+/* ---- test alerts ---- */
+
+static void test_event(const struct alert *a, struct alert_event *e)
+{
+    *e = (struct alert_event){.time_ms = loop_wall_ms(), .up = a->up, .total = a->pool->count};
+    snprintf(e->event, sizeof(e->event), "test");
+    snprintf(e->application, sizeof(e->application), "test");
+    snprintf(e->state, sizeof(e->state), "test");
+    snprintf(e->previous, sizeof(e->previous), "test");
+    snprintf(e->reason, sizeof(e->reason), "TEST alert sent on request; no application changed state");
+}
+
+static void test_queue(struct alert *a, struct delivery *d, struct alert_test *t, int slot)
+{
+    if (!d) {
+        test_settle(t, slot, false, "cannot be formatted (out of memory)");
+        return;
+    }
+    d->test = t;
+    d->test_slot = slot;
+    delivery_queue(a, d);
+}
+
+/* One delivery per target, in the order alert_test_start named them. A
+ * PagerDuty test is a trigger and then its resolve, so that the incident
+ * it opens closes itself. */
+static void test_deliver(struct alert *a, struct alert_test *t)
+{
+    struct alert_event e;
+    int slot = 0;
+    test_event(a, &e);
+    t->outstanding = t->count + 1;      /* held until every slot is queued */
+    for (int i = 0; i < a->hook_count; i++) {
+        struct hook *hook = &a->hooks[i];
+        struct delivery *d = delivery_make(a, hook, &e, webhook_request(hook, webhook_body(hook, &e, a->host, false)));
+        if (d && hook->format == WEBHOOK_PAGERDUTY &&
+            !(d->followup = webhook_request(hook, payload_pagerduty(&e, hook->cfg->routing_key, a->host, true)))) {
+            free(d->request);
+            free(d);
+            d = NULL;
+        }
+        test_queue(a, d, t, slot++);
+    }
+    if (a->command_on)
+        test_queue(a, delivery_make(a, NULL, &e, NULL), t, slot++);
+    if (--t->outstanding == 0)
+        alert_test_release(t);
+}
+
+static struct alert_test *tests_take(struct alert *a, bool close)
+{
+    pthread_mutex_lock(&a->test_lock);
+    struct alert_test *list = a->tests;
+    a->tests = NULL;
+    a->tests_closed |= close;
+    pthread_mutex_unlock(&a->test_lock);
+    return list;
+}
+
+static void alert_on_test(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    struct alert *a = container_of(io, struct alert, test_io);
+    uint64_t value;
+    (void)loop;
+    (void)events;
+    if (read(a->test_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
+        log_error("alert: test wake-up read failed: %s", strerror(errno));
+    for (struct alert_test *t = tests_take(a, false), *next; t; t = next) {
+        next = t->next;
+        log_info("alert: sending a test alert to %d target(s)", t->count);
+        test_deliver(a, t);
+    }
+}
+
+/* Tests asked for as the thread ends get an answer all the same. */
+static void test_refuse(struct alert_test *t, const char *why)
+{
+    t->outstanding = t->count + 1;
+    for (int i = 0; i < t->count; i++)
+        test_settle(t, i, false, why);
+    if (--t->outstanding == 0)
+        alert_test_release(t);
+}
+
+static void alert_close_tests(struct alert *a)
+{
+    for (struct alert_test *t = tests_take(a, true), *next; t; t = next) {
+        next = t->next;
+        test_refuse(t, "not sent: sluice was stopping");
+    }
+}
+
+struct alert_test *alert_test_start(struct alert *a)
+{
+    struct alert_test *t = calloc(1, sizeof(*t));
+    uint64_t one = 1;
+    if (!t)
+        return NULL;
+    atomic_init(&t->refs, 2);
+    for (int i = 0; i < a->hook_count; i++)
+        snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "%s", a->hooks[i].name);
+    if (a->command_on)
+        snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "command");
+    pthread_mutex_lock(&a->test_lock);
+    bool closed = a->tests_closed;
+    if (!closed) {
+        t->next = a->tests;
+        a->tests = t;
+    }
+    pthread_mutex_unlock(&a->test_lock);
+    if (closed)
+        test_refuse(t, "not sent: sluice was stopping");
+    else if (write(a->test_fd, &one, sizeof(one)) < 0)
+        log_error("alert: cannot wake the alert thread for a test: %s", strerror(errno));
+    return t;
+}
+
 /* ---- the thread ---- */
 
 static void alert_on_stop_timer(struct loop *loop, struct loop_timer *timer)
@@ -1004,6 +1317,7 @@ static void alert_on_wake(struct loop *loop, struct loop_io *io, uint32_t events
         /* The last transitions (the checker's, say) are already in the pipe. */
         while (a->notify_io.fd >= 0 && alert_read_transitions(a))
             ;
+        alert_flush_batches(a);
     }
     a->stop_deadline = deadline;
     if (loop_timer_arm_at(loop, &a->stop_timer, deadline) < 0)
@@ -1035,6 +1349,12 @@ static void *alert_main(void *arg)
     }
     loop_timer_cancel(&a->loop, &a->stop_timer);
     loop_timer_cancel(&a->loop, &a->resync_timer);
+    for (int i = 0; i < a->hook_count; i++) {
+        if (a->hooks[i].batched)
+            log_warn("alert: shutting down: %d changes for %s not sent", a->hooks[i].batched, a->hooks[i].name);
+        loop_timer_cancel(&a->loop, &a->hooks[i].batch_timer);
+    }
+    alert_close_tests(a);
     /* glibc still writes into a lookup it has not finished: those are left
      * to it rather than freed under it. */
     int left = lookup_reap_orphans(a);
@@ -1047,6 +1367,10 @@ static void *alert_main(void *arg)
 static void alert_free(struct alert *a)
 {
     free(a->states);
+    free(a->hooks);
+    if (a->test_fd >= 0)
+        close(a->test_fd);
+    pthread_mutex_destroy(&a->test_lock);
     tls_context_free(a->tls);
     if (a->wake_fd >= 0)
         close(a->wake_fd);
@@ -1055,23 +1379,49 @@ static void alert_free(struct alert *a)
     free(a);
 }
 
-static int alert_configure(struct alert *a, const struct config *cfg)
+/* Names a hook after its URL's scheme and authority: the path of a chat
+ * webhook is its secret. */
+static int hook_init(struct alert *a, struct hook *hook, const char *url, const struct config_webhook *cfg,
+                     int index)
 {
+    static const char *const formats[] = {"json", "slack", "pagerduty", "form"};
     char err[200];
-    a->command_on = cfg->alert_command && cfg->alert_command[0];
-    a->webhook_on = cfg->alert_webhook && cfg->alert_webhook[0];
-    if (gethostname(a->host, sizeof(a->host) - 1) < 0)
-        snprintf(a->host, sizeof(a->host), "unknown");
-    if (!a->webhook_on)
-        return 0;
-    if (url_parse(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
-        log_error("[alerts] webhook \"%s\": %s", cfg->alert_webhook, err);
+    hook->alert = a;
+    hook->cfg = cfg;
+    hook->format = cfg ? cfg->format : WEBHOOK_JSON;
+    loop_timer_init(&hook->batch_timer, hook_on_batch_timer);
+    if (url_parse(url, &hook->url, err, sizeof(err)) < 0) {
+        log_error("[alerts] webhook \"%s\": %s", url, err);
         return -EINVAL;
     }
-    if (a->url.tls && !(a->tls = tls_client_context(true, err, sizeof(err)))) {
+    if (cfg)
+        snprintf(hook->name, sizeof(hook->name), "webhooks[%d] %s %s://%.100s", index, formats[hook->format],
+                 hook->url.tls ? "https" : "http", hook->url.authority);
+    else
+        snprintf(hook->name, sizeof(hook->name), "webhook %s://%.100s", hook->url.tls ? "https" : "http",
+                 hook->url.authority);
+    if (hook->url.tls && !a->tls && !(a->tls = tls_client_context(true, err, sizeof(err)))) {
         log_error("[alerts] webhook: %s", err);
         return -EIO;
     }
+    return 0;
+}
+
+static int alert_configure(struct alert *a, const struct config *cfg)
+{
+    bool legacy = cfg->alert_webhook && cfg->alert_webhook[0];
+    int rc;
+    a->command_on = cfg->alert_command && cfg->alert_command[0];
+    if (gethostname(a->host, sizeof(a->host) - 1) < 0)
+        snprintf(a->host, sizeof(a->host), "unknown");
+    a->hooks = calloc((size_t)cfg->webhook_count + 1, sizeof(*a->hooks));
+    if (!a->hooks)
+        return -ENOMEM;
+    if (legacy && (rc = hook_init(a, &a->hooks[a->hook_count++], cfg->alert_webhook, NULL, 0)) < 0)
+        return rc;
+    for (int i = 0; i < cfg->webhook_count; i++)
+        if ((rc = hook_init(a, &a->hooks[a->hook_count++], cfg->webhooks[i].url, &cfg->webhooks[i], i + 1)) < 0)
+            return rc;
     return 0;
 }
 
@@ -1090,6 +1440,11 @@ static int alert_prepare(struct alert *a)
     if (a->wake_fd < 0)
         return -errno;
     if ((rc = loop_add_reader(&a->loop, &a->wake_io, a->wake_fd, alert_on_wake)) < 0)
+        return rc;
+    a->test_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (a->test_fd < 0)
+        return -errno;
+    if ((rc = loop_add_reader(&a->loop, &a->test_io, a->test_fd, alert_on_test)) < 0)
         return rc;
     a->notify_io.fd = -1;
     if (a->pool->notify_read_fd >= 0 &&
@@ -1119,7 +1474,8 @@ int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
         return -ENOMEM;
     a->pool = pool;
     a->cfg = cfg;
-    a->wake_fd = -1;
+    a->wake_fd = a->test_fd = -1;
+    pthread_mutex_init(&a->test_lock, NULL);
     int rc = loop_init(&a->loop);
     if (rc == 0)
         rc = alert_prepare(a);
