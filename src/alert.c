@@ -207,7 +207,7 @@ static void text_sentence(struct text *t, const struct alert_event *e, const cha
     text_puts(t, host);
     text_puts(t, ": ");
     if (alert_event_is_test(e)) {
-        text_puts(t, "TEST alert: ");
+        /* the reason says it all */
     } else if (strcmp(e->event, "all_down") == 0) {
         text_puts(t, "no application is up: ");
     } else if (strcmp(e->event, "restored") == 0) {

@@ -85,8 +85,8 @@ static void json_member(struct text *t, const char *name, const char *value, boo
 char *payload_chat(const struct alert_event *events, int n, const char *text_template_, const char *host)
 {
     struct text message = {0}, t = {0};
-    bool test = n > 0 && alert_event_is_test(&events[0]);
-    if (test)
+    /* sluice's sentence says TEST itself; an operator's template may not */
+    if (n > 0 && alert_event_is_test(&events[0]) && text_template_)
         text_printf(&message, "[TEST] ");
     if (n > 1)
         text_printf(&message, "sluice on %s: %d changes", host, n);
@@ -143,9 +143,8 @@ static const char *pagerduty_severity(const struct alert_event *e)
 
 static void pagerduty_payload(struct text *t, const struct alert_event *e, const char *host)
 {
-    char summary[PAGERDUTY_SUMMARY_MAX + 8], time_text[40];
-    int n = snprintf(summary, sizeof(summary), "%s", alert_event_is_test(e) ? "[TEST] " : "");
-    alert_format_text(summary + n, PAGERDUTY_SUMMARY_MAX + 1 - (size_t)n, e, host);
+    char summary[PAGERDUTY_SUMMARY_MAX + 1], time_text[40];
+    alert_format_text(summary, sizeof(summary), e, host);
     if (alert_format_time(time_text, sizeof(time_text), e->time_ms) < 0)
         time_text[0] = '\0';
     text_printf(t, ",\"payload\":{");
