@@ -20,6 +20,7 @@
 #include "alert.h"
 #include "config.h"
 #include "loop.h"
+#include "payload.h"
 #include "pool.h"
 #include "unit.h"
 
@@ -73,6 +74,8 @@ static struct alert_event sample_event(void)
     snprintf(e.state, sizeof(e.state), "down");
     snprintf(e.previous, sizeof(e.previous), "up");
     snprintf(e.reason, sizeof(e.reason), "health check: \"status 500\" (3 consecutive)");
+    e.up = 1;
+    e.total = 2;
     return e;
 }
 
@@ -103,6 +106,94 @@ static void test_payload(void)
     snprintf(e.reason, sizeof(e.reason), "1 of 2 applications up");
     alert_format_text(out, sizeof(out), &e, "lb-1");
     CHECK_STR(out, "sluice on lb-1: service restored: 1 of 2 applications up");
+}
+
+/* ---- each receiver's format (payload.h) ---- */
+
+static void check_body(char *body, const char *want)
+{
+    CHECK_MSG(body && strcmp(body, want) == 0, "\n got: %s\nwant: %s", body ? body : "(null)", want);
+    free(body);
+}
+
+static void test_chat_format(void)
+{
+    struct alert_event e[3] = {sample_event(), sample_event(), sample_event()};
+    snprintf(e[1].application, sizeof(e[1].application), "api-2");
+    snprintf(e[2].event, sizeof(e[2].event), "all_down");
+    snprintf(e[2].application, sizeof(e[2].application), "*");
+    snprintf(e[2].reason, sizeof(e[2].reason), "0 of 2 applications up");
+    check_body(payload_chat(e, 1, NULL, "lb-1"),
+               "{\"text\":\"sluice on lb-1: application api-1 (127.0.0.1:8001) is now down (was up): "
+               "health check: \\\"status 500\\\" (3 consecutive)\"}");
+    check_body(payload_chat(e, 1, "{application} is {state} ({up}/{total})", "lb-1"),
+               "{\"text\":\"api-1 is down (1/2)\"}");
+    /* a burst: one message, a heading and a line per change */
+    check_body(payload_chat(e, 3, "{application} is {state}", "lb-1"),
+               "{\"text\":\"sluice on lb-1: 3 changes\\n- api-1 is down\\n- api-2 is down\\n- * is down\"}");
+    struct alert_event t = sample_event();
+    snprintf(t.event, sizeof(t.event), "test");
+    snprintf(t.reason, sizeof(t.reason), "TEST alert");
+    check_body(payload_chat(&t, 1, NULL, "lb-1"), "{\"text\":\"sluice on lb-1: TEST alert\"}");
+    check_body(payload_chat(&t, 1, "{application}", "lb-1"), "{\"text\":\"[TEST] api-1\"}");
+}
+
+static void test_pagerduty_format(void)
+{
+    struct alert_event e = sample_event();
+    check_body(payload_pagerduty(&e, "R0UT1NG", "lb-1", false),
+               "{\"routing_key\":\"R0UT1NG\",\"event_action\":\"trigger\",\"dedup_key\":\"sluice/api-1\","
+               "\"client\":\"sluice\",\"payload\":{\"summary\":\"sluice on lb-1: application api-1 "
+               "(127.0.0.1:8001) is now down (was up): health check: \\\"status 500\\\" (3 consecutive)\","
+               "\"source\":\"lb-1\",\"severity\":\"error\",\"timestamp\":\"2024-05-01T12:00:00.123Z\","
+               "\"component\":\"api-1\",\"group\":\"sluice\",\"class\":\"transition\",\"custom_details\":{"
+               "\"address\":\"127.0.0.1:8001\",\"state\":\"down\",\"previous\":\"up\",\"reason\":\"health "
+               "check: \\\"status 500\\\" (3 consecutive)\",\"up\":1,\"total\":2}}}");
+    /* back up: the same dedup_key, resolved, so the incident closes itself */
+    snprintf(e.state, sizeof(e.state), "up");
+    snprintf(e.previous, sizeof(e.previous), "down");
+    check_body(payload_pagerduty(&e, "R0UT1NG", "lb-1", false),
+               "{\"routing_key\":\"R0UT1NG\",\"event_action\":\"resolve\",\"dedup_key\":\"sluice/api-1\","
+               "\"client\":\"sluice\"}");
+    snprintf(e.event, sizeof(e.event), "all_down");
+    snprintf(e.application, sizeof(e.application), "*");
+    snprintf(e.state, sizeof(e.state), "down");
+    char *body = payload_pagerduty(&e, "R", "lb-1", false);
+    CHECK(body && strstr(body, "\"severity\":\"critical\"") && strstr(body, "\"dedup_key\":\"sluice/*\""));
+    free(body);
+    snprintf(e.event, sizeof(e.event), "test");
+    body = payload_pagerduty(&e, "R", "lb-1", false);
+    CHECK(body && strstr(body, "\"event_action\":\"trigger\"") && strstr(body, "\"dedup_key\":\"sluice/test/lb-1\""));
+    free(body);
+    check_body(payload_pagerduty(&e, "R", "lb-1", true),
+               "{\"routing_key\":\"R\",\"event_action\":\"resolve\",\"dedup_key\":\"sluice/test/lb-1\",\"client\":\"sluice\"}");
+}
+
+static void test_form_format(void)
+{
+    struct alert_event e = sample_event();
+    struct config_pair fields[] = {
+        {"To", "+15550100"},
+        {"Body", "{application} is {state}: {reason}"},
+        {"a b&c=", "caf\xc3\xa9 ~*-._/"},
+    };
+    check_body(payload_form(&e, fields, 3),
+               "To=%2B15550100&Body=api-1+is+down%3A+health+check%3A+%22status+500%22+%283+consecutive%29"
+               "&a+b%26c%3D=caf%C3%A9+%7E*-._%2F");
+    check_body(payload_form(&e, fields, 0), "");
+}
+
+static void test_json_format(void)
+{
+    struct alert_event e = sample_event();
+    char *body = payload_json(&e, "lb-1");
+    CHECK(body && !strstr(body, "\"test\""));
+    free(body);
+    snprintf(e.event, sizeof(e.event), "test");
+    body = payload_json(&e, "lb-1");
+    size_t n = body ? strlen(body) : 0;
+    CHECK(n > 14 && strcmp(body + n - 13, ",\"test\":true}") == 0 && strstr(body, "\"event\":\"test\""));
+    free(body);
 }
 
 /* ---- end to end ---- */
@@ -545,6 +636,10 @@ void unit_test_alert(void)
     test_time();
     test_json_escape();
     test_payload();
+    test_chat_format();
+    test_pagerduty_format();
+    test_form_format();
+    test_json_format();
     test_dispatcher();
     test_states_ahead_of_records();
     test_stop_with_pending();

@@ -743,6 +743,72 @@ static void test_addresses(void)
     }
 }
 
+/* [[alerts.webhooks]]: formats, headers and routing keys from the
+ * environment, templates checked where they are written. */
+static void test_webhooks(void)
+{
+    setenv("SLUICE_TEST_AUTH", "Basic czNjcjN0", 1);
+    unsetenv("SLUICE_TEST_UNSET");
+    check_ok(APP "[alerts]\nbatch = \"10s\"\n[[alerts.webhooks]]\nurl = \"https://sms.example.com/m\"\n"
+             "format = \"form\"\nheaders = { Authorization = \"${SLUICE_TEST_AUTH}\", X-Tag = \"a$b ${SLUICE_TEST_AUTH}\" }\n"
+             "fields = { To = \"+15550100\", Body = \"{application} is {state} {{ok}}\" }\n"
+             "[[alerts.webhooks]]\nurl = \"http://127.0.0.1:9/pd\"\nformat = \"pagerduty\"\n"
+             "routing_key = \"${SLUICE_TEST_AUTH}\"\n");
+    CHECK_INT(cfg.alert_batch_ms, 10000);
+    CHECK_INT(cfg.webhook_count, 2);
+    if (cfg.webhook_count == 2) {
+        const struct config_webhook *w = &cfg.webhooks[0];
+        CHECK_INT(w->format, WEBHOOK_FORM);
+        CHECK_INT(w->header_count, 2);
+        CHECK_STR(w->headers[0].name, "Authorization");
+        CHECK_STR(w->headers[0].value, "Basic czNjcjN0");
+        CHECK_STR(w->headers[1].value, "a$b Basic czNjcjN0");
+        CHECK_INT(w->field_count, 2);
+        CHECK_STR(w->fields[1].name, "Body");
+        CHECK_STR(w->fields[1].value, "{application} is {state} {{ok}}");
+        CHECK_INT(cfg.webhooks[1].format, WEBHOOK_PAGERDUTY);
+        CHECK_STR(cfg.webhooks[1].routing_key, "Basic czNjcjN0");
+    }
+    config_free(&cfg);
+    check_ok(APP);
+    CHECK_INT(cfg.alert_batch_ms, 5000);
+    CHECK_INT(cfg.webhook_count, 0);
+    config_free(&cfg);
+
+#define HOOK APP "[[alerts.webhooks]]\n"
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"form\"\nfields = { Body = \"{app}\" }\n",
+                    "t.toml:7:19: alerts.webhooks.fields: unknown field {app}");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"${SLUICE_TEST_UNSET}\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: the environment variable SLUICE_TEST_UNSET is not set");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"${bad\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: \"${\" must be followed");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { \"Bad Name\" = \"v\" }\n",
+                    "t.toml:6:13: alerts.webhooks.headers: \"Bad Name\" is not a header name");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { Content-Length = \"1\" }\n",
+                    "t.toml:6:13: alerts.webhooks.headers: \"Content-Length\" is not a header name");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"x\\r\\nB: y\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: must not contain CR or LF");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"teams\"\n",
+                    "t.toml:6:10: alerts.webhooks.format: unknown value \"teams\"");
+    check_one_error(HOOK "format = \"json\"\n", "t.toml:4:1: alerts.webhooks: url is required");
+    check_one_error(HOOK "url = \"\"\n", "t.toml:5:7: alerts.webhooks.url: \"\" is empty");
+    check_one_error(HOOK "url = \"ftp://x/\"\n", "t.toml:5:7: alerts.webhooks.url: \"ftp://x/\" is not usable");
+    check_one_error(HOOK "url = \"http://x/\"\nfields = { a = \"b\" }\n",
+                    "t.toml:6:1: alerts.webhooks.fields: only format = \"form\" sends fields");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"form\"\n",
+                    "t.toml:4:1: alerts.webhooks: format = \"form\" needs fields");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"pagerduty\"\n",
+                    "t.toml:4:1: alerts.webhooks: format = \"pagerduty\" needs routing_key");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"slack\"\ntext = \"{state\"\n",
+                    "t.toml:7:8: alerts.webhooks.text: \"{state\" '{' is not closed");
+    check_one_error(HOOK "url = \"http://x/\"\ntext = \"{state}\"\n",
+                    "t.toml:6:1: alerts.webhooks.text: only format = \"slack\" sends a text");
+    check_one_error(HOOK "url = \"http://x/\"\ncolour = 1\n",
+                    "t.toml:6:1: unknown key \"colour\" in [[alerts.webhooks]]");
+    check_one_error(APP "[alerts]\nbatch = \"soon\"\n", "t.toml:5:9: alerts.batch: invalid duration");
+#undef HOOK
+}
+
 void unit_test_config(void)
 {
     char dir[] = "/tmp/sluice-config-XXXXXX";
@@ -766,6 +832,7 @@ void unit_test_config(void)
     test_durations();
     test_sizes();
     test_addresses();
+    test_webhooks();
 
     unlink(cert);
     unlink(key);
