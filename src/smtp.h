@@ -91,12 +91,14 @@ struct smtp_dialogue {
     /* progress */
     enum smtp_state state;
     int rcpt_sent, rcpt_accepted;
+    bool rcpt_transient;             /* a recipient was refused with 4xx */
     bool permanent;                  /* the failure was a 5xx reply */
     char reason[SMTP_REASON_MAX];    /* why it failed */
     char note[SMTP_REASON_MAX];      /* recipients refused, on a partial delivery */
 
     /* the reply being read (multi-line: "250-..." lines then "250 ...") */
     int code;
+    int reply_lines;                 /* continuation lines read so far */
     char last[SMTP_REPLY_MAX];       /* its last line, for messages */
 };
 
