@@ -68,6 +68,7 @@
 #include "httpclient.h"
 #include "log.h"
 #include "loop.h"
+#include "smtp.h"
 #include "tls.h"
 #include "url.h"
 
@@ -265,7 +266,11 @@ int alert_format_json(char *out, size_t cap, const struct alert_event *e, const 
 
 /* ---- the dispatcher ---- */
 
-enum delivery_kind { DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK, DELIVERY_COMMAND = ALERT_TARGET_COMMAND };
+enum delivery_kind {
+    DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK,
+    DELIVERY_COMMAND = ALERT_TARGET_COMMAND,
+    DELIVERY_EMAIL = ALERT_TARGET_EMAIL,
+};
 enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
 
 /* A webhook's name lookup in flight. glibc's resolver thread writes into it
@@ -297,6 +302,10 @@ struct delivery {
     struct lookup *lookup;           /* while resolving; owned */
     struct httpclient http;
     char response[ALERT_RESPONSE_MAX];
+    /* email: the applications up when the alert was raised, the session */
+    int up, total;
+    struct smtp_target smtp_target;
+    struct smtp_session smtp;
     /* command */
     pid_t pid;
     int64_t started;                 /* loop ms */
@@ -311,14 +320,15 @@ struct alert {
     int wake_fd;                     /* eventfd: alert_stop -> thread */
     struct loop_io wake_io;
     struct loop_io notify_io;        /* pool->notify_read_fd */
-    bool webhook_on, command_on;
+    bool webhook_on, command_on, email_on;
     struct url url;
     struct ssl_ctx_st *tls;          /* for an https webhook */
+    struct ssl_ctx_st *email_tls;    /* for [alerts.email], unless security = "none" */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[2];                  /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT];                /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */
@@ -381,9 +391,12 @@ static int lookup_reap_orphans(struct alert *a)
 
 /* ---- deliveries ---- */
 
+static const char *const kind_names[] = {[DELIVERY_WEBHOOK] = "webhook", [DELIVERY_COMMAND] = "command",
+                                         [DELIVERY_EMAIL] = "email"};
+
 static const char *delivery_kind_name(const struct delivery *d)
 {
-    return d->kind == DELIVERY_WEBHOOK ? "webhook" : "command";
+    return kind_names[d->kind];
 }
 
 static void delivery_describe(const struct delivery *d, char *out, size_t len)
@@ -420,9 +433,10 @@ static void delivery_abort(struct delivery *d)
 {
     if (d->phase != DELIVERY_RUNNING)
         return;
-    if (d->kind == DELIVERY_WEBHOOK) {
+    if (d->kind == DELIVERY_WEBHOOK || d->kind == DELIVERY_EMAIL) {
         lookup_abandon(d);
         httpclient_cancel(&d->http);
+        smtp_cancel(&d->smtp);
     } else if (d->pid > 0)
         command_kill_and_reap(d->pid);
     d->pid = 0;
@@ -431,7 +445,7 @@ static void delivery_abort(struct delivery *d)
 
 /* Every delivery ends here once, whatever ended it; counted over every
  * dispatcher of the process, a reload's retired ones too, for the metrics. */
-static _Atomic uint64_t outcomes[2][2];   /* [kind][delivered] */
+static _Atomic uint64_t outcomes[ALERT_TARGET_COUNT][2];   /* [kind][delivered] */
 
 uint64_t alert_deliveries(enum alert_target target, bool delivered)
 {
@@ -498,7 +512,7 @@ static void delivery_failed(struct delivery *d, const char *why)
 /* Each try takes the next address the name resolves to: "localhost" may
  * give ::1 first while the receiver listens on 127.0.0.1 only, and a
  * retry should not knock on the same closed door. */
-static void webhook_pick(const struct url *url, const struct addrinfo *res, int attempt,
+static void address_pick(const char *host, const char *port, const struct addrinfo *res, int attempt,
                          struct config_address *out)
 {
     int count = 0;
@@ -510,7 +524,7 @@ static void webhook_pick(const struct url *url, const struct addrinfo *res, int 
     memset(out, 0, sizeof(*out));
     memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
     out->addr_len = pick->ai_addrlen;
-    snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
+    snprintf(out->text, sizeof(out->text), "%.70s:%s", host, port);
 }
 
 static void webhook_done(struct httpclient *http, int status, const char *error)
@@ -547,12 +561,29 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     return 0;
 }
 
-static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
+static int email_send(struct delivery *d, char *err, size_t err_len);
+
+/* The name and port a webhook or email delivery connects to. */
+static void delivery_server(const struct delivery *d, const char **host, const char **port)
+{
+    const struct alert *a = d->alert;
+    *host = d->kind == DELIVERY_EMAIL ? a->cfg->email.host : a->url.host;
+    *port = d->kind == DELIVERY_EMAIL ? a->cfg->email.port : a->url.port;
+}
+
+/* Once the server's address is known. */
+static int delivery_send(struct delivery *d, char *err, size_t err_len)
+{
+    return d->kind == DELIVERY_EMAIL ? email_send(d, err, err_len) : webhook_send(d, err, err_len);
+}
+
+static void delivery_on_lookup(struct loop *loop, struct loop_timer *timer)
 {
     struct delivery *d = container_of(timer, struct delivery, timer);
     struct lookup *l = d->lookup;
-    const char *host = d->alert->url.host;
+    const char *host, *port;
     char err[160];
+    delivery_server(d, &host, &port);
     if (!l)
         return;
     int rc = gai_error(&l->cb);
@@ -565,25 +596,27 @@ static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
     else if (rc != 0 || !l->cb.ar_result)
         snprintf(err, sizeof(err), "cannot resolve %.80s: %s", host, rc ? gai_strerror(rc) : "no address");
     else
-        webhook_pick(&d->alert->url, l->cb.ar_result, d->attempts, &d->address);
+        address_pick(host, port, l->cb.ar_result, d->attempts, &d->address);
     bool resolved = rc == 0 && l->cb.ar_result;
     lookup_abandon(d);
-    if (!resolved || webhook_send(d, err, sizeof(err)) < 0)
+    if (!resolved || delivery_send(d, err, sizeof(err)) < 0)
         delivery_failed(d, err);
 }
 
 /* A name is looked up off this thread's back (see the top of the file);
  * an address literal needs no lookup: AI_NUMERICHOST never blocks. */
-static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
+static int delivery_resolve(struct delivery *d, char *err, size_t err_len)
 {
     struct alert *a = d->alert;
+    const char *host, *port;
+    delivery_server(d, &host, &port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(a->url.host, a->url.port, &hints, &res) == 0 && res) {
-        webhook_pick(&a->url, res, d->attempts, &d->address);
+    if (getaddrinfo(host, port, &hints, &res) == 0 && res) {
+        address_pick(host, port, res, d->attempts, &d->address);
         freeaddrinfo(res);
-        return webhook_send(d, err, err_len);
+        return delivery_send(d, err, err_len);
     }
     struct lookup *l = calloc(1, sizeof(*l));
     if (!l) {
@@ -591,19 +624,19 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
         return -1;
     }
     l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    snprintf(l->host, sizeof(l->host), "%s", a->url.host);
-    snprintf(l->port, sizeof(l->port), "%s", a->url.port);
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->port, sizeof(l->port), "%s", port);
     l->cb = (struct gaicb){.ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints};
     l->started = a->loop.now;
     struct gaicb *list[1] = {&l->cb};
     int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
     if (rc != 0) {
         free(l);
-        snprintf(err, err_len, "cannot resolve %.80s: %s", a->url.host, gai_strerror(rc));
+        snprintf(err, err_len, "cannot resolve %.80s: %s", host, gai_strerror(rc));
         return -1;
     }
     d->lookup = l;
-    loop_timer_init(&d->timer, webhook_on_lookup);
+    loop_timer_init(&d->timer, delivery_on_lookup);
     if (loop_timer_arm(&a->loop, &d->timer, ALERT_LOOKUP_POLL_MS) < 0) {
         lookup_abandon(d);
         snprintf(err, err_len, "out of memory");
@@ -628,6 +661,47 @@ static char *webhook_request(const struct alert *a, const struct alert_event *e,
         return NULL;
     *len = (size_t)n;
     return request;
+}
+
+/* ---- email delivery ---- */
+
+/* A 5xx is the server's final word (RFC 5321 section 4.2.1): the same
+ * message would be refused again, so it is not retried. */
+static void email_done(struct smtp_session *s, bool delivered, bool permanent, const char *why,
+                       const char *note)
+{
+    struct delivery *d = container_of(s, struct delivery, smtp);
+    char what[200], text[SMTP_REASON_MAX + 32];
+    if (delivered) {
+        snprintf(text, sizeof(text), "%s%s%s", note[0] ? " (" : "", note, note[0] ? ")" : "");
+        delivery_succeeded(d, text);
+        return;
+    }
+    if (!permanent) {
+        delivery_failed(d, why);
+        return;
+    }
+    delivery_describe(d, what, sizeof(what));
+    log_error("alert: %s refused for good on attempt %d, not retried: %s", what, d->attempts, why);
+    delivery_settle(d, DELIVERY_WAITING);
+    delivery_remove(d);
+}
+
+static int email_send(struct delivery *d, char *err, size_t err_len)
+{
+    static _Atomic uint64_t serial;    /* over every dispatcher: Message-IDs stay unique */
+    struct alert *a = d->alert;
+    d->smtp_target = (struct smtp_target){
+        .address = &d->address, .email = &a->cfg->email, .tls = a->email_tls,
+        .helo_name = a->host, .host = a->host,
+        .unique = (uint64_t)getpid() << 32 | (atomic_fetch_add(&serial, 1) & 0xffffffffu),
+    };
+    if (smtp_send(&d->smtp, &a->loop, &d->smtp_target, &d->event, 1, d->up, d->total, false,
+                  email_done) < 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- command delivery ---- */
@@ -783,8 +857,8 @@ static void delivery_attempt(struct delivery *d)
     d->attempts++;
     d->phase = DELIVERY_RUNNING;
     d->alert->running[d->kind]++;
-    int rc = d->kind == DELIVERY_WEBHOOK ? webhook_attempt(d, err, sizeof(err))
-                                         : command_attempt(d, err, sizeof(err));
+    int rc = d->kind == DELIVERY_COMMAND ? command_attempt(d, err, sizeof(err))
+                                         : delivery_resolve(d, err, sizeof(err));
     if (rc < 0)
         delivery_failed(d, err);
 }
@@ -794,7 +868,8 @@ static void alert_pump(struct alert *a)
 {
     struct delivery *d = a->head;
     while (d && (a->running[DELIVERY_WEBHOOK] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX)) {
+                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX ||
+                 a->running[DELIVERY_EMAIL] < ALERT_RUNNING_MAX)) {
         struct delivery *next = d->next;    /* d may be freed by a failed start */
         if (d->phase == DELIVERY_QUEUED && a->running[d->kind] < ALERT_RUNNING_MAX)
             delivery_attempt(d);
@@ -821,14 +896,17 @@ static void alert_add(struct alert *a, enum delivery_kind kind, const struct ale
 {
     struct delivery *d = calloc(1, sizeof(*d));
     if (!d) {
-        log_error("alert: out of memory; %s alert for %s not sent", kind == DELIVERY_WEBHOOK ? "webhook" : "command",
+        log_error("alert: out of memory; %s alert for %s not sent", kind_names[kind],
                   e->application);
         return;
     }
     d->alert = a;
     d->kind = kind;
     d->event = *e;
+    d->up = a->up;
+    d->total = a->pool->count;
     httpclient_init(&d->http);
+    smtp_session_init(&d->smtp);
     loop_timer_init(&d->timer, delivery_on_backoff);
     if (kind == DELIVERY_WEBHOOK && !(d->request = webhook_request(a, e, &d->request_len))) {
         log_error("alert: cannot format the webhook alert for %s", e->application);
@@ -851,6 +929,8 @@ static void alert_send(struct alert *a, const struct alert_event *e)
         alert_add(a, DELIVERY_WEBHOOK, e);
     if (a->command_on)
         alert_add(a, DELIVERY_COMMAND, e);
+    if (a->email_on)
+        alert_add(a, DELIVERY_EMAIL, e);
 }
 
 /* ---- transitions in ---- */
@@ -925,8 +1005,8 @@ static void alert_on_transition(struct alert *a, const struct pool_transition *t
     snprintf(e.state, sizeof(e.state), "%s", app_state_name((enum app_state)t->to));
     snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
     snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
-    alert_send(a, &e);
     alert_track(a, t->app_index, t->stamp);
+    alert_send(a, &e);    /* after tracking: an email says how many are up now */
     alert_service_check(a, t->time_ms, t);
 }
 
@@ -1048,6 +1128,7 @@ static void alert_free(struct alert *a)
 {
     free(a->states);
     tls_context_free(a->tls);
+    tls_context_free(a->email_tls);
     if (a->wake_fd >= 0)
         close(a->wake_fd);
     if (a->loop.epfd >= 0)
@@ -1055,13 +1136,30 @@ static void alert_free(struct alert *a)
     free(a);
 }
 
+static int email_configure(struct alert *a, const struct config *cfg)
+{
+    const struct config_email *email = &cfg->email;
+    char err[200];
+    a->email_on = email->enabled;
+    if (!a->email_on || email->security == EMAIL_NONE)
+        return 0;
+    if (!(a->email_tls = tls_client_context_ca(email->ca_file, err, sizeof(err)))) {
+        log_error("[alerts.email]: %s", err);
+        return -EIO;
+    }
+    return 0;
+}
+
 static int alert_configure(struct alert *a, const struct config *cfg)
 {
     char err[200];
+    int rc;
     a->command_on = cfg->alert_command && cfg->alert_command[0];
     a->webhook_on = cfg->alert_webhook && cfg->alert_webhook[0];
     if (gethostname(a->host, sizeof(a->host) - 1) < 0)
         snprintf(a->host, sizeof(a->host), "unknown");
+    if ((rc = email_configure(a, cfg)) < 0)
+        return rc;
     if (!a->webhook_on)
         return 0;
     if (url_parse(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
