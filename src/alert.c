@@ -69,6 +69,7 @@
 #include "log.h"
 #include "loop.h"
 #include "payload.h"
+#include "smtp.h"
 #include "tls.h"
 #include "url.h"
 
@@ -275,7 +276,11 @@ int alert_format_json(char *out, size_t cap, const struct alert_event *e, const 
 
 /* ---- the dispatcher ---- */
 
-enum delivery_kind { DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK, DELIVERY_COMMAND = ALERT_TARGET_COMMAND };
+enum delivery_kind {
+    DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK,
+    DELIVERY_COMMAND = ALERT_TARGET_COMMAND,
+    DELIVERY_EMAIL = ALERT_TARGET_EMAIL,
+};
 enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
 
 /* A webhook's name lookup in flight. glibc's resolver thread writes into it
@@ -290,18 +295,25 @@ struct lookup {
     struct lookup *next;             /* in alert->orphans */
 };
 
+/* Changes held for one message, a chat webhook's or the email's, until the
+ * batch window that the first of them opened closes. */
+struct batch {
+    struct alert *alert;
+    struct hook *hook;                   /* NULL: the email */
+    struct alert_event events[ALERT_BATCH_MAX];
+    int count;
+    struct loop_timer timer;             /* from the first change held */
+};
+
 /* One webhook: [alerts] webhook (sluice's JSON) or an [[alerts.webhooks]]
- * entry. A chat webhook keeps the changes of the batch window here until
- * they go out as one message. Owned by the dispatcher's hooks array. */
+ * entry. Owned by the dispatcher's hooks array. */
 struct hook {
     struct alert *alert;
     const struct config_webhook *cfg;    /* NULL for [alerts] webhook */
     enum config_webhook_format format;
     struct url url;
     char name[160];                      /* for logs and test results: no path, which may hold a secret */
-    struct alert_event batch[ALERT_BATCH_MAX];
-    int batched;
-    struct loop_timer batch_timer;       /* from the first change batched */
+    struct batch batch;                  /* chat only */
 };
 
 /* One alert to one target; owned by the dispatcher's list. */
@@ -314,7 +326,8 @@ struct delivery {
     bool delivered;
     struct loop_timer timer;         /* backoff wait, or a running command's poll */
     struct alert_event event;
-    int batched;                     /* changes in one chat message, else 1 */
+    int batched;                     /* changes in one message, else 1 */
+    struct alert_event *events;      /* an email's batch of them; owned */
     struct alert_test *test;         /* a test alert's shared result, or NULL */
     int test_slot;                   /* its index in test->results */
     char why[160];                   /* the last failure */
@@ -328,6 +341,10 @@ struct delivery {
     struct lookup *lookup;           /* while resolving; owned */
     struct httpclient http;
     char response[ALERT_RESPONSE_MAX];
+    /* email: the applications up when the alert was raised, the session */
+    int up, total;
+    struct smtp_target smtp_target;
+    struct smtp_session smtp;
     /* command */
     pid_t pid;
     int64_t started;                 /* loop ms */
@@ -351,11 +368,14 @@ struct alert {
     pthread_mutex_t test_lock;       /* guards tests and tests_closed */
     struct alert_test *tests;        /* asked for, not yet started */
     bool tests_closed;               /* the thread has ended */
+    bool email_on;
+    struct batch email_batch;
+    struct ssl_ctx_st *email_tls;    /* for [alerts.email], unless security = "none" */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[2];                  /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT];                /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */
@@ -418,11 +438,14 @@ static int lookup_reap_orphans(struct alert *a)
 
 /* ---- deliveries ---- */
 
+static const char *const kind_names[] = {[DELIVERY_WEBHOOK] = "webhook", [DELIVERY_COMMAND] = "command",
+                                         [DELIVERY_EMAIL] = "email"};
+
 static const char *delivery_kind_name(const struct delivery *d)
 {
     static const char *const formats[] = {"webhook", "slack webhook", "pagerduty webhook", "form webhook"};
-    if (d->kind == DELIVERY_COMMAND)
-        return "command";
+    if (d->kind != DELIVERY_WEBHOOK)
+        return kind_names[d->kind];
     return formats[d->hook->format];
 }
 
@@ -497,9 +520,10 @@ static void delivery_abort(struct delivery *d)
 {
     if (d->phase != DELIVERY_RUNNING)
         return;
-    if (d->kind == DELIVERY_WEBHOOK) {
+    if (d->kind == DELIVERY_WEBHOOK || d->kind == DELIVERY_EMAIL) {
         lookup_abandon(d);
         httpclient_cancel(&d->http);
+        smtp_cancel(&d->smtp);
     } else if (d->pid > 0)
         command_kill_and_reap(d->pid);
     d->pid = 0;
@@ -508,7 +532,7 @@ static void delivery_abort(struct delivery *d)
 
 /* Every delivery ends here once, whatever ended it; counted over every
  * dispatcher of the process, a reload's retired ones too, for the metrics. */
-static _Atomic uint64_t outcomes[2][2];   /* [kind][delivered] */
+static _Atomic uint64_t outcomes[ALERT_TARGET_COUNT][2];   /* [kind][delivered] */
 
 uint64_t alert_deliveries(enum alert_target target, bool delivered)
 {
@@ -535,6 +559,7 @@ static void delivery_remove(struct delivery *d)
                     d->why[0] ? d->why : "not delivered: sluice stopped before it was sent");
     free(d->request);
     free(d->followup);
+    free(d->events);
     free(d);
 }
 
@@ -593,7 +618,7 @@ static void delivery_failed(struct delivery *d, const char *why)
 /* Each try takes the next address the name resolves to: "localhost" may
  * give ::1 first while the receiver listens on 127.0.0.1 only, and a
  * retry should not knock on the same closed door. */
-static void webhook_pick(const struct url *url, const struct addrinfo *res, int attempt,
+static void address_pick(const char *host, const char *port, const struct addrinfo *res, int attempt,
                          struct config_address *out)
 {
     int count = 0;
@@ -605,7 +630,7 @@ static void webhook_pick(const struct url *url, const struct addrinfo *res, int 
     memset(out, 0, sizeof(*out));
     memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
     out->addr_len = pick->ai_addrlen;
-    snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
+    snprintf(out->text, sizeof(out->text), "%.70s:%s", host, port);
 }
 
 static void webhook_done(struct httpclient *http, int status, const char *error)
@@ -642,12 +667,29 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     return 0;
 }
 
-static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
+static int email_send(struct delivery *d, char *err, size_t err_len);
+
+/* The name and port a webhook or email delivery connects to. */
+static void delivery_server(const struct delivery *d, const char **host, const char **port)
+{
+    const struct alert *a = d->alert;
+    *host = d->kind == DELIVERY_EMAIL ? a->cfg->email.host : d->hook->url.host;
+    *port = d->kind == DELIVERY_EMAIL ? a->cfg->email.port : d->hook->url.port;
+}
+
+/* Once the server's address is known. */
+static int delivery_send(struct delivery *d, char *err, size_t err_len)
+{
+    return d->kind == DELIVERY_EMAIL ? email_send(d, err, err_len) : webhook_send(d, err, err_len);
+}
+
+static void delivery_on_lookup(struct loop *loop, struct loop_timer *timer)
 {
     struct delivery *d = container_of(timer, struct delivery, timer);
     struct lookup *l = d->lookup;
-    const char *host = d->hook->url.host;
+    const char *host, *port;
     char err[160];
+    delivery_server(d, &host, &port);
     if (!l)
         return;
     int rc = gai_error(&l->cb);
@@ -660,26 +702,27 @@ static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
     else if (rc != 0 || !l->cb.ar_result)
         snprintf(err, sizeof(err), "cannot resolve %.80s: %s", host, rc ? gai_strerror(rc) : "no address");
     else
-        webhook_pick(&d->hook->url, l->cb.ar_result, d->attempts, &d->address);
+        address_pick(host, port, l->cb.ar_result, d->attempts, &d->address);
     bool resolved = rc == 0 && l->cb.ar_result;
     lookup_abandon(d);
-    if (!resolved || webhook_send(d, err, sizeof(err)) < 0)
+    if (!resolved || delivery_send(d, err, sizeof(err)) < 0)
         delivery_failed(d, err);
 }
 
 /* A name is looked up off this thread's back (see the top of the file);
  * an address literal needs no lookup: AI_NUMERICHOST never blocks. */
-static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
+static int delivery_resolve(struct delivery *d, char *err, size_t err_len)
 {
     struct alert *a = d->alert;
-    const struct url *url = &d->hook->url;
+    const char *host, *port;
+    delivery_server(d, &host, &port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(url->host, url->port, &hints, &res) == 0 && res) {
-        webhook_pick(url, res, d->attempts, &d->address);
+    if (getaddrinfo(host, port, &hints, &res) == 0 && res) {
+        address_pick(host, port, res, d->attempts, &d->address);
         freeaddrinfo(res);
-        return webhook_send(d, err, err_len);
+        return delivery_send(d, err, err_len);
     }
     struct lookup *l = calloc(1, sizeof(*l));
     if (!l) {
@@ -687,19 +730,19 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
         return -1;
     }
     l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    snprintf(l->host, sizeof(l->host), "%s", url->host);
-    snprintf(l->port, sizeof(l->port), "%s", url->port);
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->port, sizeof(l->port), "%s", port);
     l->cb = (struct gaicb){.ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints};
     l->started = a->loop.now;
     struct gaicb *list[1] = {&l->cb};
     int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
     if (rc != 0) {
         free(l);
-        snprintf(err, err_len, "cannot resolve %.80s: %s", url->host, gai_strerror(rc));
+        snprintf(err, err_len, "cannot resolve %.80s: %s", host, gai_strerror(rc));
         return -1;
     }
     d->lookup = l;
-    loop_timer_init(&d->timer, webhook_on_lookup);
+    loop_timer_init(&d->timer, delivery_on_lookup);
     if (loop_timer_arm(&a->loop, &d->timer, ALERT_LOOKUP_POLL_MS) < 0) {
         lookup_abandon(d);
         snprintf(err, err_len, "out of memory");
@@ -747,6 +790,48 @@ static char *webhook_body(const struct hook *hook, const struct alert_event *e, 
         break;
     }
     return payload_json(e, host);
+}
+
+/* ---- email delivery ---- */
+
+/* A 5xx is the server's final word (RFC 5321 section 4.2.1): the same
+ * message would be refused again, so it is not retried. */
+static void email_done(struct smtp_session *s, bool delivered, bool permanent, const char *why,
+                       const char *note)
+{
+    struct delivery *d = container_of(s, struct delivery, smtp);
+    char what[200], text[SMTP_REASON_MAX + 32];
+    if (delivered) {
+        snprintf(text, sizeof(text), "%s%s%s", note[0] ? " (" : "", note, note[0] ? ")" : "");
+        delivery_succeeded(d, text);
+        return;
+    }
+    if (!permanent) {
+        delivery_failed(d, why);
+        return;
+    }
+    delivery_describe(d, what, sizeof(what));
+    log_error("alert: %s refused for good on attempt %d, not retried: %s", what, d->attempts, why);
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    delivery_settle(d, DELIVERY_WAITING);
+    delivery_remove(d);
+}
+
+static int email_send(struct delivery *d, char *err, size_t err_len)
+{
+    static _Atomic uint64_t serial;    /* over every dispatcher: Message-IDs stay unique */
+    struct alert *a = d->alert;
+    d->smtp_target = (struct smtp_target){
+        .address = &d->address, .email = &a->cfg->email, .tls = a->email_tls,
+        .helo_name = a->host, .host = a->host,
+        .unique = (uint64_t)getpid() << 32 | (atomic_fetch_add(&serial, 1) & 0xffffffffu),
+    };
+    if (smtp_send(&d->smtp, &a->loop, &d->smtp_target, d->events ? d->events : &d->event, d->batched, d->up,
+                  d->total, d->test != NULL, email_done) < 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- command delivery ---- */
@@ -902,8 +987,8 @@ static void delivery_attempt(struct delivery *d)
     d->attempts++;
     d->phase = DELIVERY_RUNNING;
     d->alert->running[d->kind]++;
-    int rc = d->kind == DELIVERY_WEBHOOK ? webhook_attempt(d, err, sizeof(err))
-                                         : command_attempt(d, err, sizeof(err));
+    int rc = d->kind == DELIVERY_COMMAND ? command_attempt(d, err, sizeof(err))
+                                         : delivery_resolve(d, err, sizeof(err));
     if (rc < 0)
         delivery_failed(d, err);
 }
@@ -913,7 +998,8 @@ static void alert_pump(struct alert *a)
 {
     struct delivery *d = a->head;
     while (d && (a->running[DELIVERY_WEBHOOK] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX)) {
+                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX ||
+                 a->running[DELIVERY_EMAIL] < ALERT_RUNNING_MAX)) {
         struct delivery *next = d->next;    /* d may be freed by a failed start */
         if (d->phase == DELIVERY_QUEUED && a->running[d->kind] < ALERT_RUNNING_MAX)
             delivery_attempt(d);
@@ -939,25 +1025,28 @@ static void alert_trim(struct alert *a)
 
 /* A delivery of e to one target, not queued yet; request (a webhook's)
  * is taken. NULL when it cannot be made (logged). */
-static struct delivery *delivery_make(struct alert *a, struct hook *hook, const struct alert_event *e,
-                                      char *request)
+static struct delivery *delivery_make(struct alert *a, enum delivery_kind kind, struct hook *hook,
+                                      const struct alert_event *e, char *request)
 {
     struct delivery *d = calloc(1, sizeof(*d));
     if (!d || (hook && !request)) {
         log_error("alert: %s; %s alert for %s not sent", d ? "cannot format it" : "out of memory",
-                  hook ? hook->name : "command", e->application);
+                  hook ? hook->name : kind_names[kind], e->application);
         free(d);
         free(request);
         return NULL;
     }
     d->alert = a;
-    d->kind = hook ? DELIVERY_WEBHOOK : DELIVERY_COMMAND;
+    d->kind = kind;
     d->hook = hook;
     d->event = *e;
     d->batched = 1;
     d->request = request;
     d->request_len = request ? strlen(request) : 0;
+    d->up = e->up;
+    d->total = e->total;
     httpclient_init(&d->http);
+    smtp_session_init(&d->smtp);
     loop_timer_init(&d->timer, delivery_on_backoff);
     return d;
 }
@@ -974,28 +1063,46 @@ static void delivery_queue(struct alert *a, struct delivery *d)
     alert_trim(a);
 }
 
-/* ---- chat batches ---- */
+/* ---- batches (chat, email) ---- */
 
-/* The changes held for a chat webhook go out as one message. */
-static void hook_flush(struct hook *hook)
+/* The changes held go out as one message. */
+static void batch_flush(struct batch *b)
 {
-    struct alert *a = hook->alert;
-    if (hook->batched == 0)
+    struct alert *a = b->alert;
+    struct delivery *d;
+    if (b->count == 0)
         return;
-    loop_timer_cancel(&a->loop, &hook->batch_timer);
-    char *body = payload_chat(hook->batch, hook->batched, hook->cfg->text, a->host);
-    struct delivery *d = delivery_make(a, hook, &hook->batch[0], webhook_request(hook, body));
+    loop_timer_cancel(&a->loop, &b->timer);
+    if (b->hook) {
+        char *body = payload_chat(b->events, b->count, b->hook->cfg->text, a->host);
+        d = delivery_make(a, DELIVERY_WEBHOOK, b->hook, &b->events[0], webhook_request(b->hook, body));
+    } else if ((d = delivery_make(a, DELIVERY_EMAIL, NULL, &b->events[0], NULL)) &&
+               (d->events = malloc((size_t)b->count * sizeof(*d->events)))) {
+        memcpy(d->events, b->events, (size_t)b->count * sizeof(*d->events));
+        d->up = b->events[b->count - 1].up;         /* how things stand after the last */
+    } else if (d) {
+        log_error("alert: out of memory; email alert for %s not sent", d->event.application);
+        free(d);
+        d = NULL;
+    }
     if (d) {
-        d->batched = hook->batched;
+        d->batched = b->count;
         delivery_queue(a, d);
     }
-    hook->batched = 0;
+    b->count = 0;
 }
 
-static void hook_on_batch_timer(struct loop *loop, struct loop_timer *timer)
+static void batch_on_timer(struct loop *loop, struct loop_timer *timer)
 {
     (void)loop;
-    hook_flush(container_of(timer, struct hook, batch_timer));
+    batch_flush(container_of(timer, struct batch, timer));
+}
+
+static void batch_init(struct batch *b, struct alert *a, struct hook *hook)
+{
+    b->alert = a;
+    b->hook = hook;
+    loop_timer_init(&b->timer, batch_on_timer);
 }
 
 static bool is_service_event(const struct alert_event *e)
@@ -1003,20 +1110,20 @@ static bool is_service_event(const struct alert_event *e)
     return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
 }
 
-/* Holds e for the batch window that its first change opened. The service
- * alerts are never held: they take what is held with them at once. */
-static void hook_batch(struct hook *hook, const struct alert_event *e)
+/* Holds e for the batch window that the first change held opened. The
+ * service alerts are never held: they take what is held with them at once. */
+static void batch_add(struct batch *b, const struct alert_event *e)
 {
-    struct alert *a = hook->alert;
-    if (hook->batched == ALERT_BATCH_MAX)
-        hook_flush(hook);
-    hook->batch[hook->batched++] = *e;
+    struct alert *a = b->alert;
+    if (b->count == ALERT_BATCH_MAX)
+        batch_flush(b);
+    b->events[b->count++] = *e;
     if (is_service_event(e) || a->stopping || a->cfg->alert_batch_ms == 0) {
-        hook_flush(hook);
+        batch_flush(b);
         return;
     }
-    if (hook->batched == 1 && loop_timer_arm(&a->loop, &hook->batch_timer, a->cfg->alert_batch_ms) < 0)
-        hook_flush(hook);
+    if (b->count == 1 && loop_timer_arm(&a->loop, &b->timer, a->cfg->alert_batch_ms) < 0)
+        batch_flush(b);
 }
 
 static bool hook_batches(const struct hook *hook)
@@ -1024,10 +1131,19 @@ static bool hook_batches(const struct hook *hook)
     return hook->format == WEBHOOK_SLACK;
 }
 
+/* Before a stop: nothing is held any more. */
 static void alert_flush_batches(struct alert *a)
 {
     for (int i = 0; i < a->hook_count; i++)
-        hook_flush(&a->hooks[i]);
+        batch_flush(&a->hooks[i].batch);
+    batch_flush(&a->email_batch);
+}
+
+static void batch_abandon(struct alert *a, struct batch *b, const char *target)
+{
+    if (b->count)
+        log_warn("alert: shutting down: %d changes for %s not sent", b->count, target);
+    loop_timer_cancel(&a->loop, &b->timer);
 }
 
 static void alert_send(struct alert *a, const struct alert_event *e)
@@ -1036,13 +1152,16 @@ static void alert_send(struct alert *a, const struct alert_event *e)
         struct hook *hook = &a->hooks[i];
         struct delivery *d;
         if (hook_batches(hook))
-            hook_batch(hook, e);
-        else if ((d = delivery_make(a, hook, e, webhook_request(hook, webhook_body(hook, e, a->host, false)))))
+            batch_add(&hook->batch, e);
+        else if ((d = delivery_make(a, DELIVERY_WEBHOOK, hook, e,
+                                    webhook_request(hook, webhook_body(hook, e, a->host, false)))))
             delivery_queue(a, d);
     }
     struct delivery *d;
-    if (a->command_on && (d = delivery_make(a, NULL, e, NULL)))
+    if (a->command_on && (d = delivery_make(a, DELIVERY_COMMAND, NULL, e, NULL)))
         delivery_queue(a, d);
+    if (a->email_on)
+        batch_add(&a->email_batch, e);
 }
 
 /* ---- transitions in ---- */
@@ -1211,7 +1330,8 @@ static void test_deliver(struct alert *a, struct alert_test *t)
     t->outstanding = t->count + 1;      /* held until every slot is queued */
     for (int i = 0; i < a->hook_count; i++) {
         struct hook *hook = &a->hooks[i];
-        struct delivery *d = delivery_make(a, hook, &e, webhook_request(hook, webhook_body(hook, &e, a->host, false)));
+        struct delivery *d =
+            delivery_make(a, DELIVERY_WEBHOOK, hook, &e, webhook_request(hook, webhook_body(hook, &e, a->host, false)));
         if (d && hook->format == WEBHOOK_PAGERDUTY &&
             !(d->followup = webhook_request(hook, payload_pagerduty(&e, hook->cfg->routing_key, a->host, true)))) {
             free(d->request);
@@ -1221,7 +1341,9 @@ static void test_deliver(struct alert *a, struct alert_test *t)
         test_queue(a, d, t, slot++);
     }
     if (a->command_on)
-        test_queue(a, delivery_make(a, NULL, &e, NULL), t, slot++);
+        test_queue(a, delivery_make(a, DELIVERY_COMMAND, NULL, &e, NULL), t, slot++);
+    if (a->email_on)
+        test_queue(a, delivery_make(a, DELIVERY_EMAIL, NULL, &e, NULL), t, slot++);
     if (--t->outstanding == 0)
         alert_test_release(t);
 }
@@ -1280,6 +1402,9 @@ struct alert_test *alert_test_start(struct alert *a)
         snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "%s", a->hooks[i].name);
     if (a->command_on)
         snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "command");
+    if (a->email_on)
+        snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "email %.100s",
+                 a->cfg->email.server);
     pthread_mutex_lock(&a->test_lock);
     bool closed = a->tests_closed;
     if (!closed) {
@@ -1349,11 +1474,9 @@ static void *alert_main(void *arg)
     }
     loop_timer_cancel(&a->loop, &a->stop_timer);
     loop_timer_cancel(&a->loop, &a->resync_timer);
-    for (int i = 0; i < a->hook_count; i++) {
-        if (a->hooks[i].batched)
-            log_warn("alert: shutting down: %d changes for %s not sent", a->hooks[i].batched, a->hooks[i].name);
-        loop_timer_cancel(&a->loop, &a->hooks[i].batch_timer);
-    }
+    for (int i = 0; i < a->hook_count; i++)
+        batch_abandon(a, &a->hooks[i].batch, a->hooks[i].name);
+    batch_abandon(a, &a->email_batch, "email");
     alert_close_tests(a);
     /* glibc still writes into a lookup it has not finished: those are left
      * to it rather than freed under it. */
@@ -1372,12 +1495,28 @@ static void alert_free(struct alert *a)
         close(a->test_fd);
     pthread_mutex_destroy(&a->test_lock);
     tls_context_free(a->tls);
+    tls_context_free(a->email_tls);
     if (a->wake_fd >= 0)
         close(a->wake_fd);
     if (a->loop.epfd >= 0)
         loop_close(&a->loop);
     free(a);
 }
+
+static int email_configure(struct alert *a, const struct config *cfg)
+{
+    const struct config_email *email = &cfg->email;
+    char err[200];
+    a->email_on = email->enabled;
+    if (!a->email_on || email->security == EMAIL_NONE)
+        return 0;
+    if (!(a->email_tls = tls_client_context_ca(email->ca_file, err, sizeof(err)))) {
+        log_error("[alerts.email]: %s", err);
+        return -EIO;
+    }
+    return 0;
+}
+
 
 /* Names a hook after its URL's scheme and authority: the path of a chat
  * webhook is its secret. */
@@ -1389,7 +1528,7 @@ static int hook_init(struct alert *a, struct hook *hook, const char *url, const 
     hook->alert = a;
     hook->cfg = cfg;
     hook->format = cfg ? cfg->format : WEBHOOK_JSON;
-    loop_timer_init(&hook->batch_timer, hook_on_batch_timer);
+    batch_init(&hook->batch, a, hook);
     if (url_parse(url, &hook->url, err, sizeof(err)) < 0) {
         log_error("[alerts] webhook \"%s\": %s", url, err);
         return -EINVAL;
@@ -1414,6 +1553,9 @@ static int alert_configure(struct alert *a, const struct config *cfg)
     a->command_on = cfg->alert_command && cfg->alert_command[0];
     if (gethostname(a->host, sizeof(a->host) - 1) < 0)
         snprintf(a->host, sizeof(a->host), "unknown");
+    batch_init(&a->email_batch, a, NULL);
+    if ((rc = email_configure(a, cfg)) < 0)
+        return rc;
     a->hooks = calloc((size_t)cfg->webhook_count + 1, sizeof(*a->hooks));
     if (!a->hooks)
         return -ENOMEM;

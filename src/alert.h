@@ -1,10 +1,12 @@
-/* alert.h - telling people about state changes ([alerts]: a webhook, a command).
+/* alert.h - telling people about state changes ([alerts]: a webhook, a
+ * command, email).
  *
  * The alert dispatcher runs on its own thread and loop, so that nothing it
  * waits for (a slow webhook, DNS, a mail command) delays a worker or a
  * health check. It reads the struct pool_transition records that
  * pool_set_state writes to pool->notify_write_fd and, for each, POSTs JSON to
- * `[alerts] webhook` and runs `[alerts] command`. Two extra alerts, for
+ * `[alerts] webhook`, runs `[alerts] command` and mails `[alerts.email]`
+ * (smtp.h). Two extra alerts, for
  * application "*", say that no application is up any more and that service
  * is restored. docs/health-and-alerts.md documents the payload.
  *
@@ -43,7 +45,8 @@ void alert_begin_stop(struct alert *a, int64_t grace_ms);
 void alert_retire(struct alert *a);
 bool alert_finished(struct alert *a);
 
-enum alert_target { ALERT_TARGET_WEBHOOK, ALERT_TARGET_COMMAND };
+enum alert_target { ALERT_TARGET_WEBHOOK, ALERT_TARGET_COMMAND, ALERT_TARGET_EMAIL };
+#define ALERT_TARGET_COUNT 3
 
 /* ---- test alerts ---- */
 

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "template.h"
+#include "mail.h"
 #include "toml.h"
 #include "url.h"
 
@@ -319,6 +320,19 @@ void config_defaults(struct config *cfg)
 }
 
 static void free_webhooks(struct config *cfg);
+static void config_free_email(struct config_email *email)
+{
+    free(email->server);
+    free(email->host);
+    free(email->username);
+    if (email->password)
+        explicit_bzero(email->password, strlen(email->password));
+    free(email->password);
+    free(email->from);
+    for (int i = 0; i < email->to_count; i++)
+        free(email->to[i]);
+    free(email->ca_file);
+}
 
 void config_free(struct config *cfg)
 {
@@ -334,6 +348,7 @@ void config_free(struct config *cfg)
     free(cfg->alert_webhook);
     free(cfg->alert_command);
     free_webhooks(cfg);
+    config_free_email(&cfg->email);
     free(cfg->log_access);
     free(cfg->warnings);
     memset(cfg, 0, sizeof(*cfg));
@@ -1461,6 +1476,200 @@ static void free_webhooks(struct config *cfg)
     free(cfg->webhooks);
 }
 
+/* ------------------------------------------------------------------------
+ * [alerts.email]
+ */
+
+/* "host:port" or "[v6]:port"; the host may be a name, resolved by the
+ * alert thread on each attempt. Returns NULL or why the text is refused. */
+static const char *split_email_server(const char *text, char *host, size_t host_len,
+                                      uint16_t *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon[1] == '\0')
+        return "needs a port (host:port, e.g. \"smtp.example.com:587\")";
+    if (parse_port(colon + 1, false, port) < 0)
+        return "has an invalid port (1..65535)";
+    const char *start = text, *end = colon;
+    if (text[0] == '[') {
+        if (end - text < 3 || end[-1] != ']')
+            return "is not host:port ([IPv6]:port for an IPv6 address)";
+        start++, end--;
+    } else if (memchr(text, ':', (size_t)(colon - text))) {
+        return "is not host:port (write an IPv6 address as [IPv6]:port)";
+    }
+    size_t len = (size_t)(end - start);
+    if (len == 0 || len >= host_len)
+        return "needs a host (host:port)";
+    memcpy(host, start, len);
+    host[len] = '\0';
+    for (const char *p = host; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr(".-_:", *p))
+            return "has an invalid host name";
+    }
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (text[0] == '[' && inet_pton(AF_INET6, host, addr) != 1)
+        return "has an invalid IPv6 address";
+    return NULL;
+}
+
+static void load_email_server(struct loader *ld, const struct field *f,
+                              const struct toml_keyval *kv, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const char *text = string_value(ld, kv->value);
+    char host[256];
+    uint16_t port;
+    const char *why;
+
+    (void)f;
+    if (!text)
+        return;
+    if ((why = split_email_server(text, host, sizeof(host), &port)) != NULL) {
+        value_error(ld, kv->value, "\"%s\" %s", text, why);
+        return;
+    }
+    snprintf(email->port, sizeof(email->port), "%u", port);
+    store_string(ld, kv->value, &email->host, host);
+    store_string(ld, kv->value, &email->server, text);
+}
+
+static const char *check_email_address(const char *text)
+{
+    return mail_address_valid(text) ? NULL : "is not an email address (local@domain)";
+}
+
+/* to = "a@example.com" or a list of them. */
+static void load_email_to(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                          void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const struct toml_value *v = kv->value;
+    const struct toml_value *const *items = (const struct toml_value *const *)&v;
+    size_t n = 1;
+
+    (void)f;
+    if (v->type == TOML_ARRAY) {
+        items = (const struct toml_value *const *)v->u.array.items;
+        n = v->u.array.len;
+        if (n == 0 || n > CONFIG_EMAIL_TO_MAX) {
+            value_error(ld, v, "needs 1 to %d addresses, got %zu", CONFIG_EMAIL_TO_MAX, n);
+            return;
+        }
+    } else if (v->type != TOML_STRING) {
+        type_error(ld, v, "an email address or a list of them");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *text = string_value(ld, items[i]);
+        if (!text)
+            continue;
+        if (check_email_address(text)) {
+            value_error(ld, items[i], "\"%s\" %s", text, check_email_address(text));
+            continue;
+        }
+        store_string(ld, items[i], &email->to[email->to_count++], text);
+    }
+}
+
+/* The password never comes from the file's text: from the environment or
+ * a file of its own, read now so that --check finds what is missing. The
+ * messages name the variable or the file, never the value. */
+static void load_email_password_env(struct loader *ld, const struct field *f,
+                                    const struct toml_keyval *kv, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const char *name = string_value(ld, kv->value);
+    const char *value;
+
+    (void)f;
+    if (!name)
+        return;
+    if (name[0] == '\0')
+        return;
+    if (!(value = getenv(name))) {
+        value_error(ld, kv->value, "the environment variable %s is not set", name);
+        return;
+    }
+    store_string(ld, kv->value, &email->password, value);
+}
+
+#define EMAIL_PASSWORD_MAX 1024
+
+static void load_email_password_file(struct loader *ld, const struct field *f,
+                                     const struct toml_keyval *kv, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const char *text = string_value(ld, kv->value);
+    char *path = NULL, secret[EMAIL_PASSWORD_MAX + 2];
+
+    (void)f;
+    if (!text || text[0] == '\0')
+        return;
+    store_path(ld, kv->value, &path, text);
+    FILE *file = path ? fopen(path, "re") : NULL;
+    if (!file) {
+        if (path)
+            value_error(ld, kv->value, "cannot read \"%s\": %s", path, strerror(errno));
+        free(path);
+        return;
+    }
+    size_t len = fread(secret, 1, sizeof(secret) - 1, file);
+    fclose(file);
+    secret[len] = '\0';
+    /* One line: the newline an editor adds is not part of the password. */
+    len = strcspn(secret, "\r\n");
+    secret[len] = '\0';
+    if (len == 0 || len > EMAIL_PASSWORD_MAX)
+        value_error(ld, kv->value, "\"%s\" %s", path, len ? "is too long for a password"
+                                                          : "holds no password");
+    else
+        store_string(ld, kv->value, &email->password, secret);
+    explicit_bzero(secret, sizeof(secret));
+    free(path);
+}
+
+/* Cross-key rules, reported at the [alerts.email] header (or the key). */
+static void finish_email(struct loader *ld, const struct toml_value *table, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const struct toml_keyval *env = table_get(table, "password_env");
+    const struct toml_keyval *file = table_get(table, "password_file");
+    const struct toml_keyval *user = table_get(table, "username");
+
+    email->enabled = true;
+    set_label(ld, "alerts", "email");
+    if (!table_get(table, "server"))
+        value_error(ld, table, "server is required (host:port of the SMTP server)");
+    if (!table_get(table, "from"))
+        value_error(ld, table, "from is required (the sender's address)");
+    if (!table_get(table, "to"))
+        value_error(ld, table, "to is required (one address or a list)");
+    if (env && file)
+        value_error(ld, later_of(env, file)->value, "set password_env or password_file, not both");
+    else if (user && email->username && email->username[0] && !env && !file)
+        value_error(ld, user->value, "username is set without a password (password_env or "
+                    "password_file)");
+}
+
+static const char *const email_security_names[] = {"starttls", "tls", "none", NULL};
+
+static const struct section email_section = {
+    "alerts.email", "in [alerts.email]",
+    (const struct field[]){
+        KEY_CUSTOM("server", email.server, load_email_server),
+        KEY_ENUM("security", email.security, email_security_names),
+        KEY_STRING("username", email.username, check_token),
+        KEY_CUSTOM("password_env", email.password, load_email_password_env),
+        KEY_CUSTOM("password_file", email.password, load_email_password_file),
+        KEY_STRING("from", email.from, check_email_address),
+        KEY_CUSTOM("to", email.to, load_email_to),
+        KEY_CUSTOM("ca_file", email.ca_file, load_readable_file),
+        {0},
+    },
+    finish_email,
+};
+
 static const struct section alerts_section = {
     "alerts", "in [alerts]",
     (const struct field[]){
@@ -1468,6 +1677,7 @@ static const struct section alerts_section = {
         KEY_STRING("command", alert_command, NULL),
         KEY_DURATION("batch", alert_batch_ms, 0, DAY_MS),
         KEY_CUSTOM("webhooks", webhooks, load_webhooks),
+        KEY_TABLE("email", email_section),
         {0},
     },
     NULL,

@@ -62,6 +62,27 @@ struct config_app {
     int line;                       /* where its [[applications]] header is */
 };
 
+enum config_email_security { EMAIL_STARTTLS, EMAIL_TLS, EMAIL_NONE };
+
+#define CONFIG_EMAIL_TO_MAX 32
+
+/* [alerts.email]: alerts sent by sluice itself over SMTP. */
+struct config_email {
+    bool enabled;                   /* the table is present */
+    char *server;                   /* "host:port" as written; owned */
+    char *host;                     /* name or address literal; owned */
+    char port[6];
+    enum config_email_security security;
+    char *username;                 /* "" when unset; owned */
+    char *password;                 /* read at load from password_env or
+                                       password_file; NULL when none; owned;
+                                       never logged */
+    char *from;                     /* addr-spec; owned */
+    char *to[CONFIG_EMAIL_TO_MAX];  /* addr-specs; owned */
+    int to_count;
+    char *ca_file;                  /* NULL: the system CAs; owned */
+};
+
 struct config {
     char *path;                     /* owned copy of the file name */
 
@@ -116,6 +137,7 @@ struct config {
     int64_t alert_batch_ms;         /* chat and email: changes this close make one message */
     struct config_webhook *webhooks; /* [[alerts.webhooks]]; owned array */
     int webhook_count;
+    struct config_email email;      /* [alerts.email] */
 
     /* [log] */
     char *log_access;               /* "stdout", "off" or a path; owned */
