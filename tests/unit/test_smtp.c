@@ -200,23 +200,27 @@ static void test_auth_login_failures(void)
     }
 }
 
-static void test_recipients(void)
+/* A dialogue whose MAIL FROM was just accepted: RCPT TO comes next. */
+static struct smtp_dialogue at_recipients(void)
 {
-    /* One of two refused: delivered to the other, the refusal noted. */
     struct smtp_dialogue d = dialogue(false, NULL);
     feed(&d, "220 hi");
     feed(&d, "250 hello");
     feed(&d, "250 ok");
+    return d;
+}
+
+static void test_recipients(void)
+{
+    /* One of two refused: delivered to the other, the refusal noted. */
+    struct smtp_dialogue d = at_recipients();
     EXPECT_SEND(&d, "550 5.1.1 <a@example.com>: no such user", "RCPT TO:<b@example.com>\r\n");
     EXPECT_SEND(&d, "250 ok", "DATA\r\n");
     CHECK_INT(d.rcpt_accepted, 1);
     CHECK(strstr(d.note, "a@example.com refused: 550 5.1.1") != NULL);
 
     /* Both refused for good: permanent. */
-    d = dialogue(false, NULL);
-    feed(&d, "220 hi");
-    feed(&d, "250 hello");
-    feed(&d, "250 ok");
+    d = at_recipients();
     feed(&d, "550 no");
     CHECK_INT(feed(&d, "553 not here"), SMTP_NEXT_FAILED);
     CHECK(d.permanent);
@@ -224,10 +228,7 @@ static void test_recipients(void)
     CHECK(strstr(d.reason, "b@example.com refused: 553 not here") != NULL);
 
     /* One only for now: worth a retry. */
-    d = dialogue(false, NULL);
-    feed(&d, "220 hi");
-    feed(&d, "250 hello");
-    feed(&d, "250 ok");
+    d = at_recipients();
     feed(&d, "450 mailbox busy");
     CHECK_INT(feed(&d, "550 no"), SMTP_NEXT_FAILED);
     CHECK(!d.permanent);
