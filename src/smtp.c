@@ -218,7 +218,7 @@ static enum smtp_next after_rcpt(struct smtp_dialogue *d, char *out, size_t cap)
     if (d->rcpt_sent < d->to_count)
         return send_rcpt(d, out, cap);
     if (d->rcpt_accepted == 0)
-        return fail(d, out, cap, d->permanent && !d->rcpt_transient, "every recipient refused: %s",
+        return fail(d, out, cap, d->permanent && !d->rcpt_transient, "RCPT TO refused for every recipient: %s",
                     d->note);
     d->state = SMTP_DATA;
     return command(out, cap, "DATA\r\n");

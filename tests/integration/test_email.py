@@ -52,13 +52,36 @@ class Inbox:
             return list(self.messages)
 
 
+class RefusingInbox(Inbox):
+    """Refuses one recipient for good, or (refuse_sender) every sender."""
+
+    def __init__(self, refuse_sender=False):
+        super().__init__()
+        self.refuse_sender = refuse_sender
+        self.mail_commands = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        with self.lock:
+            self.mail_commands += 1
+        if self.refuse_sender:
+            return "553 5.7.1 sender not allowed"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address == TO[0]:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
 class SmtpServer:
     """aiosmtpd on 127.0.0.1:port in this process's thread; stopped at the
     end of the test whatever happened."""
 
-    def __init__(self, port, **kwargs):
+    def __init__(self, port, inbox=None, **kwargs):
         self.port = port
-        self.inbox = Inbox()
+        self.inbox = inbox or Inbox()
         self.kwargs = kwargs
         self.controller = None
 
@@ -138,6 +161,31 @@ def test_plain_one_message_to_every_recipient(backends, sluice, smtp_servers):
     assert re.search(r"when: \d{4}-\d\d-\d\dT", body), body
     assert "why:" in body
     assert "Applications up: 1 of 2." in body, body
+
+
+def test_some_recipients_refused_delivers_to_the_rest(backends, sluice, smtp_servers):
+    server = smtp_servers(inbox=RefusingInbox()).start()
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
+    b2.kill()
+    assert wait_until(server.inbox.snapshot, scaled(10)), s.stderr()[-2000:]
+    assert server.inbox.snapshot()[0]["to"] == TO[1:]
+    assert s.wait_stderr(r"email alert for b2 \(up -> down\) delivered \(oncall@example\.com refused: "
+                         r"550 5\.1\.1 no such user\)", scaled(5)), s.stderr()[-2000:]
+
+
+def test_refused_sender_is_not_retried(backends, sluice, smtp_servers):
+    inbox = RefusingInbox(refuse_sender=True)
+    server = smtp_servers(inbox=inbox).start()
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
+    b2.kill()
+    assert s.wait_stderr(r"email alert for b2 \(up -> down\) refused for good on attempt 1, not "
+                         r"retried: MAIL FROM refused: 553 5\.7\.1 sender not allowed", scaled(10)), \
+        s.stderr()[-2000:]
+    time.sleep(3.5)                     # past both backoffs: no second try
+    assert inbox.mail_commands == 1
+    assert "attempt 2" not in s.stderr()
 
 
 def make_certificate(directory, name, san):

@@ -809,6 +809,74 @@ static void test_webhooks(void)
 #undef HOOK
 }
 
+/* [alerts.email]: what a working table gives, and each refusal at its
+ * place; a password never appears in an error. */
+static void test_email(const char *dir)
+{
+    char text[2048], secret[96];
+#define EMAIL_HEAD "[alerts.email]\nserver = \"smtp.example.com:587\"\nfrom = \"sluice@example.com\"\n"
+    check_ok(APP);
+    CHECK(!cfg.email.enabled);
+    config_free(&cfg);
+
+    setenv("SLUICE_UNIT_SMTP_PASSWORD", "hunter2", 1);
+    check_ok(EMAIL_HEAD "to = [\"a@example.com\", \"b@example.org\"]\nusername = \"u\"\n"
+             "password_env = \"SLUICE_UNIT_SMTP_PASSWORD\"\nsecurity = \"tls\"\n" APP);
+    CHECK(cfg.email.enabled);
+    CHECK_STR(cfg.email.host, "smtp.example.com");
+    CHECK_STR(cfg.email.port, "587");
+    CHECK_INT(cfg.email.security, EMAIL_TLS);
+    CHECK_INT(cfg.email.to_count, 2);
+    CHECK_STR(cfg.email.to[1], "b@example.org");
+    CHECK_STR(cfg.email.password, "hunter2");
+    CHECK(cfg.email.ca_file == NULL);
+    config_free(&cfg);
+
+    check_ok("[alerts.email]\nserver = \"[::1]:25\"\nfrom = \"s@x.example\"\nto = \"a@example.com\"\n" APP);
+    CHECK_STR(cfg.email.host, "::1");
+    CHECK_INT(cfg.email.security, EMAIL_STARTTLS);
+    config_free(&cfg);
+
+    snprintf(secret, sizeof(secret), "%s/smtp-password", dir);
+    write_file(secret, "from a file\n");
+    snprintf(text, sizeof(text), EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\n"
+             "password_file = \"%s\"\n" APP, secret);
+    check_ok(text);
+    CHECK_STR(cfg.email.password, "from a file");
+    config_free(&cfg);
+    unlink(secret);
+    check_error(text, "smtp-password\": No such file");
+
+    check_one_error("[alerts.email]\nserver = \"smtp.example.com\"\nfrom = \"s@example.com\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:2:10: alerts.email.server: \"smtp.example.com\" needs a port");
+    check_one_error("[alerts.email]\nserver = \"smtp.example.com:99999\"\nfrom = \"s@example.com\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:2:10: alerts.email.server: \"smtp.example.com:99999\" has an invalid port");
+    check_one_error("[alerts.email]\nserver = \"a b:25\"\nfrom = \"s@example.com\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:2:10: alerts.email.server: \"a b:25\" has an invalid host name");
+    check_one_error(EMAIL_HEAD APP, "t.toml:1:1: alerts.email: to is required");
+    check_one_error(EMAIL_HEAD "to = []\n" APP, "t.toml:4:6: alerts.email.to: needs 1 to 32 addresses, got 0");
+    check_one_error(EMAIL_HEAD "to = [\"a@example.com\", \"not an address\"]\n" APP,
+                    "t.toml:4:24: alerts.email.to: \"not an address\" is not an email address");
+    check_one_error("[alerts.email]\nserver = \"smtp.example.com:587\"\nfrom = \"Sluice <s@example.com>\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:3:8: alerts.email.from: \"Sluice <s@example.com>\" is not an email address");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nsecurity = \"ssl\"\n" APP,
+                    "t.toml:5:12: alerts.email.security: unknown value \"ssl\" (expected one of: starttls, tls, none)");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\npassword_env = \"SLUICE_UNIT_NOT_SET\"\n" APP,
+                    "t.toml:5:16: alerts.email.password_env: the environment variable SLUICE_UNIT_NOT_SET is not set");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\n" APP,
+                    "t.toml:5:12: alerts.email: username is set without a password");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\npassword_env = \"SLUICE_UNIT_SMTP_PASSWORD\"\n"
+                    "password_file = \"/etc/hostname\"\n" APP,
+                    "t.toml:7:17: alerts.email: set password_env or password_file, not both");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nca_file = \"/nonexistent/ca.pem\"\n" APP,
+                    "t.toml:5:11: alerts.email.ca_file: cannot read \"/nonexistent/ca.pem\"");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\npassword = \"hunter2\"\n" APP,
+                    "t.toml:5:1: unknown key \"password\" in [alerts.email]");
+    CHECK(strstr(errs, "hunter2") == NULL);
+    unsetenv("SLUICE_UNIT_SMTP_PASSWORD");
+#undef EMAIL_HEAD
+}
+
 void unit_test_config(void)
 {
     char dir[] = "/tmp/sluice-config-XXXXXX";
@@ -833,6 +901,7 @@ void unit_test_config(void)
     test_sizes();
     test_addresses();
     test_webhooks();
+    test_email(dir);
 
     unlink(cert);
     unlink(key);
