@@ -1,11 +1,11 @@
-/* alert.c - the alert dispatcher: webhook POSTs and the command hook.
+/* alert.c - the alert dispatcher: webhook POSTs, the command hook, email.
  *
  * Flow. Every pool_set_state that succeeds writes one fixed-size struct
  * pool_transition to a non-blocking pipe (atomic: smaller than PIPE_BUF).
  * This thread reads the pipe level-triggered, turns each record into an
  * alert_event and queues one delivery per configured target (webhook,
- * command). Workers never wait for any of it: if the pipe ever filled up,
- * pool.c logs the lost transition and the worker carries on.
+ * command, email). Workers never wait for any of it: if the pipe ever
+ * filled up, pool.c logs the lost transition and the worker carries on.
  *
  * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
  * kind (webhook, command) run at
@@ -22,6 +22,11 @@
  * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
  * the commands nor the other webhooks, nor a stop. Any 2xx status is
  * delivered.
+ *
+ * Email. One message per alert to every `[alerts.email] to`, over SMTP
+ * (smtp.h) on this loop, the server's name resolved as the webhook's is. A
+ * 5xx reply is the server's final word and ends the delivery without the
+ * remaining tries; everything else (4xx, refused, timeout, TLS) is retried.
  *
  * Command. `/bin/sh -c COMMAND` through posix_spawn (safe in a threaded
  * process, unlike a fork that runs code), in its own process group so that
@@ -82,9 +87,9 @@
 #define ALERT_RUNNING_MAX 8          /* per kind of target */
 #define ALERT_PENDING_MAX 1000
 /* A retired dispatcher's deadline: room for a few rounds of deliveries
- * (3 tries of a webhook take at most about 18 s, of a command 33 s, 8 at a
- * time) even when a mass outage queued many; what is left then is logged as
- * not delivered. */
+ * (3 tries of a webhook take at most about 18 s, of a command 33 s, of an
+ * email usually well under a minute, 8 at a time) even when a mass outage
+ * queued many; what is left then is logged as not delivered. */
 #define ALERT_RETIRE_GRACE_MS (5 * 60 * 1000)
 /* How often the copy of the states is checked against records lost to a
  * full pipe (see alert_resync). */

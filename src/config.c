@@ -1585,8 +1585,10 @@ static void load_email_password_env(struct loader *ld, const struct field *f,
     (void)f;
     if (!name)
         return;
-    if (name[0] == '\0')
+    if (name[0] == '\0') {
+        value_error(ld, kv->value, "is empty (name an environment variable, or leave the key out)");
         return;
+    }
     if (!(value = getenv(name))) {
         value_error(ld, kv->value, "the environment variable %s is not set", name);
         return;
@@ -1604,8 +1606,12 @@ static void load_email_password_file(struct loader *ld, const struct field *f,
     char *path = NULL, secret[EMAIL_PASSWORD_MAX + 2];
 
     (void)f;
-    if (!text || text[0] == '\0')
+    if (!text)
         return;
+    if (text[0] == '\0') {
+        value_error(ld, kv->value, "is empty (name a file, or leave the key out)");
+        return;
+    }
     store_path(ld, kv->value, &path, text);
     FILE *file = path ? fopen(path, "re") : NULL;
     if (!file) {

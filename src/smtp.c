@@ -696,7 +696,7 @@ int smtp_send(struct smtp_session *s, struct loop *loop, const struct smtp_targe
     *d = (struct smtp_dialogue){
         .helo_name = target->helo_name, .from = email->from,
         .to = (const char *const *)email->to, .to_count = email->to_count,
-        .username = email->username, .password = email->password,
+        .username = email->username, .password = email->password ? email->password : "",
         .starttls = email->security == EMAIL_STARTTLS, .secured = email->security == EMAIL_TLS,
     };
     smtp_dialogue_start(d);

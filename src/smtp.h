@@ -158,8 +158,7 @@ struct smtp_session {
     smtp_done_fn done;
     struct smtp_dialogue dialogue;
     char in[SMTP_REPLY_MAX + 2];     /* the reply line being read */
-    size_t in_len;
-    bool in_overflow;                /* the line is longer: the rest is dropped */
+    size_t in_len;                   /* a longer line keeps its start only */
     char command[SMTP_COMMAND_MAX];
     char *out;                       /* what is being sent: command or message */
     size_t out_len, out_sent;

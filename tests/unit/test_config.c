@@ -873,6 +873,8 @@ static void test_email(const char *dir)
     check_one_error(EMAIL_HEAD "to = \"a@example.com\"\npassword = \"hunter2\"\n" APP,
                     "t.toml:5:1: unknown key \"password\" in [alerts.email]");
     CHECK(strstr(errs, "hunter2") == NULL);
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\npassword_env = \"\"\n" APP,
+                    "t.toml:6:16: alerts.email.password_env: is empty");
     unsetenv("SLUICE_UNIT_SMTP_PASSWORD");
 #undef EMAIL_HEAD
 }
