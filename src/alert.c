@@ -8,7 +8,7 @@
  * filled up, pool.c logs the lost transition and the worker carries on.
  *
  * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
- * kind (webhook, command) run at
+ * kind (webhook, command, email) run at
  * once (a mass outage must not fork a thousand shells); the rest wait in
  * order. A failed attempt waits 1 s, then 2 s, before the next; the third
  * failure is final. Each failure and the final give-up is logged. The list
@@ -21,9 +21,21 @@
  * TLS; the host is resolved on every attempt (it may move), with
  * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
  * the commands nor the other webhooks, nor a stop. Any 2xx status is
- * delivered.
+ * delivered. `[alerts] webhook` and each `[[alerts.webhooks]]` entry is a
+ * struct hook, whose format (payload.h) makes the body when the alert is
+ * queued, so that every try sends the same bytes.
  *
- * Email. One message per alert to every `[alerts.email] to`, over SMTP
+ * Batches. A chat webhook and the email hold changes for `[alerts] batch`
+ * from the first one held, then send them as one message: a rack going
+ * down is one message, not forty. all_down and restored are never held;
+ * they take what is held with them. Neither is a stop or a reload.
+ *
+ * Tests. alert_test_start (any thread) queues a request under test_lock and
+ * wakes this loop through test_fd; each target then gets one delivery of a
+ * "test" event with a single try, whose outcome is written to the shared
+ * struct alert_test when the delivery ends, whatever ended it.
+ *
+ * Email. One message per alert (or batch) to every `[alerts.email] to`, over SMTP
  * (smtp.h) on this loop, the server's name resolved as the webhook's is. A
  * 5xx reply is the server's final word and ends the delivery without the
  * remaining tries; everything else (4xx, refused, timeout, TLS) is retried.
