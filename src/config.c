@@ -332,6 +332,7 @@ static void config_free_email(struct config_email *email)
     for (int i = 0; i < email->to_count; i++)
         free(email->to[i]);
     free(email->ca_file);
+    free(email->subject);
 }
 
 void config_free(struct config *cfg)
@@ -1300,6 +1301,15 @@ static const char *check_template(const char *text)
     return template_check(text, &at, why, sizeof(why)) < 0 ? why : NULL;
 }
 
+/* A header's template: no line break may reach the message's head. */
+static const char *check_subject(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p < ' ' || *p == 0x7f)
+            return "must not contain control characters (it becomes the Subject: line)";
+    return check_template(text);
+}
+
 /* headers = {Name = "value"} or fields = {name = "template"}: a table of
  * strings, kept in file order. */
 static void load_pairs(struct loader *ld, const struct toml_keyval *kv, struct config_pair **out,
@@ -1671,6 +1681,7 @@ static const struct section email_section = {
         KEY_STRING("from", email.from, check_email_address),
         KEY_CUSTOM("to", email.to, load_email_to),
         KEY_CUSTOM("ca_file", email.ca_file, load_readable_file),
+        KEY_STRING("subject", email.subject, check_subject),
         {0},
     },
     finish_email,

@@ -81,6 +81,7 @@ struct config_email {
     char *to[CONFIG_EMAIL_TO_MAX];  /* addr-specs; owned */
     int to_count;
     char *ca_file;                  /* NULL: the system CAs; owned */
+    char *subject;                  /* a template; NULL: sluice's subject; owned */
 };
 
 struct config {

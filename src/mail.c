@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "payload.h"
 #include "text.h"
 
 /* RFC 2047 section 2: an encoded-word is at most 75 characters, and a line
@@ -359,6 +360,22 @@ static void date_into(struct text *t, int64_t now_ms)
                 tm.tm_sec);
 }
 
+/* The operator's subject: the first change through the template, and how
+ * many more a burst holds (the body lists them all). */
+static void subject_template_into(struct text *t, const char *tpl, const struct alert_event *events, int n,
+                                  bool test)
+{
+    char *first = payload_template(&events[0], tpl);
+    text_puts(t, test ? "[TEST] " : "");
+    if (first)
+        text_puts(t, first);
+    else
+        t->failed = true;
+    free(first);
+    if (n > 1)
+        text_printf(t, " (+%d more)", n - 1);
+}
+
 static void headers_into(struct text *t, const struct mail_params *p, const struct alert_event *events,
                          int n, const char *encoding)
 {
@@ -370,7 +387,10 @@ static void headers_into(struct text *t, const struct mail_params *p, const stru
     text_printf(t, "\r\nMessage-ID: <%llx.%llx@%s>\r\n", (unsigned long long)p->now_ms,
                 (unsigned long long)p->unique, domain ? domain : p->host);
     struct text subject = {0};
-    subject_into(&subject, events, n, p->test);
+    if (p->subject_template)
+        subject_template_into(&subject, p->subject_template, events, n, p->test);
+    else
+        subject_into(&subject, events, n, p->test);
     text_puts(t, "Subject: ");
     encode_header_into(t, subject.data ? subject.data : "[sluice]", strlen("Subject: "));
     free(subject.data);

@@ -35,6 +35,7 @@ struct mail_params {
                                         mixed with the pid and time by the caller) */
     bool eightbit;                   /* the server advertised 8BITMIME */
     bool test;                       /* a test message, marked as such */
+    const char *subject_template;    /* [alerts.email] subject, or NULL */
 };
 
 /* The whole message (headers, blank line, body), not dot-stuffed.

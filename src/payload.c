@@ -53,13 +53,10 @@ static void text_sentence(struct text *t, const struct alert_event *e, const cha
         text_put(t, line, strlen(line));
 }
 
-char *payload_line(const struct alert_event *e, const char *text_template_, const char *host)
+char *payload_template(const struct alert_event *e, const char *tpl)
 {
     struct text t = {0};
-    if (text_template_)
-        text_template(&t, text_template_, e);
-    else
-        text_sentence(&t, e, host);
+    text_template(&t, tpl, e);
     text_reserve(&t, 0);
     return text_take(&t);
 }

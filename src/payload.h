@@ -25,9 +25,8 @@ struct payload_scratch {
 void payload_values(const struct alert_event *e, struct payload_scratch *scratch,
                     const char *values[TEMPLATE_FIELDS]);
 
-/* One event's line in a chat message: text_template rendered (NULL: the
- * sentence alert_format_text writes). */
-char *payload_line(const struct alert_event *e, const char *text_template, const char *host);
+/* tpl (a checked template) rendered for e. */
+char *payload_template(const struct alert_event *e, const char *tpl);
 
 /* {"text": ...}: one change as its line; several (a batch) as a heading
  * and one line each. A test alert says TEST first. */

@@ -520,7 +520,7 @@ static int session_send_message(struct smtp_session *s)
     struct mail_params p = {
         .from = email->from, .to = (const char *const *)email->to, .to_count = email->to_count,
         .host = t->host, .now_ms = loop_wall_ms(), .unique = t->unique,
-        .eightbit = s->dialogue.offers_8bitmime, .test = s->test,
+        .eightbit = s->dialogue.offers_8bitmime, .test = s->test, .subject_template = email->subject,
     };
     size_t len = 0, stuffed_len = 0;
     char *message = mail_build(&p, s->events, s->count, s->up, s->total, &len);

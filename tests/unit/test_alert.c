@@ -20,6 +20,7 @@
 #include "alert.h"
 #include "config.h"
 #include "loop.h"
+#include "mail.h"
 #include "payload.h"
 #include "pool.h"
 #include "unit.h"
@@ -181,6 +182,28 @@ static void test_form_format(void)
                "To=%2B15550100&Body=api-1+is+down%3A+health+check%3A+%22status+500%22+%283+consecutive%29"
                "&a+b%26c%3D=caf%C3%A9+%7E*-._%2F");
     check_body(payload_form(&e, fields, 0), "");
+}
+
+/* [alerts.email] subject: the first change through the template, the
+ * count of the others, TEST for a test. */
+static void test_email_subject(void)
+{
+    struct alert_event e[2] = {sample_event(), sample_event()};
+    const char *to[] = {"oncall@example.com"};
+    struct mail_params p = {.from = "sluice@example.com", .to = to, .to_count = 1, .host = "lb-1",
+                            .now_ms = 1714564800123LL, .unique = 1,
+                            .subject_template = "{application} {state} ({up}/{total} up)"};
+    size_t len;
+    char *m = mail_build(&p, e, 1, 1, 2, &len);
+    CHECK(m && strstr(m, "\r\nSubject: api-1 down (1/2 up)\r\n"));
+    free(m);
+    m = mail_build(&p, e, 2, 1, 2, &len);
+    CHECK(m && strstr(m, "\r\nSubject: api-1 down (1/2 up) (+1 more)\r\n"));
+    free(m);
+    p.test = true;
+    m = mail_build(&p, e, 1, 1, 2, &len);
+    CHECK(m && strstr(m, "\r\nSubject: [TEST] api-1 down (1/2 up)\r\n"));
+    free(m);
 }
 
 static void test_json_format(void)
@@ -640,6 +663,7 @@ void unit_test_alert(void)
     test_pagerduty_format();
     test_form_format();
     test_json_format();
+    test_email_subject();
     test_dispatcher();
     test_states_ahead_of_records();
     test_stop_with_pending();

@@ -806,6 +806,12 @@ static void test_webhooks(void)
     check_one_error(HOOK "url = \"http://x/\"\ncolour = 1\n",
                     "t.toml:6:1: unknown key \"colour\" in [[alerts.webhooks]]");
     check_one_error(APP "[alerts]\nbatch = \"soon\"\n", "t.toml:5:9: alerts.batch: invalid duration");
+    check_one_error(APP "[alerts.email]\nserver = \"127.0.0.1:25\"\nsecurity = \"none\"\nfrom = \"a@b.c\"\n"
+                    "to = \"d@e.f\"\nsubject = \"{app} down\"\n",
+                    "t.toml:9:11: alerts.email.subject: \"{app} down\" unknown field {app}");
+    check_one_error(APP "[alerts.email]\nserver = \"127.0.0.1:25\"\nsecurity = \"none\"\nfrom = \"a@b.c\"\n"
+                    "to = \"d@e.f\"\nsubject = \"a\\r\\nBcc: x@y.z\"\n",
+                    "t.toml:9:11: alerts.email.subject:");
 #undef HOOK
 }
 
