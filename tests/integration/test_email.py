@@ -247,12 +247,14 @@ def test_server_down_then_up_delivers_on_a_retry(backends, sluice, smtp_servers)
     check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
 
 
-class StallingServer:
-    """A plain socket SMTP server: the first connection stops answering
-    after EHLO; later ones get a minimal, correct dialogue and their
-    messages are kept."""
+class ScriptedServer:
+    """A plain socket SMTP server. Connection i follows behaviours[i]
+    (the last one repeats): "stall" stops answering after EHLO, "close"
+    hangs up after EHLO, "ok" holds a minimal, correct dialogue whose
+    message is kept."""
 
-    def __init__(self):
+    def __init__(self, *behaviours):
+        self.behaviours = behaviours
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -271,18 +273,23 @@ class StallingServer:
                 conn, _ = self.sock.accept()
             except socket.timeout:
                 continue
+            behaviour = self.behaviours[min(self.connections, len(self.behaviours) - 1)]
             self.connections += 1
             conn.settimeout(30)
-            threading.Thread(target=self.serve, args=(conn, self.connections == 1), daemon=True).start()
+            threading.Thread(target=self.serve, args=(conn, behaviour), daemon=True).start()
 
-    def serve(self, conn, stall):
+    def serve(self, conn, behaviour):
         f = conn.makefile("rb")
         try:
-            conn.sendall(b"220 stall.example ESMTP\r\n")
+            conn.sendall(b"220 scripted.example ESMTP\r\n")
             f.readline()
-            conn.sendall(b"250 stall.example\r\n")
-            if stall:
+            conn.sendall(b"250 scripted.example\r\n")
+            if behaviour == "stall":
                 self.stalled.append(conn)        # held open, never answered again
+                return
+            if behaviour == "close":
+                f.readline()
+                conn.close()
                 return
             self.dialogue(conn, f)
         except OSError:
@@ -318,7 +325,7 @@ class StallingServer:
 
 
 def test_stalled_server_times_out_and_traffic_flows(backends, sluice):
-    stalling = StallingServer()
+    stalling = ScriptedServer("stall", "ok")
     try:
         b1, b2, b3 = backends(3)
         s = sluice([b1, b2, b3], sections={"health": HEALTH,
@@ -345,6 +352,32 @@ def test_stalled_server_times_out_and_traffic_flows(backends, sluice):
         assert b"Subject: [sluice] b2 is now down" in stalling.messages[1]
     finally:
         stalling.close()
+
+
+def test_server_closing_mid_dialogue_is_retried(backends, sluice):
+    server = ScriptedServer("close", "ok")
+    try:
+        b1, b2 = backends(2)
+        s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
+        b2.kill()
+        assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
+                             r"the server closed the connection during MAIL FROM", scaled(10)), \
+            s.stderr()[-2000:]
+        assert wait_until(lambda: server.messages, scaled(10)), s.stderr()[-2000:]
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_implicit_tls(backends, sluice, smtp_servers, tmp_path):
+    cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
+    server = smtp_servers(ssl_context=server_tls(cert, key)).start()
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(
+        server.port, security="tls", ca_file=str(cert))})
+    b2.kill()
+    assert wait_until(server.inbox.snapshot, scaled(10)), "nothing over implicit TLS: " + s.stderr()[-2000:]
+    check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
 
 
 @pytest.mark.skip(reason="batching")
