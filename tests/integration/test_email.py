@@ -122,6 +122,15 @@ def email_section(port, **kw):
     return section
 
 
+def kill_one(backends, sluice, port, **email_kw):
+    """Two applications behind a sluice that mails through port; b2 is
+    killed, so that one alert goes out. Returns sluice and b2."""
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(port, **email_kw)})
+    b2.kill()
+    return s, b2
+
+
 def check_headers(msg, app, state):
     date = email.utils.parsedate_to_datetime(msg["Date"])
     assert abs(date.timestamp() - time.time()) < 60, msg["Date"]
@@ -165,9 +174,7 @@ def test_plain_one_message_to_every_recipient(backends, sluice, smtp_servers):
 
 def test_some_recipients_refused_delivers_to_the_rest(backends, sluice, smtp_servers):
     server = smtp_servers(inbox=RefusingInbox()).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-    b2.kill()
+    s, b2 = kill_one(backends, sluice, server.port)
     assert wait_until(server.inbox.snapshot, scaled(10)), s.stderr()[-2000:]
     assert server.inbox.snapshot()[0]["to"] == TO[1:]
     assert s.wait_stderr(r"email alert for b2 \(up -> down\) delivered \(oncall@example\.com refused: "
@@ -177,9 +184,7 @@ def test_some_recipients_refused_delivers_to_the_rest(backends, sluice, smtp_ser
 def test_refused_sender_is_not_retried(backends, sluice, smtp_servers):
     inbox = RefusingInbox(refuse_sender=True)
     server = smtp_servers(inbox=inbox).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-    b2.kill()
+    s, b2 = kill_one(backends, sluice, server.port)
     assert s.wait_stderr(r"email alert for b2 \(up -> down\) refused for good on attempt 1, not "
                          r"retried: MAIL FROM refused: 553 5\.7\.1 sender not allowed", scaled(10)), \
         s.stderr()[-2000:]
@@ -207,15 +212,12 @@ def test_starttls_and_auth(backends, sluice, smtp_servers, tmp_path, monkeypatch
     cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
     server = smtp_servers(tls_context=server_tls(cert, key), require_starttls=True, auth=True).start()
     monkeypatch.setenv("SLUICE_TEST_SMTP_PASSWORD", "s3cret pass")
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(
-        server.port, security="starttls", username="alerts", ca_file=str(cert),
-        password_env="SLUICE_TEST_SMTP_PASSWORD")})
-    b1.kill()
+    s, _ = kill_one(backends, sluice, server.port, security="starttls", username="alerts",
+                    ca_file=str(cert), password_env="SLUICE_TEST_SMTP_PASSWORD")
     assert wait_until(server.inbox.snapshot, scaled(10)), \
         "no message over STARTTLS: " + s.stderr()[-2000:]
     assert [(login, pw) for _, login, pw in server.inbox.logins] == [("alerts", "s3cret pass")]
-    check_headers(server.inbox.snapshot()[0]["msg"], "b1", "down")
+    check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
     assert "s3cret" not in s.stderr()
 
 
@@ -223,11 +225,8 @@ def test_certificate_not_trusted_is_a_clear_failure(backends, sluice, smtp_serve
     cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
     other, _ = make_certificate(tmp_path, "other", "IP:127.0.0.1")
     server = smtp_servers(tls_context=server_tls(cert, key), require_starttls=True).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(
-        server.port, security="starttls", ca_file=str(other))})
-    b1.kill()
-    assert s.wait_stderr(r"email alert for b1 \(up -> down\) failed \(attempt 1 of 3\): "
+    s, _ = kill_one(backends, sluice, server.port, security="starttls", ca_file=str(other))
+    assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
                          r"TLS handshake with 127\.0\.0\.1 failed: certificate verify failed",
                          scaled(10)), s.stderr()[-2000:]
     assert server.inbox.snapshot() == []
@@ -235,9 +234,7 @@ def test_certificate_not_trusted_is_a_clear_failure(backends, sluice, smtp_serve
 
 def test_server_down_then_up_delivers_on_a_retry(backends, sluice, smtp_servers):
     server = smtp_servers()                    # its port, nothing listening yet
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-    b2.kill()
+    s, b2 = kill_one(backends, sluice, server.port)
     assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
                          r"connecting to 127\.0\.0\.1:%d: Connection refused" % server.port,
                          scaled(10)), s.stderr()[-2000:]
@@ -357,9 +354,7 @@ def test_stalled_server_times_out_and_traffic_flows(backends, sluice):
 def test_server_closing_mid_dialogue_is_retried(backends, sluice):
     server = ScriptedServer("close", "ok")
     try:
-        b1, b2 = backends(2)
-        s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-        b2.kill()
+        s, b2 = kill_one(backends, sluice, server.port)
         assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
                              r"the server closed the connection during MAIL FROM", scaled(10)), \
             s.stderr()[-2000:]
@@ -372,10 +367,7 @@ def test_server_closing_mid_dialogue_is_retried(backends, sluice):
 def test_implicit_tls(backends, sluice, smtp_servers, tmp_path):
     cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
     server = smtp_servers(ssl_context=server_tls(cert, key)).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(
-        server.port, security="tls", ca_file=str(cert))})
-    b2.kill()
+    s, _ = kill_one(backends, sluice, server.port, security="tls", ca_file=str(cert))
     assert wait_until(server.inbox.snapshot, scaled(10)), "nothing over implicit TLS: " + s.stderr()[-2000:]
     check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
 
