@@ -193,6 +193,16 @@ def test_refused_sender_is_not_retried(backends, sluice, smtp_servers):
     assert "attempt 2" not in s.stderr()
 
 
+def test_server_by_name(backends, sluice, smtp_servers):
+    """A name is looked up on the alert thread; when it gives ::1 first
+    and the server listens on 127.0.0.1 only, the retry takes the next
+    address."""
+    server = smtp_servers().start()
+    s, _ = kill_one(backends, sluice, server.port, server="localhost:%d" % server.port)
+    assert wait_until(server.inbox.snapshot, scaled(10)), s.stderr()[-2000:]
+    check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
+
+
 def make_certificate(directory, name, san):
     cert, key = directory / (name + ".pem"), directory / (name + ".key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
