@@ -8,7 +8,7 @@
  * filled up, pool.c logs the lost transition and the worker carries on.
  *
  * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
- * kind (webhook, command) run at
+ * kind (webhook, command, email) run at
  * once (a mass outage must not fork a thousand shells); the rest wait in
  * order. A failed attempt waits 1 s, then 2 s, before the next; the third
  * failure is final. Each failure and the final give-up is logged. The list
@@ -333,7 +333,7 @@ struct alert {
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[ALERT_TARGET_COUNT];                /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT]; /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */
