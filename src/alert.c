@@ -392,7 +392,7 @@ struct alert {
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[ALERT_TARGET_COUNT];                /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT]; /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */

@@ -453,8 +453,10 @@ static void session_on_timer(struct loop *loop, struct loop_timer *timer)
         return;
     }
     if (doing)
-        session_fail(s, "timeout after %d ms %s to %s", SMTP_CONNECT_TIMEOUT_MS, doing,
+        session_fail(s, "timeout after %d ms %s %s", SMTP_CONNECT_TIMEOUT_MS, doing,
                      s->target->address->text);
+    else if (s->dialogue.state == SMTP_GREETING)
+        session_fail(s, "timeout after %d ms waiting for the greeting", SMTP_REPLY_TIMEOUT_MS);
     else
         session_fail(s, "timeout after %d ms waiting for the reply to %s",
                      s->dialogue.state == SMTP_MESSAGE ? SMTP_END_TIMEOUT_MS : SMTP_REPLY_TIMEOUT_MS,

@@ -122,6 +122,15 @@ def email_section(port, **kw):
     return section
 
 
+def kill_one(backends, sluice, port, **email_kw):
+    """Two applications behind a sluice that mails through port; b2 is
+    killed, so that one alert goes out. Returns sluice and b2."""
+    b1, b2 = backends(2)
+    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(port, **email_kw)})
+    b2.kill()
+    return s, b2
+
+
 def check_headers(msg, app, state):
     date = email.utils.parsedate_to_datetime(msg["Date"])
     assert abs(date.timestamp() - time.time()) < 60, msg["Date"]
@@ -165,9 +174,7 @@ def test_plain_one_message_to_every_recipient(backends, sluice, smtp_servers):
 
 def test_some_recipients_refused_delivers_to_the_rest(backends, sluice, smtp_servers):
     server = smtp_servers(inbox=RefusingInbox()).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-    b2.kill()
+    s, b2 = kill_one(backends, sluice, server.port)
     assert wait_until(server.inbox.snapshot, scaled(10)), s.stderr()[-2000:]
     assert server.inbox.snapshot()[0]["to"] == TO[1:]
     assert s.wait_stderr(r"email alert for b2 \(up -> down\) delivered \(oncall@example\.com refused: "
@@ -177,15 +184,23 @@ def test_some_recipients_refused_delivers_to_the_rest(backends, sluice, smtp_ser
 def test_refused_sender_is_not_retried(backends, sluice, smtp_servers):
     inbox = RefusingInbox(refuse_sender=True)
     server = smtp_servers(inbox=inbox).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-    b2.kill()
+    s, b2 = kill_one(backends, sluice, server.port)
     assert s.wait_stderr(r"email alert for b2 \(up -> down\) refused for good on attempt 1, not "
                          r"retried: MAIL FROM refused: 553 5\.7\.1 sender not allowed", scaled(10)), \
         s.stderr()[-2000:]
     time.sleep(3.5)                     # past both backoffs: no second try
     assert inbox.mail_commands == 1
     assert "attempt 2" not in s.stderr()
+
+
+def test_server_by_name(backends, sluice, smtp_servers):
+    """A name is looked up on the alert thread; when it gives ::1 first
+    and the server listens on 127.0.0.1 only, the retry takes the next
+    address."""
+    server = smtp_servers().start()
+    s, _ = kill_one(backends, sluice, server.port, server="localhost:%d" % server.port)
+    assert wait_until(server.inbox.snapshot, scaled(10)), s.stderr()[-2000:]
+    check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
 
 
 def make_certificate(directory, name, san):
@@ -207,15 +222,12 @@ def test_starttls_and_auth(backends, sluice, smtp_servers, tmp_path, monkeypatch
     cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
     server = smtp_servers(tls_context=server_tls(cert, key), require_starttls=True, auth=True).start()
     monkeypatch.setenv("SLUICE_TEST_SMTP_PASSWORD", "s3cret pass")
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(
-        server.port, security="starttls", username="alerts", ca_file=str(cert),
-        password_env="SLUICE_TEST_SMTP_PASSWORD")})
-    b1.kill()
+    s, _ = kill_one(backends, sluice, server.port, security="starttls", username="alerts",
+                    ca_file=str(cert), password_env="SLUICE_TEST_SMTP_PASSWORD")
     assert wait_until(server.inbox.snapshot, scaled(10)), \
         "no message over STARTTLS: " + s.stderr()[-2000:]
     assert [(login, pw) for _, login, pw in server.inbox.logins] == [("alerts", "s3cret pass")]
-    check_headers(server.inbox.snapshot()[0]["msg"], "b1", "down")
+    check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
     assert "s3cret" not in s.stderr()
 
 
@@ -223,11 +235,8 @@ def test_certificate_not_trusted_is_a_clear_failure(backends, sluice, smtp_serve
     cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
     other, _ = make_certificate(tmp_path, "other", "IP:127.0.0.1")
     server = smtp_servers(tls_context=server_tls(cert, key), require_starttls=True).start()
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(
-        server.port, security="starttls", ca_file=str(other))})
-    b1.kill()
-    assert s.wait_stderr(r"email alert for b1 \(up -> down\) failed \(attempt 1 of 3\): "
+    s, _ = kill_one(backends, sluice, server.port, security="starttls", ca_file=str(other))
+    assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
                          r"TLS handshake with 127\.0\.0\.1 failed: certificate verify failed",
                          scaled(10)), s.stderr()[-2000:]
     assert server.inbox.snapshot() == []
@@ -235,9 +244,7 @@ def test_certificate_not_trusted_is_a_clear_failure(backends, sluice, smtp_serve
 
 def test_server_down_then_up_delivers_on_a_retry(backends, sluice, smtp_servers):
     server = smtp_servers()                    # its port, nothing listening yet
-    b1, b2 = backends(2)
-    s = sluice([b1, b2], sections={"health": HEALTH, "alerts.email": email_section(server.port)})
-    b2.kill()
+    s, b2 = kill_one(backends, sluice, server.port)
     assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
                          r"connecting to 127\.0\.0\.1:%d: Connection refused" % server.port,
                          scaled(10)), s.stderr()[-2000:]
@@ -247,12 +254,14 @@ def test_server_down_then_up_delivers_on_a_retry(backends, sluice, smtp_servers)
     check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
 
 
-class StallingServer:
-    """A plain socket SMTP server: the first connection stops answering
-    after EHLO; later ones get a minimal, correct dialogue and their
-    messages are kept."""
+class ScriptedServer:
+    """A plain socket SMTP server. Connection i follows behaviours[i]
+    (the last one repeats): "stall" stops answering after EHLO, "close"
+    hangs up after EHLO, "ok" holds a minimal, correct dialogue whose
+    message is kept."""
 
-    def __init__(self):
+    def __init__(self, *behaviours):
+        self.behaviours = behaviours
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
@@ -271,18 +280,23 @@ class StallingServer:
                 conn, _ = self.sock.accept()
             except socket.timeout:
                 continue
+            behaviour = self.behaviours[min(self.connections, len(self.behaviours) - 1)]
             self.connections += 1
             conn.settimeout(30)
-            threading.Thread(target=self.serve, args=(conn, self.connections == 1), daemon=True).start()
+            threading.Thread(target=self.serve, args=(conn, behaviour), daemon=True).start()
 
-    def serve(self, conn, stall):
+    def serve(self, conn, behaviour):
         f = conn.makefile("rb")
         try:
-            conn.sendall(b"220 stall.example ESMTP\r\n")
+            conn.sendall(b"220 scripted.example ESMTP\r\n")
             f.readline()
-            conn.sendall(b"250 stall.example\r\n")
-            if stall:
+            conn.sendall(b"250 scripted.example\r\n")
+            if behaviour == "stall":
                 self.stalled.append(conn)        # held open, never answered again
+                return
+            if behaviour == "close":
+                f.readline()
+                conn.close()
                 return
             self.dialogue(conn, f)
         except OSError:
@@ -318,7 +332,7 @@ class StallingServer:
 
 
 def test_stalled_server_times_out_and_traffic_flows(backends, sluice):
-    stalling = StallingServer()
+    stalling = ScriptedServer("stall", "ok")
     try:
         b1, b2, b3 = backends(3)
         s = sluice([b1, b2, b3], sections={"health": HEALTH,
@@ -345,6 +359,27 @@ def test_stalled_server_times_out_and_traffic_flows(backends, sluice):
         assert b"Subject: [sluice] b2 is now down" in stalling.messages[1]
     finally:
         stalling.close()
+
+
+def test_server_closing_mid_dialogue_is_retried(backends, sluice):
+    server = ScriptedServer("close", "ok")
+    try:
+        s, b2 = kill_one(backends, sluice, server.port)
+        assert s.wait_stderr(r"email alert for b2 \(up -> down\) failed \(attempt 1 of 3\): "
+                             r"the server closed the connection during MAIL FROM", scaled(10)), \
+            s.stderr()[-2000:]
+        assert wait_until(lambda: server.messages, scaled(10)), s.stderr()[-2000:]
+        assert server.connections == 2
+    finally:
+        server.close()
+
+
+def test_implicit_tls(backends, sluice, smtp_servers, tmp_path):
+    cert, key = make_certificate(tmp_path, "mail", "IP:127.0.0.1")
+    server = smtp_servers(ssl_context=server_tls(cert, key)).start()
+    s, _ = kill_one(backends, sluice, server.port, security="tls", ca_file=str(cert))
+    assert wait_until(server.inbox.snapshot, scaled(10)), "nothing over implicit TLS: " + s.stderr()[-2000:]
+    check_headers(server.inbox.snapshot()[0]["msg"], "b2", "down")
 
 
 def test_burst_of_transitions_is_one_message(backends, sluice, smtp_servers):
