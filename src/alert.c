@@ -1319,7 +1319,7 @@ static void test_event(const struct alert *a, struct alert_event *e)
 {
     *e = (struct alert_event){.time_ms = loop_wall_ms(), .up = a->up, .total = a->pool->count};
     snprintf(e->event, sizeof(e->event), "test");
-    snprintf(e->application, sizeof(e->application), "test");
+    snprintf(e->application, sizeof(e->application), "TEST");
     snprintf(e->state, sizeof(e->state), "test");
     snprintf(e->previous, sizeof(e->previous), "test");
     snprintf(e->reason, sizeof(e->reason), "TEST alert sent on request; no application changed state");
