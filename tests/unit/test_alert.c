@@ -1,5 +1,7 @@
 /* test_alert.c - what an alert says (RFC 3339 time, JSON escaping, the
- * payload, the sentence), where it goes (webhook URLs), and the dispatcher
+ * payload, the sentence, each webhook format's body, an email's subject
+ * template), where it goes (webhook URLs), chat batches and test alerts on
+ * a live dispatcher, and the dispatcher
  * end to end: transitions written by pool_set_state reach a webhook served
  * by the test and a command writing to a file, a failed POST is retried,
  * operators' changes are alerted on too, and "all_down"/"restored" fire
@@ -376,6 +378,61 @@ static bool parse_config(struct config *cfg, const char *text)
     return rc == 0;
 }
 
+/* A chat webhook: two changes within the batch window are one message, the
+ * change that leaves nothing up goes out at once with the all_down alert,
+ * and a test alert reaches the receiver marked as one. */
+static void test_chat_batch(void)
+{
+    static struct receiver r;
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char text[1024];
+    CHECK_INT(receiver_start(&r), 0);
+    snprintf(text, sizeof(text),
+             "[alerts]\nbatch = \"1s\"\n[[alerts.webhooks]]\nurl = \"http://127.0.0.1:%d/chat\"\n"
+             "format = \"slack\"\ntext = \"{application} {state}\"\n"
+             "[[applications]]\nname = \"api-1\"\nip = \"127.0.0.1\"\nport = 8001\n"
+             "[[applications]]\nname = \"api-2\"\nip = \"127.0.0.1\"\nport = 8002\n"
+             "[[applications]]\nname = \"api-3\"\nip = \"127.0.0.1\"\nport = 8003\n", r.port);
+    if (!parse_config(&cfg, text))
+        goto out_receiver;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(alert_start(&a, &pool, &cfg), 0);
+    if (!a)
+        goto out_pool;
+    int64_t start = loop_monotonic_ms();
+    CHECK(pool_set_state(&pool, &pool.apps[0], APP_UP, APP_DOWN, "refused"));
+    CHECK(pool_set_state(&pool, &pool.apps[1], APP_UP, APP_DOWN, "refused"));
+    usleep(100 * 1000);
+    CHECK_INT(receiver_count(&r), 0);                 /* held for the window */
+    CHECK(wait_until(&r, 1, "/dev/null", 0, 3000));
+    CHECK(loop_monotonic_ms() - start >= 1000);
+    CHECK_INT(bodies_with(&r, "{\"text\":\"sluice on ", ": 2 changes\\n- api-1 down\\n- api-2 down\"}", ""), 1);
+
+    start = loop_monotonic_ms();
+    CHECK(pool_set_state(&pool, &pool.apps[2], APP_UP, APP_DOWN, "refused"));
+    CHECK(wait_until(&r, 2, "/dev/null", 0, 3000));
+    CHECK(loop_monotonic_ms() - start < 800);        /* all_down is not held */
+    CHECK_INT(bodies_with(&r, ": 2 changes\\n- api-3 down\\n- * down\"}", "", ""), 1);
+
+    struct alert_test *t = alert_test_start(a);
+    CHECK(t != NULL);
+    for (int i = 0; t && i < 400 && !alert_test_done(t); i++)
+        usleep(5000);
+    if (t) {
+        CHECK(alert_test_done(t) && alert_test_failed(t) == 0 && t->count == 1);
+        alert_test_release(t);
+    }
+    CHECK_INT(bodies_with(&r, "{\"text\":\"[TEST] TEST test\"}", "", ""), 1);
+    alert_stop(a, 1000);
+out_pool:
+    pool_free(&pool);
+    config_free(&cfg);
+out_receiver:
+    receiver_stop(&r);
+}
+
 static void test_dispatcher(void)
 {
     static struct receiver r;
@@ -665,6 +722,7 @@ void unit_test_alert(void)
     test_json_format();
     test_email_subject();
     test_dispatcher();
+    test_chat_batch();
     test_states_ahead_of_records();
     test_stop_with_pending();
     test_unusable_webhook();
