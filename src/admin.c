@@ -46,6 +46,11 @@
 #define ADMIN_CONNECTIONS_MAX 16
 /* An admin connection silent this long is closed. */
 #define ADMIN_IDLE_MS 10000
+/* A test alert is answered once every target has an outcome, or after
+ * this long (below `sluice ctl`'s 30 s), and looked at this often. One try
+ * per target: a webhook's lookup and POST take at most 10 s, a command 10 s. */
+#define ADMIN_TEST_WAIT_MS 20000
+#define ADMIN_TEST_POLL_MS 50
 /* How often, while an application drains, the admin thread looks whether
  * it has nothing in flight: the worker that ends the last request ends the
  * drain at once, this catches a drain that raced with it, or that had
@@ -60,6 +65,8 @@ struct admin_conn {
     bool in_use;
     bool close_after;          /* Connection: close, or an error that ends it */
     bool awaiting_reload;      /* answered by admin_reload_done */
+    struct alert_test *test;   /* a test alert under way, answered when done; a reference */
+    int64_t test_deadline;     /* loop ms */
     bool head_only;            /* HEAD: the answer without its body */
     char *in;                  /* ADMIN_HEAD_MAX + ADMIN_BODY_MAX bytes; owned */
     size_t in_len;
@@ -176,6 +183,8 @@ enum admin_route admin_parse_target(const char *target, size_t len, struct admin
         return out->route = ADMIN_APPS;
     if (path_is(target, path_len, "/api/reload"))
         return out->route = ADMIN_RELOAD;
+    if (path_is(target, path_len, "/api/alerts/test"))
+        return out->route = ADMIN_TEST_ALERT;
     if (path_len <= sizeof(apps) - 1 || memcmp(target, apps, sizeof(apps) - 1) != 0)
         return ADMIN_NOT_FOUND;
     const char *name = target + sizeof(apps) - 1;
@@ -200,7 +209,7 @@ enum admin_route admin_parse_target(const char *target, size_t len, struct admin
 
 bool admin_route_mutates(enum admin_route route)
 {
-    return route == ADMIN_DRAIN || route == ADMIN_ENABLE || route == ADMIN_RELOAD;
+    return route == ADMIN_DRAIN || route == ADMIN_ENABLE || route == ADMIN_RELOAD || route == ADMIN_TEST_ALERT;
 }
 
 bool admin_token_matches(const char *token, const char *authorization, size_t len)
@@ -390,8 +399,15 @@ static void conn_close(struct admin_conn *c)
     free(c->out);
     if (a->reload_waiter == c)
         a->reload_waiter = NULL;
+    alert_test_release(c->test);
     *c = (struct admin_conn){.admin = a};
     a->conn_count--;
+}
+
+/* Whether the answer waits for another thread (a reload, a test alert). */
+static bool conn_waiting(const struct admin_conn *c)
+{
+    return c->awaiting_reload || c->test;
 }
 
 /* Writes what is left of the answer; false when the connection closed. */
@@ -593,6 +609,60 @@ static void answer_reload(struct admin_conn *c)
     a->host.ask_reload(a->host.ask_reload_arg);
 }
 
+/* ---- test alerts ---- */
+
+static void conn_event(struct loop *loop, struct loop_io *io, uint32_t events);
+
+char *admin_test_alert_json(struct alert_test *t, const char *unsettled_why)
+{
+    struct text out = {0};
+    int failed = alert_test_failed(t);
+    text_printf(&out, "{\"delivered\":%d,\"failed\":%d,\"targets\":[", t->count - failed, failed);
+    for (int i = 0; i < t->count; i++) {
+        const struct alert_test_result *r = &t->results[i];
+        bool settled = atomic_load_explicit(&r->settled, memory_order_acquire);
+        text_printf(&out, "%s{\"target\":", i ? "," : "");
+        text_json_string(&out, r->target);
+        text_printf(&out, ",\"delivered\":%s,\"error\":", settled && r->delivered ? "true" : "false");
+        text_json_string(&out, settled ? r->why : unsettled_why);
+        text_printf(&out, "}");
+    }
+    text_printf(&out, "]}");
+    return text_take(&out);
+}
+
+static void test_alert_poll(struct admin_conn *c)
+{
+    struct admin *a = c->admin;
+    if (!alert_test_done(c->test) && a->loop.now < c->test_deadline) {
+        loop_timer_arm(&a->loop, &c->timer, ADMIN_TEST_POLL_MS);
+        return;
+    }
+    char why[64];
+    snprintf(why, sizeof(why), "no outcome within %d s", ADMIN_TEST_WAIT_MS / 1000);
+    char *json = admin_test_alert_json(c->test, why);
+    alert_test_release(c->test);
+    c->test = NULL;
+    loop_timer_arm(&a->loop, &c->timer, ADMIN_IDLE_MS);
+    respond_json(c, 200, json);
+    /* Requests pipelined behind the test. */
+    if (c->in_use && !c->out && c->in_len)
+        conn_event(&a->loop, &c->io, EPOLLIN);
+}
+
+/* The running dispatcher sends it; the answer waits for the outcomes. */
+static void answer_test_alert(struct admin_conn *c, struct generation *g)
+{
+    struct admin *a = c->admin;
+    if (!g->alert || !(c->test = alert_test_start(g->alert))) {
+        respond_error(c, 503, "the alert dispatcher cannot take a test now");
+        return;
+    }
+    log_info("admin: test alert asked");
+    c->test_deadline = a->loop.now + ADMIN_TEST_WAIT_MS;
+    loop_timer_arm(&a->loop, &c->timer, ADMIN_TEST_POLL_MS);
+}
+
 static const char *route_allow(enum admin_route route)
 {
     return admin_route_mutates(route) ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
@@ -680,6 +750,9 @@ static void answer_route(struct admin_conn *c, const struct http1_request *req, 
         break;
     case ADMIN_ENABLE:
         answer_enable(c, &g->pool, app);
+        break;
+    case ADMIN_TEST_ALERT:
+        answer_test_alert(c, g);
         break;
     case ADMIN_RELOAD:
     case ADMIN_NOT_FOUND:
@@ -785,7 +858,7 @@ static void conn_event(struct loop *loop, struct loop_io *io, uint32_t events)
     struct admin_conn *c = container_of(io, struct admin_conn, io);
     if (!c->in_use)
         return;   /* closed earlier in this batch */
-    loop_timer_arm(loop, &c->timer, ADMIN_IDLE_MS);
+    loop_timer_arm(loop, &c->timer, c->test ? ADMIN_TEST_POLL_MS : ADMIN_IDLE_MS);
     if (events & EPOLLERR) {
         conn_close(c);
         return;
@@ -797,7 +870,7 @@ static void conn_event(struct loop *loop, struct loop_io *io, uint32_t events)
         peer_done |= conn_read(c);
         full = c->in_len == ADMIN_HEAD_MAX + ADMIN_BODY_MAX;
         /* One request at a time: the next waits until this answer is out. */
-        while (c->in_len && !c->out && !c->awaiting_reload) {
+        while (c->in_len && !c->out && !conn_waiting(c)) {
             size_t before = c->in_len;
             if (!conn_take_request(c))
                 return;
@@ -807,8 +880,8 @@ static void conn_event(struct loop *loop, struct loop_io *io, uint32_t events)
         /* A full buffer stopped the reads: edge-triggered, no event says
          * that more is waiting, so read again once requests made room. */
     } while (full && !peer_done && c->in_len < ADMIN_HEAD_MAX + ADMIN_BODY_MAX && !c->out &&
-             !c->awaiting_reload);
-    if (peer_done && !c->out && !c->awaiting_reload)
+             !conn_waiting(c));
+    if (peer_done && !c->out && !conn_waiting(c))
         conn_close(c);
 }
 
@@ -816,7 +889,9 @@ static void conn_timeout(struct loop *loop, struct loop_timer *timer)
 {
     (void)loop;
     struct admin_conn *c = container_of(timer, struct admin_conn, timer);
-    if (c->awaiting_reload)
+    if (c->test)
+        test_alert_poll(c);
+    else if (c->awaiting_reload)
         loop_timer_arm(loop, timer, ADMIN_IDLE_MS);
     else
         conn_close(c);

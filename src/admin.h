@@ -29,6 +29,7 @@
 #include "pool.h"
 
 struct admin;
+struct alert_test;
 struct generation;
 struct worker;
 
@@ -67,6 +68,7 @@ enum admin_route {
     ADMIN_DRAIN,         /* POST /api/applications/NAME/drain      */
     ADMIN_ENABLE,        /* POST /api/applications/NAME/enable     */
     ADMIN_RELOAD,        /* POST /api/reload                       */
+    ADMIN_TEST_ALERT,    /* POST /api/alerts/test                  */
 };
 
 struct admin_target {
@@ -84,6 +86,11 @@ bool admin_route_mutates(enum admin_route route);
 /* Whether an Authorization value is "Bearer <token>". Its time depends on
  * the length offered, never on how much of the token matched. */
 bool admin_token_matches(const char *token, const char *authorization, size_t len);
+
+/* A test alert's outcome: {"delivered":N,"failed":N,"targets":[{"target",
+ * "delivered","error"}...]}; a target with no outcome yet is reported as
+ * failed, with why. malloc'd, NULL without memory. */
+char *admin_test_alert_json(struct alert_test *t, const char *unsettled_why);
 
 /* One application as JSON (no newline); malloc'd, NULL without memory. */
 char *admin_app_json(const struct app *app, const struct metrics_app_totals *totals, int64_t now_ms);

@@ -1,14 +1,14 @@
-/* alert.c - the alert dispatcher: webhook POSTs and the command hook.
+/* alert.c - the alert dispatcher: webhook POSTs, the command hook, email.
  *
  * Flow. Every pool_set_state that succeeds writes one fixed-size struct
  * pool_transition to a non-blocking pipe (atomic: smaller than PIPE_BUF).
  * This thread reads the pipe level-triggered, turns each record into an
  * alert_event and queues one delivery per configured target (webhook,
- * command). Workers never wait for any of it: if the pipe ever filled up,
- * pool.c logs the lost transition and the worker carries on.
+ * command, email). Workers never wait for any of it: if the pipe ever
+ * filled up, pool.c logs the lost transition and the worker carries on.
  *
  * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
- * kind (webhook, command) run at
+ * kind (webhook, command, email) run at
  * once (a mass outage must not fork a thousand shells); the rest wait in
  * order. A failed attempt waits 1 s, then 2 s, before the next; the third
  * failure is final. Each failure and the final give-up is logged. The list
@@ -21,7 +21,24 @@
  * TLS; the host is resolved on every attempt (it may move), with
  * getaddrinfo_a polled from a timer, so that a slow DNS holds back neither
  * the commands nor the other webhooks, nor a stop. Any 2xx status is
- * delivered.
+ * delivered. `[alerts] webhook` and each `[[alerts.webhooks]]` entry is a
+ * struct hook, whose format (payload.h) makes the body when the alert is
+ * queued, so that every try sends the same bytes.
+ *
+ * Batches. A chat webhook and the email hold changes for `[alerts] batch`
+ * from the first one held, then send them as one message: a rack going
+ * down is one message, not forty. all_down and restored are never held;
+ * they take what is held with them. Neither is a stop or a reload.
+ *
+ * Tests. alert_test_start (any thread) queues a request under test_lock and
+ * wakes this loop through test_fd; each target then gets one delivery of a
+ * "test" event with a single try, whose outcome is written to the shared
+ * struct alert_test when the delivery ends, whatever ended it.
+ *
+ * Email. One message per alert (or batch) to every `[alerts.email] to`, over SMTP
+ * (smtp.h) on this loop, the server's name resolved as the webhook's is. A
+ * 5xx reply is the server's final word and ends the delivery without the
+ * remaining tries; everything else (4xx, refused, timeout, TLS) is retried.
  *
  * Command. `/bin/sh -c COMMAND` through posix_spawn (safe in a threaded
  * process, unlike a fork that runs code), in its own process group so that
@@ -68,6 +85,8 @@
 #include "httpclient.h"
 #include "log.h"
 #include "loop.h"
+#include "payload.h"
+#include "smtp.h"
 #include "tls.h"
 #include "url.h"
 
@@ -80,9 +99,9 @@
 #define ALERT_RUNNING_MAX 8          /* per kind of target */
 #define ALERT_PENDING_MAX 1000
 /* A retired dispatcher's deadline: room for a few rounds of deliveries
- * (3 tries of a webhook take at most about 18 s, of a command 33 s, 8 at a
- * time) even when a mass outage queued many; what is left then is logged as
- * not delivered. */
+ * (3 tries of a webhook take at most about 18 s, of a command 33 s, of an
+ * email usually well under a minute, 8 at a time) even when a mass outage
+ * queued many; what is left then is logged as not delivered. */
 #define ALERT_RETIRE_GRACE_MS (5 * 60 * 1000)
 /* How often the copy of the states is checked against records lost to a
  * full pipe (see alert_resync). */
@@ -91,6 +110,8 @@
 #define ALERT_RESPONSE_MAX 2048
 #define ALERT_HOST_MAX 256
 #define ALERT_COMMAND_VARS 8
+/* Changes one chat message lists at most; a longer burst sends more. */
+#define ALERT_BATCH_MAX 32
 
 extern char **environ;
 
@@ -203,7 +224,9 @@ static void text_sentence(struct text *t, const struct alert_event *e, const cha
     text_puts(t, "sluice on ");
     text_puts(t, host);
     text_puts(t, ": ");
-    if (strcmp(e->event, "all_down") == 0) {
+    if (alert_event_is_test(e)) {
+        /* the reason says it all */
+    } else if (strcmp(e->event, "all_down") == 0) {
         text_puts(t, "no application is up: ");
     } else if (strcmp(e->event, "restored") == 0) {
         text_puts(t, "service restored: ");
@@ -219,6 +242,11 @@ static void text_sentence(struct text *t, const struct alert_event *e, const cha
         text_puts(t, "): ");
     }
     text_puts(t, e->reason);
+}
+
+bool alert_event_is_test(const struct alert_event *e)
+{
+    return strcmp(e->event, "test") == 0;
 }
 
 int alert_format_text(char *out, size_t cap, const struct alert_event *e, const char *host)
@@ -265,7 +293,11 @@ int alert_format_json(char *out, size_t cap, const struct alert_event *e, const 
 
 /* ---- the dispatcher ---- */
 
-enum delivery_kind { DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK, DELIVERY_COMMAND = ALERT_TARGET_COMMAND };
+enum delivery_kind {
+    DELIVERY_WEBHOOK = ALERT_TARGET_WEBHOOK,
+    DELIVERY_COMMAND = ALERT_TARGET_COMMAND,
+    DELIVERY_EMAIL = ALERT_TARGET_EMAIL,
+};
 enum delivery_phase { DELIVERY_QUEUED, DELIVERY_WAITING, DELIVERY_RUNNING };
 
 /* A webhook's name lookup in flight. glibc's resolver thread writes into it
@@ -280,6 +312,27 @@ struct lookup {
     struct lookup *next;             /* in alert->orphans */
 };
 
+/* Changes held for one message, a chat webhook's or the email's, until the
+ * batch window that the first of them opened closes. */
+struct batch {
+    struct alert *alert;
+    struct hook *hook;                   /* NULL: the email */
+    struct alert_event events[ALERT_BATCH_MAX];
+    int count;
+    struct loop_timer timer;             /* from the first change held */
+};
+
+/* One webhook: [alerts] webhook (sluice's JSON) or an [[alerts.webhooks]]
+ * entry. Owned by the dispatcher's hooks array. */
+struct hook {
+    struct alert *alert;
+    const struct config_webhook *cfg;    /* NULL for [alerts] webhook */
+    enum config_webhook_format format;
+    struct url url;
+    char name[160];                      /* for logs and test results: no path, which may hold a secret */
+    struct batch batch;                  /* chat only */
+};
+
 /* One alert to one target; owned by the dispatcher's list. */
 struct delivery {
     struct alert *alert;
@@ -290,13 +343,25 @@ struct delivery {
     bool delivered;
     struct loop_timer timer;         /* backoff wait, or a running command's poll */
     struct alert_event event;
+    int batched;                     /* changes in one message, else 1 */
+    struct alert_event *events;      /* an email's batch of them; owned */
+    struct alert_test *test;         /* a test alert's shared result, or NULL */
+    int test_slot;                   /* its index in test->results */
+    char why[160];                   /* the last failure */
     /* webhook */
+    struct hook *hook;
     char *request;                   /* the whole POST; owned */
+    char *followup;                  /* sent once request is delivered (a test's
+                                        PagerDuty resolve); owned */
     size_t request_len;
     struct config_address address;   /* resolved for the current attempt */
     struct lookup *lookup;           /* while resolving; owned */
     struct httpclient http;
     char response[ALERT_RESPONSE_MAX];
+    /* email: the applications up when the alert was raised, the session */
+    int up, total;
+    struct smtp_target smtp_target;
+    struct smtp_session smtp;
     /* command */
     pid_t pid;
     int64_t started;                 /* loop ms */
@@ -311,14 +376,23 @@ struct alert {
     int wake_fd;                     /* eventfd: alert_stop -> thread */
     struct loop_io wake_io;
     struct loop_io notify_io;        /* pool->notify_read_fd */
-    bool webhook_on, command_on;
-    struct url url;
-    struct ssl_ctx_st *tls;          /* for an https webhook */
+    bool command_on;
+    struct hook *hooks;              /* owned array */
+    int hook_count;
+    struct ssl_ctx_st *tls;          /* for https webhooks */
+    int test_fd;                     /* eventfd: alert_test_start -> thread */
+    struct loop_io test_io;
+    pthread_mutex_t test_lock;       /* guards tests and tests_closed */
+    struct alert_test *tests;        /* asked for, not yet started */
+    bool tests_closed;               /* the thread has ended */
+    bool email_on;
+    struct batch email_batch;
+    struct ssl_ctx_st *email_tls;    /* for [alerts.email], unless security = "none" */
     char host[ALERT_HOST_MAX];       /* this machine, for "host" */
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[2];                  /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT]; /* per delivery_kind: a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */
@@ -381,15 +455,58 @@ static int lookup_reap_orphans(struct alert *a)
 
 /* ---- deliveries ---- */
 
+static const char *const kind_names[] = {[DELIVERY_WEBHOOK] = "webhook", [DELIVERY_COMMAND] = "command",
+                                         [DELIVERY_EMAIL] = "email"};
+
 static const char *delivery_kind_name(const struct delivery *d)
 {
-    return d->kind == DELIVERY_WEBHOOK ? "webhook" : "command";
+    static const char *const formats[] = {"webhook", "slack webhook", "pagerduty webhook", "form webhook"};
+    if (d->kind != DELIVERY_WEBHOOK)
+        return kind_names[d->kind];
+    return formats[d->hook->format];
 }
 
 static void delivery_describe(const struct delivery *d, char *out, size_t len)
 {
-    snprintf(out, len, "%s alert for %s (%s -> %s)", delivery_kind_name(d), d->event.application,
-             d->event.previous, d->event.state);
+    int n = snprintf(out, len, "%s%s alert for %s (%s -> %s)", d->test ? "test " : "", delivery_kind_name(d),
+                     d->event.application, d->event.previous, d->event.state);
+    if (d->batched > 1 && n > 0 && (size_t)n < len)
+        snprintf(out + n, len - (size_t)n, " and %d more changes", d->batched - 1);
+}
+
+/* ---- test results ---- */
+
+static void test_settle(struct alert_test *t, int slot, bool delivered, const char *why)
+{
+    struct alert_test_result *r = &t->results[slot];
+    r->delivered = delivered;
+    snprintf(r->why, sizeof(r->why), "%s", delivered ? "" : why);
+    atomic_store_explicit(&r->settled, true, memory_order_release);
+    if (--t->outstanding == 0)
+        alert_test_release(t);
+}
+
+void alert_test_release(struct alert_test *t)
+{
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1)
+        free(t);
+}
+
+bool alert_test_done(struct alert_test *t)
+{
+    for (int i = 0; i < t->count; i++)
+        if (!atomic_load_explicit(&t->results[i].settled, memory_order_acquire))
+            return false;
+    return true;
+}
+
+int alert_test_failed(struct alert_test *t)
+{
+    int failed = 0;
+    for (int i = 0; i < t->count; i++)
+        failed += !atomic_load_explicit(&t->results[i].settled, memory_order_acquire) ||
+                  !t->results[i].delivered;
+    return failed;
 }
 
 /* Kills a command and everything it started (its process group). */
@@ -420,9 +537,10 @@ static void delivery_abort(struct delivery *d)
 {
     if (d->phase != DELIVERY_RUNNING)
         return;
-    if (d->kind == DELIVERY_WEBHOOK) {
+    if (d->kind == DELIVERY_WEBHOOK || d->kind == DELIVERY_EMAIL) {
         lookup_abandon(d);
         httpclient_cancel(&d->http);
+        smtp_cancel(&d->smtp);
     } else if (d->pid > 0)
         command_kill_and_reap(d->pid);
     d->pid = 0;
@@ -431,7 +549,7 @@ static void delivery_abort(struct delivery *d)
 
 /* Every delivery ends here once, whatever ended it; counted over every
  * dispatcher of the process, a reload's retired ones too, for the metrics. */
-static _Atomic uint64_t outcomes[2][2];   /* [kind][delivered] */
+static _Atomic uint64_t outcomes[ALERT_TARGET_COUNT][2];   /* [kind][delivered] */
 
 uint64_t alert_deliveries(enum alert_target target, bool delivered)
 {
@@ -453,7 +571,12 @@ static void delivery_remove(struct delivery *d)
     else
         a->tail = d->prev;
     a->pending--;
+    if (d->test)
+        test_settle(d->test, d->test_slot, d->delivered,
+                    d->why[0] ? d->why : "not delivered: sluice stopped before it was sent");
     free(d->request);
+    free(d->followup);
+    free(d->events);
     free(d);
 }
 
@@ -462,8 +585,18 @@ static void delivery_succeeded(struct delivery *d, const char *note)
     char what[200];
     delivery_describe(d, what, sizeof(what));
     log_info("alert: %s delivered%s", what, note);
-    d->delivered = true;
     delivery_settle(d, DELIVERY_QUEUED);
+    if (d->followup) {
+        /* The next request of the same alert (a test's resolve) is started
+         * by the next after_iteration, with tries of its own. */
+        free(d->request);
+        d->request = d->followup;
+        d->request_len = strlen(d->request);
+        d->followup = NULL;
+        d->attempts = 0;
+        return;
+    }
+    d->delivered = true;
     delivery_remove(d);
 }
 
@@ -480,7 +613,8 @@ static void delivery_failed(struct delivery *d, const char *why)
     char what[200];
     delivery_describe(d, what, sizeof(what));
     delivery_settle(d, DELIVERY_WAITING);
-    if (d->attempts < ALERT_ATTEMPTS) {
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    if (d->attempts < (d->test ? 1 : ALERT_ATTEMPTS)) {
         int64_t backoff = (int64_t)ALERT_FIRST_BACKOFF_MS << (d->attempts - 1);
         loop_timer_init(&d->timer, delivery_on_backoff);
         if (loop_timer_arm(&a->loop, &d->timer, backoff) == 0) {
@@ -489,7 +623,10 @@ static void delivery_failed(struct delivery *d, const char *why)
             return;
         }
     }
-    log_error("alert: gave up on %s after %d attempts: %s", what, d->attempts, why);
+    if (d->test)
+        log_warn("alert: %s not delivered: %s", what, why);
+    else
+        log_error("alert: gave up on %s after %d attempts: %s", what, d->attempts, why);
     delivery_remove(d);
 }
 
@@ -498,7 +635,7 @@ static void delivery_failed(struct delivery *d, const char *why)
 /* Each try takes the next address the name resolves to: "localhost" may
  * give ::1 first while the receiver listens on 127.0.0.1 only, and a
  * retry should not knock on the same closed door. */
-static void webhook_pick(const struct url *url, const struct addrinfo *res, int attempt,
+static void address_pick(const char *host, const char *port, const struct addrinfo *res, int attempt,
                          struct config_address *out)
 {
     int count = 0;
@@ -510,7 +647,7 @@ static void webhook_pick(const struct url *url, const struct addrinfo *res, int 
     memset(out, 0, sizeof(*out));
     memcpy(&out->addr, pick->ai_addr, pick->ai_addrlen);
     out->addr_len = pick->ai_addrlen;
-    snprintf(out->text, sizeof(out->text), "%.70s:%s", url->host, url->port);
+    snprintf(out->text, sizeof(out->text), "%.70s:%s", host, port);
 }
 
 static void webhook_done(struct httpclient *http, int status, const char *error)
@@ -533,7 +670,7 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     struct alert *a = d->alert;
     d->http.address = &d->address;
     d->http.tls = a->tls;
-    d->http.server_name = a->url.host;
+    d->http.server_name = d->hook->url.host;
     d->http.request = d->request;
     d->http.request_len = d->request_len;
     d->http.buf = d->response;
@@ -547,12 +684,29 @@ static int webhook_send(struct delivery *d, char *err, size_t err_len)
     return 0;
 }
 
-static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
+static int email_send(struct delivery *d, char *err, size_t err_len);
+
+/* The name and port a webhook or email delivery connects to. */
+static void delivery_server(const struct delivery *d, const char **host, const char **port)
+{
+    const struct alert *a = d->alert;
+    *host = d->kind == DELIVERY_EMAIL ? a->cfg->email.host : d->hook->url.host;
+    *port = d->kind == DELIVERY_EMAIL ? a->cfg->email.port : d->hook->url.port;
+}
+
+/* Once the server's address is known. */
+static int delivery_send(struct delivery *d, char *err, size_t err_len)
+{
+    return d->kind == DELIVERY_EMAIL ? email_send(d, err, err_len) : webhook_send(d, err, err_len);
+}
+
+static void delivery_on_lookup(struct loop *loop, struct loop_timer *timer)
 {
     struct delivery *d = container_of(timer, struct delivery, timer);
     struct lookup *l = d->lookup;
-    const char *host = d->alert->url.host;
+    const char *host, *port;
     char err[160];
+    delivery_server(d, &host, &port);
     if (!l)
         return;
     int rc = gai_error(&l->cb);
@@ -565,25 +719,27 @@ static void webhook_on_lookup(struct loop *loop, struct loop_timer *timer)
     else if (rc != 0 || !l->cb.ar_result)
         snprintf(err, sizeof(err), "cannot resolve %.80s: %s", host, rc ? gai_strerror(rc) : "no address");
     else
-        webhook_pick(&d->alert->url, l->cb.ar_result, d->attempts, &d->address);
+        address_pick(host, port, l->cb.ar_result, d->attempts, &d->address);
     bool resolved = rc == 0 && l->cb.ar_result;
     lookup_abandon(d);
-    if (!resolved || webhook_send(d, err, sizeof(err)) < 0)
+    if (!resolved || delivery_send(d, err, sizeof(err)) < 0)
         delivery_failed(d, err);
 }
 
 /* A name is looked up off this thread's back (see the top of the file);
  * an address literal needs no lookup: AI_NUMERICHOST never blocks. */
-static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
+static int delivery_resolve(struct delivery *d, char *err, size_t err_len)
 {
     struct alert *a = d->alert;
+    const char *host, *port;
+    delivery_server(d, &host, &port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(a->url.host, a->url.port, &hints, &res) == 0 && res) {
-        webhook_pick(&a->url, res, d->attempts, &d->address);
+    if (getaddrinfo(host, port, &hints, &res) == 0 && res) {
+        address_pick(host, port, res, d->attempts, &d->address);
         freeaddrinfo(res);
-        return webhook_send(d, err, err_len);
+        return delivery_send(d, err, err_len);
     }
     struct lookup *l = calloc(1, sizeof(*l));
     if (!l) {
@@ -591,19 +747,19 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
         return -1;
     }
     l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    snprintf(l->host, sizeof(l->host), "%s", a->url.host);
-    snprintf(l->port, sizeof(l->port), "%s", a->url.port);
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->port, sizeof(l->port), "%s", port);
     l->cb = (struct gaicb){.ar_name = l->host, .ar_service = l->port, .ar_request = &l->hints};
     l->started = a->loop.now;
     struct gaicb *list[1] = {&l->cb};
     int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL);
     if (rc != 0) {
         free(l);
-        snprintf(err, err_len, "cannot resolve %.80s: %s", a->url.host, gai_strerror(rc));
+        snprintf(err, err_len, "cannot resolve %.80s: %s", host, gai_strerror(rc));
         return -1;
     }
     d->lookup = l;
-    loop_timer_init(&d->timer, webhook_on_lookup);
+    loop_timer_init(&d->timer, delivery_on_lookup);
     if (loop_timer_arm(&a->loop, &d->timer, ALERT_LOOKUP_POLL_MS) < 0) {
         lookup_abandon(d);
         snprintf(err, err_len, "out of memory");
@@ -612,22 +768,87 @@ static int webhook_attempt(struct delivery *d, char *err, size_t err_len)
     return 0;
 }
 
-static char *webhook_request(const struct alert *a, const struct alert_event *e, size_t *len)
+/* The whole POST of body (which it takes) to hook. */
+static char *webhook_request(const struct hook *hook, char *body)
 {
-    char json[ALERT_JSON_MAX];
-    int json_len = alert_format_json(json, sizeof(json), e, a->host);
-    char *request = NULL;
-    if (json_len < 0)
+    const char *type = hook->format == WEBHOOK_FORM ? "application/x-www-form-urlencoded" : "application/json";
+    char *request = NULL, *headers = NULL;
+    size_t headers_len = 0;
+    FILE *f = body ? open_memstream(&headers, &headers_len) : NULL;
+    if (!f) {
+        free(body);
         return NULL;
-    int n = asprintf(&request,
-                     "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     a->url.path, a->url.authority, json_len, json);
-    if (n < 0)
-        return NULL;
-    *len = (size_t)n;
+    }
+    for (int i = 0; hook->cfg && i < hook->cfg->header_count; i++)
+        fprintf(f, "%s: %s\r\n", hook->cfg->headers[i].name, hook->cfg->headers[i].value);
+    bool ok = fclose(f) == 0;
+    if (ok && asprintf(&request,
+                       "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sluice\r\n%s"
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n"
+                       "Connection: close\r\n\r\n%s",
+                       hook->url.path, hook->url.authority, headers, type, strlen(body), body) < 0)
+        request = NULL;
+    free(headers);
+    free(body);
     return request;
+}
+
+/* The body hook's format makes of one event (a chat batch is made apart). */
+static char *webhook_body(const struct hook *hook, const struct alert_event *e, const char *host, bool resolve)
+{
+    switch (hook->format) {
+    case WEBHOOK_SLACK:
+        return payload_chat(e, 1, hook->cfg->text, host);
+    case WEBHOOK_PAGERDUTY:
+        return payload_pagerduty(e, hook->cfg->routing_key, host, resolve);
+    case WEBHOOK_FORM:
+        return payload_form(e, hook->cfg->fields, hook->cfg->field_count);
+    case WEBHOOK_JSON:
+        break;
+    }
+    return payload_json(e, host);
+}
+
+/* ---- email delivery ---- */
+
+/* A 5xx is the server's final word (RFC 5321 section 4.2.1): the same
+ * message would be refused again, so it is not retried. */
+static void email_done(struct smtp_session *s, bool delivered, bool permanent, const char *why,
+                       const char *note)
+{
+    struct delivery *d = container_of(s, struct delivery, smtp);
+    char what[200], text[SMTP_REASON_MAX + 32];
+    if (delivered) {
+        snprintf(text, sizeof(text), "%s%s%s", note[0] ? " (" : "", note, note[0] ? ")" : "");
+        delivery_succeeded(d, text);
+        return;
+    }
+    if (!permanent) {
+        delivery_failed(d, why);
+        return;
+    }
+    delivery_describe(d, what, sizeof(what));
+    log_error("alert: %s refused for good on attempt %d, not retried: %s", what, d->attempts, why);
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    delivery_settle(d, DELIVERY_WAITING);
+    delivery_remove(d);
+}
+
+static int email_send(struct delivery *d, char *err, size_t err_len)
+{
+    static _Atomic uint64_t serial;    /* over every dispatcher: Message-IDs stay unique */
+    struct alert *a = d->alert;
+    d->smtp_target = (struct smtp_target){
+        .address = &d->address, .email = &a->cfg->email, .tls = a->email_tls,
+        .helo_name = a->host, .host = a->host,
+        .unique = (uint64_t)getpid() << 32 | (atomic_fetch_add(&serial, 1) & 0xffffffffu),
+    };
+    if (smtp_send(&d->smtp, &a->loop, &d->smtp_target, d->events ? d->events : &d->event, d->batched, d->up,
+                  d->total, d->test != NULL, email_done) < 0) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- command delivery ---- */
@@ -783,8 +1004,8 @@ static void delivery_attempt(struct delivery *d)
     d->attempts++;
     d->phase = DELIVERY_RUNNING;
     d->alert->running[d->kind]++;
-    int rc = d->kind == DELIVERY_WEBHOOK ? webhook_attempt(d, err, sizeof(err))
-                                         : command_attempt(d, err, sizeof(err));
+    int rc = d->kind == DELIVERY_COMMAND ? command_attempt(d, err, sizeof(err))
+                                         : delivery_resolve(d, err, sizeof(err));
     if (rc < 0)
         delivery_failed(d, err);
 }
@@ -794,7 +1015,8 @@ static void alert_pump(struct alert *a)
 {
     struct delivery *d = a->head;
     while (d && (a->running[DELIVERY_WEBHOOK] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX)) {
+                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX ||
+                 a->running[DELIVERY_EMAIL] < ALERT_RUNNING_MAX)) {
         struct delivery *next = d->next;    /* d may be freed by a failed start */
         if (d->phase == DELIVERY_QUEUED && a->running[d->kind] < ALERT_RUNNING_MAX)
             delivery_attempt(d);
@@ -813,28 +1035,41 @@ static void alert_trim(struct alert *a)
         char what[200];
         delivery_describe(d, what, sizeof(what));
         log_warn("alert: more than %d alerts waiting; dropped the oldest, %s", ALERT_PENDING_MAX, what);
+        snprintf(d->why, sizeof(d->why), "dropped: more than %d alerts waiting", ALERT_PENDING_MAX);
         delivery_remove(d);
     }
 }
 
-static void alert_add(struct alert *a, enum delivery_kind kind, const struct alert_event *e)
+/* A delivery of e to one target, not queued yet; request (a webhook's)
+ * is taken. NULL when it cannot be made (logged). */
+static struct delivery *delivery_make(struct alert *a, enum delivery_kind kind, struct hook *hook,
+                                      const struct alert_event *e, char *request)
 {
     struct delivery *d = calloc(1, sizeof(*d));
-    if (!d) {
-        log_error("alert: out of memory; %s alert for %s not sent", kind == DELIVERY_WEBHOOK ? "webhook" : "command",
-                  e->application);
-        return;
+    if (!d || (hook && !request)) {
+        log_error("alert: %s; %s alert for %s not sent", d ? "cannot format it" : "out of memory",
+                  hook ? hook->name : kind_names[kind], e->application);
+        free(d);
+        free(request);
+        return NULL;
     }
     d->alert = a;
     d->kind = kind;
+    d->hook = hook;
     d->event = *e;
+    d->batched = 1;
+    d->request = request;
+    d->request_len = request ? strlen(request) : 0;
+    d->up = e->up;
+    d->total = e->total;
     httpclient_init(&d->http);
+    smtp_session_init(&d->smtp);
     loop_timer_init(&d->timer, delivery_on_backoff);
-    if (kind == DELIVERY_WEBHOOK && !(d->request = webhook_request(a, e, &d->request_len))) {
-        log_error("alert: cannot format the webhook alert for %s", e->application);
-        free(d);
-        return;
-    }
+    return d;
+}
+
+static void delivery_queue(struct alert *a, struct delivery *d)
+{
     d->prev = a->tail;
     if (a->tail)
         a->tail->next = d;
@@ -845,12 +1080,105 @@ static void alert_add(struct alert *a, enum delivery_kind kind, const struct ale
     alert_trim(a);
 }
 
+/* ---- batches (chat, email) ---- */
+
+/* The changes held go out as one message. */
+static void batch_flush(struct batch *b)
+{
+    struct alert *a = b->alert;
+    struct delivery *d;
+    if (b->count == 0)
+        return;
+    loop_timer_cancel(&a->loop, &b->timer);
+    if (b->hook) {
+        char *body = payload_chat(b->events, b->count, b->hook->cfg->text, a->host);
+        d = delivery_make(a, DELIVERY_WEBHOOK, b->hook, &b->events[0], webhook_request(b->hook, body));
+    } else if ((d = delivery_make(a, DELIVERY_EMAIL, NULL, &b->events[0], NULL)) &&
+               (d->events = malloc((size_t)b->count * sizeof(*d->events)))) {
+        memcpy(d->events, b->events, (size_t)b->count * sizeof(*d->events));
+        d->up = b->events[b->count - 1].up;         /* how things stand after the last */
+    } else if (d) {
+        log_error("alert: out of memory; email alert for %s not sent", d->event.application);
+        free(d);
+        d = NULL;
+    }
+    if (d) {
+        d->batched = b->count;
+        delivery_queue(a, d);
+    }
+    b->count = 0;
+}
+
+static void batch_on_timer(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    batch_flush(container_of(timer, struct batch, timer));
+}
+
+static void batch_init(struct batch *b, struct alert *a, struct hook *hook)
+{
+    b->alert = a;
+    b->hook = hook;
+    loop_timer_init(&b->timer, batch_on_timer);
+}
+
+static bool is_service_event(const struct alert_event *e)
+{
+    return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
+}
+
+/* Holds e for the batch window that the first change held opened. The
+ * service alerts are never held: they take what is held with them at once. */
+static void batch_add(struct batch *b, const struct alert_event *e)
+{
+    struct alert *a = b->alert;
+    if (b->count == ALERT_BATCH_MAX)
+        batch_flush(b);
+    b->events[b->count++] = *e;
+    if (is_service_event(e) || a->stopping || a->cfg->alert_batch_ms == 0) {
+        batch_flush(b);
+        return;
+    }
+    if (b->count == 1 && loop_timer_arm(&a->loop, &b->timer, a->cfg->alert_batch_ms) < 0)
+        batch_flush(b);
+}
+
+static bool hook_batches(const struct hook *hook)
+{
+    return hook->format == WEBHOOK_SLACK;
+}
+
+/* Before a stop: nothing is held any more. */
+static void alert_flush_batches(struct alert *a)
+{
+    for (int i = 0; i < a->hook_count; i++)
+        batch_flush(&a->hooks[i].batch);
+    batch_flush(&a->email_batch);
+}
+
+static void batch_abandon(struct alert *a, struct batch *b, const char *target)
+{
+    if (b->count)
+        log_warn("alert: shutting down: %d changes for %s not sent", b->count, target);
+    loop_timer_cancel(&a->loop, &b->timer);
+}
+
 static void alert_send(struct alert *a, const struct alert_event *e)
 {
-    if (a->webhook_on)
-        alert_add(a, DELIVERY_WEBHOOK, e);
-    if (a->command_on)
-        alert_add(a, DELIVERY_COMMAND, e);
+    for (int i = 0; i < a->hook_count; i++) {
+        struct hook *hook = &a->hooks[i];
+        struct delivery *d;
+        if (hook_batches(hook))
+            batch_add(&hook->batch, e);
+        else if ((d = delivery_make(a, DELIVERY_WEBHOOK, hook, e,
+                                    webhook_request(hook, webhook_body(hook, e, a->host, false)))))
+            delivery_queue(a, d);
+    }
+    struct delivery *d;
+    if (a->command_on && (d = delivery_make(a, DELIVERY_COMMAND, NULL, e, NULL)))
+        delivery_queue(a, d);
+    if (a->email_on)
+        batch_add(&a->email_batch, e);
 }
 
 /* ---- transitions in ---- */
@@ -879,6 +1207,8 @@ static void alert_service_check(struct alert *a, int64_t time_ms, const struct p
         snprintf(e.reason + n, sizeof(e.reason) - (size_t)n, " (last change: %.64s %s -> %s)",
                  a->pool->apps[last->app_index].cfg->name, app_state_name((enum app_state)last->from),
                  app_state_name((enum app_state)last->to));
+    e.up = a->up;
+    e.total = a->pool->count;
     log_msg(a->up == 0 ? LOG_ERROR : LOG_INFO, "alert: %s: %s",
             a->up == 0 ? "no application is up" : "service restored", e.reason);
     alert_send(a, &e);
@@ -925,8 +1255,10 @@ static void alert_on_transition(struct alert *a, const struct pool_transition *t
     snprintf(e.state, sizeof(e.state), "%s", app_state_name((enum app_state)t->to));
     snprintf(e.previous, sizeof(e.previous), "%s", app_state_name((enum app_state)t->from));
     snprintf(e.reason, sizeof(e.reason), "%.*s", (int)strnlen(t->reason, sizeof(t->reason)), t->reason);
-    alert_send(a, &e);
     alert_track(a, t->app_index, t->stamp);
+    e.up = a->up;
+    e.total = a->pool->count;
+    alert_send(a, &e);
     alert_service_check(a, t->time_ms, t);
 }
 
@@ -981,6 +1313,129 @@ static void alert_on_notify(struct loop *loop, struct loop_io *io, uint32_t even
     alert_read_transitions(a);
 }
 
+/* ---- test alerts ---- */
+
+static void test_event(const struct alert *a, struct alert_event *e)
+{
+    *e = (struct alert_event){.time_ms = loop_wall_ms(), .up = a->up, .total = a->pool->count};
+    snprintf(e->event, sizeof(e->event), "test");
+    snprintf(e->application, sizeof(e->application), "TEST");
+    snprintf(e->state, sizeof(e->state), "test");
+    snprintf(e->previous, sizeof(e->previous), "test");
+    snprintf(e->reason, sizeof(e->reason), "TEST alert sent on request; no application changed state");
+}
+
+static void test_queue(struct alert *a, struct delivery *d, struct alert_test *t, int slot)
+{
+    if (!d) {
+        test_settle(t, slot, false, "cannot be formatted (out of memory)");
+        return;
+    }
+    d->test = t;
+    d->test_slot = slot;
+    delivery_queue(a, d);
+}
+
+/* One delivery per target, in the order alert_test_start named them. A
+ * PagerDuty test is a trigger and then its resolve, so that the incident
+ * it opens closes itself. */
+static void test_deliver(struct alert *a, struct alert_test *t)
+{
+    struct alert_event e;
+    int slot = 0;
+    test_event(a, &e);
+    t->outstanding = t->count + 1;      /* held until every slot is queued */
+    for (int i = 0; i < a->hook_count; i++) {
+        struct hook *hook = &a->hooks[i];
+        struct delivery *d =
+            delivery_make(a, DELIVERY_WEBHOOK, hook, &e, webhook_request(hook, webhook_body(hook, &e, a->host, false)));
+        if (d && hook->format == WEBHOOK_PAGERDUTY &&
+            !(d->followup = webhook_request(hook, payload_pagerduty(&e, hook->cfg->routing_key, a->host, true)))) {
+            free(d->request);
+            free(d);
+            d = NULL;
+        }
+        test_queue(a, d, t, slot++);
+    }
+    if (a->command_on)
+        test_queue(a, delivery_make(a, DELIVERY_COMMAND, NULL, &e, NULL), t, slot++);
+    if (a->email_on)
+        test_queue(a, delivery_make(a, DELIVERY_EMAIL, NULL, &e, NULL), t, slot++);
+    if (--t->outstanding == 0)
+        alert_test_release(t);
+}
+
+static struct alert_test *tests_take(struct alert *a, bool close)
+{
+    pthread_mutex_lock(&a->test_lock);
+    struct alert_test *list = a->tests;
+    a->tests = NULL;
+    a->tests_closed |= close;
+    pthread_mutex_unlock(&a->test_lock);
+    return list;
+}
+
+static void alert_on_test(struct loop *loop, struct loop_io *io, uint32_t events)
+{
+    struct alert *a = container_of(io, struct alert, test_io);
+    uint64_t value;
+    (void)loop;
+    (void)events;
+    if (read(a->test_fd, &value, sizeof(value)) < 0 && errno != EAGAIN)
+        log_error("alert: test wake-up read failed: %s", strerror(errno));
+    for (struct alert_test *t = tests_take(a, false), *next; t; t = next) {
+        next = t->next;
+        log_info("alert: sending a test alert to %d target(s)", t->count);
+        test_deliver(a, t);
+    }
+}
+
+/* Tests asked for as the thread ends get an answer all the same. */
+static void test_refuse(struct alert_test *t, const char *why)
+{
+    t->outstanding = t->count + 1;
+    for (int i = 0; i < t->count; i++)
+        test_settle(t, i, false, why);
+    if (--t->outstanding == 0)
+        alert_test_release(t);
+}
+
+static void alert_close_tests(struct alert *a)
+{
+    for (struct alert_test *t = tests_take(a, true), *next; t; t = next) {
+        next = t->next;
+        test_refuse(t, "not sent: sluice was stopping");
+    }
+}
+
+struct alert_test *alert_test_start(struct alert *a)
+{
+    struct alert_test *t = calloc(1, sizeof(*t));
+    uint64_t one = 1;
+    if (!t)
+        return NULL;
+    atomic_init(&t->refs, 2);
+    for (int i = 0; i < a->hook_count; i++)
+        snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "%s", a->hooks[i].name);
+    if (a->command_on)
+        snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "command");
+    if (a->email_on)
+        snprintf(t->results[t->count++].target, sizeof(t->results[0].target), "email %.100s",
+                 a->cfg->email.server);
+    pthread_mutex_lock(&a->test_lock);
+    bool closed = a->tests_closed;
+    if (!closed) {
+        t->next = a->tests;
+        a->tests = t;
+    }
+    pthread_mutex_unlock(&a->test_lock);
+    if (closed)
+        test_refuse(t, "not sent: sluice was stopping");
+    else if (write(a->test_fd, &one, sizeof(one)) < 0)
+        log_error("alert: cannot wake the alert thread for a test: %s", strerror(errno));
+    return t;
+}
+
 /* ---- the thread ---- */
 
 static void alert_on_stop_timer(struct loop *loop, struct loop_timer *timer)
@@ -1004,6 +1459,7 @@ static void alert_on_wake(struct loop *loop, struct loop_io *io, uint32_t events
         /* The last transitions (the checker's, say) are already in the pipe. */
         while (a->notify_io.fd >= 0 && alert_read_transitions(a))
             ;
+        alert_flush_batches(a);
     }
     a->stop_deadline = deadline;
     if (loop_timer_arm_at(loop, &a->stop_timer, deadline) < 0)
@@ -1035,6 +1491,10 @@ static void *alert_main(void *arg)
     }
     loop_timer_cancel(&a->loop, &a->stop_timer);
     loop_timer_cancel(&a->loop, &a->resync_timer);
+    for (int i = 0; i < a->hook_count; i++)
+        batch_abandon(a, &a->hooks[i].batch, a->hooks[i].name);
+    batch_abandon(a, &a->email_batch, "email");
+    alert_close_tests(a);
     /* glibc still writes into a lookup it has not finished: those are left
      * to it rather than freed under it. */
     int left = lookup_reap_orphans(a);
@@ -1047,7 +1507,12 @@ static void *alert_main(void *arg)
 static void alert_free(struct alert *a)
 {
     free(a->states);
+    free(a->hooks);
+    if (a->test_fd >= 0)
+        close(a->test_fd);
+    pthread_mutex_destroy(&a->test_lock);
     tls_context_free(a->tls);
+    tls_context_free(a->email_tls);
     if (a->wake_fd >= 0)
         close(a->wake_fd);
     if (a->loop.epfd >= 0)
@@ -1055,23 +1520,67 @@ static void alert_free(struct alert *a)
     free(a);
 }
 
-static int alert_configure(struct alert *a, const struct config *cfg)
+static int email_configure(struct alert *a, const struct config *cfg)
 {
+    const struct config_email *email = &cfg->email;
     char err[200];
-    a->command_on = cfg->alert_command && cfg->alert_command[0];
-    a->webhook_on = cfg->alert_webhook && cfg->alert_webhook[0];
-    if (gethostname(a->host, sizeof(a->host) - 1) < 0)
-        snprintf(a->host, sizeof(a->host), "unknown");
-    if (!a->webhook_on)
+    a->email_on = email->enabled;
+    if (!a->email_on || email->security == EMAIL_NONE)
         return 0;
-    if (url_parse(cfg->alert_webhook, &a->url, err, sizeof(err)) < 0) {
-        log_error("[alerts] webhook \"%s\": %s", cfg->alert_webhook, err);
+    if (!(a->email_tls = tls_client_context_ca(email->ca_file, err, sizeof(err)))) {
+        log_error("[alerts.email]: %s", err);
+        return -EIO;
+    }
+    return 0;
+}
+
+
+/* Names a hook after its URL's scheme and authority: the path of a chat
+ * webhook is its secret. */
+static int hook_init(struct alert *a, struct hook *hook, const char *url, const struct config_webhook *cfg,
+                     int index)
+{
+    static const char *const formats[] = {"json", "slack", "pagerduty", "form"};
+    char err[200];
+    hook->alert = a;
+    hook->cfg = cfg;
+    hook->format = cfg ? cfg->format : WEBHOOK_JSON;
+    batch_init(&hook->batch, a, hook);
+    if (url_parse(url, &hook->url, err, sizeof(err)) < 0) {
+        log_error("[alerts] webhook \"%s\": %s", url, err);
         return -EINVAL;
     }
-    if (a->url.tls && !(a->tls = tls_client_context(true, err, sizeof(err)))) {
+    if (cfg)
+        snprintf(hook->name, sizeof(hook->name), "webhooks[%d] %s %s://%.100s", index, formats[hook->format],
+                 hook->url.tls ? "https" : "http", hook->url.authority);
+    else
+        snprintf(hook->name, sizeof(hook->name), "webhook %s://%.100s", hook->url.tls ? "https" : "http",
+                 hook->url.authority);
+    if (hook->url.tls && !a->tls && !(a->tls = tls_client_context(true, err, sizeof(err)))) {
         log_error("[alerts] webhook: %s", err);
         return -EIO;
     }
+    return 0;
+}
+
+static int alert_configure(struct alert *a, const struct config *cfg)
+{
+    bool legacy = cfg->alert_webhook && cfg->alert_webhook[0];
+    int rc;
+    a->command_on = cfg->alert_command && cfg->alert_command[0];
+    if (gethostname(a->host, sizeof(a->host) - 1) < 0)
+        snprintf(a->host, sizeof(a->host), "unknown");
+    batch_init(&a->email_batch, a, NULL);
+    if ((rc = email_configure(a, cfg)) < 0)
+        return rc;
+    a->hooks = calloc((size_t)cfg->webhook_count + 1, sizeof(*a->hooks));
+    if (!a->hooks)
+        return -ENOMEM;
+    if (legacy && (rc = hook_init(a, &a->hooks[a->hook_count++], cfg->alert_webhook, NULL, 0)) < 0)
+        return rc;
+    for (int i = 0; i < cfg->webhook_count; i++)
+        if ((rc = hook_init(a, &a->hooks[a->hook_count++], cfg->webhooks[i].url, &cfg->webhooks[i], i + 1)) < 0)
+            return rc;
     return 0;
 }
 
@@ -1090,6 +1599,11 @@ static int alert_prepare(struct alert *a)
     if (a->wake_fd < 0)
         return -errno;
     if ((rc = loop_add_reader(&a->loop, &a->wake_io, a->wake_fd, alert_on_wake)) < 0)
+        return rc;
+    a->test_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (a->test_fd < 0)
+        return -errno;
+    if ((rc = loop_add_reader(&a->loop, &a->test_io, a->test_fd, alert_on_test)) < 0)
         return rc;
     a->notify_io.fd = -1;
     if (a->pool->notify_read_fd >= 0 &&
@@ -1119,7 +1633,8 @@ int alert_start(struct alert **out, struct pool *pool, const struct config *cfg)
         return -ENOMEM;
     a->pool = pool;
     a->cfg = cfg;
-    a->wake_fd = -1;
+    a->wake_fd = a->test_fd = -1;
+    pthread_mutex_init(&a->test_lock, NULL);
     int rc = loop_init(&a->loop);
     if (rc == 0)
         rc = alert_prepare(a);

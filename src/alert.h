@@ -1,10 +1,12 @@
-/* alert.h - telling people about state changes ([alerts]: a webhook, a command).
+/* alert.h - telling people about state changes ([alerts]: a webhook, a
+ * command, email).
  *
  * The alert dispatcher runs on its own thread and loop, so that nothing it
  * waits for (a slow webhook, DNS, a mail command) delays a worker or a
  * health check. It reads the struct pool_transition records that
  * pool_set_state writes to pool->notify_write_fd and, for each, POSTs JSON to
- * `[alerts] webhook` and runs `[alerts] command`. Two extra alerts, for
+ * `[alerts] webhook`, runs `[alerts] command` and mails `[alerts.email]`
+ * (smtp.h). Two extra alerts, for
  * application "*", say that no application is up any more and that service
  * is restored. docs/health-and-alerts.md documents the payload.
  *
@@ -43,7 +45,40 @@ void alert_begin_stop(struct alert *a, int64_t grace_ms);
 void alert_retire(struct alert *a);
 bool alert_finished(struct alert *a);
 
-enum alert_target { ALERT_TARGET_WEBHOOK, ALERT_TARGET_COMMAND };
+enum alert_target { ALERT_TARGET_WEBHOOK, ALERT_TARGET_COMMAND, ALERT_TARGET_EMAIL };
+#define ALERT_TARGET_COUNT 3
+
+/* ---- test alerts ---- */
+
+/* A test alert goes to every target once (no retries: the answer should
+ * come quickly, and say why a target failed), marked as a test in every
+ * format. The result is shared between the thread that asked and the
+ * dispatcher, each holding a reference. */
+#define ALERT_TEST_TARGETS_MAX (CONFIG_WEBHOOKS_MAX + 4)
+
+struct alert_test_result {
+    char target[160];                /* "webhook http://host:port", "command" ... */
+    char why[160];                   /* why not delivered */
+    bool delivered;
+    _Atomic bool settled;            /* set last: the fields above are final */
+};
+
+struct alert_test {
+    int count;                       /* targets */
+    struct alert_test_result results[ALERT_TEST_TARGETS_MAX];
+    _Atomic int refs;
+    int outstanding;                 /* the dispatcher's: results not settled */
+    struct alert_test *next;         /* the dispatcher's queue */
+};
+
+/* From any thread, while a is running: sends a test alert to each of a's
+ * targets. NULL without memory. Release the result when done with it. */
+struct alert_test *alert_test_start(struct alert *a);
+/* Whether every target has an outcome. */
+bool alert_test_done(struct alert_test *t);
+/* Outcomes settled so far (each result's `settled` says which). */
+int alert_test_failed(struct alert_test *t);
+void alert_test_release(struct alert_test *t);
 
 /* Deliveries ended since the process started, over every dispatcher:
  * delivered, or not (given up after the last retry, dropped from a full
@@ -65,7 +100,12 @@ struct alert_event {
     char previous[16];
     char reason[POOL_REASON_MAX];
     int64_t time_ms;                 /* wall clock, ms since the epoch */
+    int up, total;                   /* applications up after it, and in all */
 };
+
+/* A test alert (sluice --test-alert, POST /api/alerts/test) has event
+ * "test"; every format marks it as one. */
+bool alert_event_is_test(const struct alert_event *e);
 
 /* "2024-05-01T12:00:00.123Z" (RFC 3339, UTC). Returns the length, or -1
  * when out (at least 25 bytes are needed) is too small. */

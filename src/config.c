@@ -41,6 +41,8 @@
 #include <unistd.h>
 
 #include "app_tls.h"
+#include "template.h"
+#include "mail.h"
 #include "toml.h"
 #include "url.h"
 
@@ -340,6 +342,7 @@ void config_defaults(struct config *cfg)
 
     cfg->alert_webhook = strdup("");
     cfg->alert_command = strdup("");
+    cfg->alert_batch_ms = 5 * 1000;
 
     cfg->log_access = strdup("stdout");
     cfg->log_format = LOG_FORMAT_COMBINED;
@@ -349,6 +352,22 @@ void config_defaults(struct config *cfg)
     cfg->cache_size_bytes = 64ULL << 20;
     cfg->cache_entries = 0;
     cfg->cache_max_object = 1ULL << 20;
+}
+
+static void free_webhooks(struct config *cfg);
+static void config_free_email(struct config_email *email)
+{
+    free(email->server);
+    free(email->host);
+    free(email->username);
+    if (email->password)
+        explicit_bzero(email->password, strlen(email->password));
+    free(email->password);
+    free(email->from);
+    for (int i = 0; i < email->to_count; i++)
+        free(email->to[i]);
+    free(email->ca_file);
+    free(email->subject);
 }
 
 void config_free(struct config *cfg)
@@ -373,6 +392,8 @@ void config_free(struct config *cfg)
     free(cfg->admin_token);
     free(cfg->alert_webhook);
     free(cfg->alert_command);
+    free_webhooks(cfg);
+    config_free_email(&cfg->email);
     free(cfg->log_access);
     free(cfg->warnings);
     free(cfg->resolvers);
@@ -1415,11 +1436,506 @@ static const struct section admin_section = {
     finish_admin,
 };
 
+/* ------------------------------------------------------------------------
+ * [[alerts.webhooks]]: each receiver in its own format.
+ */
+
+#undef BASE
+#define BASE struct config_webhook
+
+static const char *const webhook_format_names[] = {"json", "slack", "pagerduty", "form", NULL};
+
+/* Reads every ${NAME} in text from the environment, so that secrets stay
+ * out of the file. A variable that is not set is an error now rather than
+ * an empty header at the first outage. Returns a malloc'd string or NULL
+ * with why. */
+static char *expand_environment(const char *text, char *why, size_t why_len)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    const char *p = text;
+    while (*p) {
+        if (p[0] != '$' || p[1] != '{') {
+            fputc(*p++, f);
+            continue;
+        }
+        const char *name = p + 2;
+        size_t n = 0;
+        while (name[n] == '_' || isalnum((unsigned char)name[n]))
+            n++;
+        if (name[n] != '}' || n == 0 || isdigit((unsigned char)name[0])) {
+            snprintf(why, why_len, "\"${\" must be followed by a variable name and \"}\"");
+            break;
+        }
+        char var[128];
+        snprintf(var, sizeof(var), "%.*s", (int)n, name);
+        const char *value = getenv(var);
+        if (!value) {
+            snprintf(why, why_len, "the environment variable %s is not set", var);
+            break;
+        }
+        fputs(value, f);
+        p = name + n + 1;
+    }
+    fclose(f);
+    if (*p) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* A value that goes into a request head as it is. */
+static bool header_value_ok(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            return false;
+    return true;
+}
+
+static bool header_name_ok(const char *name)
+{
+    static const char *const framing[] = {"host", "content-length", "content-type",
+                                          "transfer-encoding", "connection", NULL};
+    if (!name[0])
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!is_tchar(*p))
+            return false;
+    for (int i = 0; framing[i]; i++)
+        if (strcasecmp(name, framing[i]) == 0)
+            return false;
+    return true;
+}
+
+/* A string with ${VAR} read from the environment, stored in *slot. */
+static void store_expanded(struct loader *ld, const struct toml_value *v, char **slot)
+{
+    char why[200];
+    const char *text = string_value(ld, v);
+    if (!text)
+        return;
+    char *expanded = expand_environment(text, why, sizeof(why));
+    if (!expanded) {
+        value_error(ld, v, "%s", why);
+        return;
+    }
+    if (!header_value_ok(expanded)) {
+        value_error(ld, v, "must not contain CR or LF (after reading the environment)");
+        free(expanded);
+        return;
+    }
+    free(*slot);
+    *slot = expanded;
+}
+
+static const char *check_template(const char *text)
+{
+    static _Thread_local char why[300];
+    size_t at;
+    return template_check(text, &at, why, sizeof(why)) < 0 ? why : NULL;
+}
+
+/* A header's template: no line break may reach the message's head. */
+static const char *check_subject(const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p < ' ' || *p == 0x7f)
+            return "must not contain control characters (it becomes the Subject: line)";
+    return check_template(text);
+}
+
+/* headers = {Name = "value"} or fields = {name = "template"}: a table of
+ * strings, kept in file order. */
+static void load_pairs(struct loader *ld, const struct toml_keyval *kv, struct config_pair **out,
+                       int *count, bool headers)
+{
+    const struct toml_value *v = kv->value;
+    if (v->type != TOML_TABLE) {
+        type_error(ld, v, "a table of strings, e.g. { Name = \"value\" }");
+        return;
+    }
+    *out = calloc(v->u.table.len ? v->u.table.len : 1, sizeof(**out));
+    if (!*out) {
+        value_error(ld, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < v->u.table.len; i++) {
+        const struct toml_keyval *item = &v->u.table.items[i];
+        struct config_pair *pair = &(*out)[*count];
+        if (strlen(item->key) != item->key_len || (headers && !header_name_ok(item->key))) {
+            add_error(ld, item->line, item->col, "%s: \"%s\" is not a header name sluice lets "
+                      "you set (a token; not Host, Content-Length, Content-Type, "
+                      "Transfer-Encoding or Connection)", ld->label, item->key);
+            continue;
+        }
+        if (headers) {
+            store_expanded(ld, item->value, &pair->value);
+        } else {
+            const char *text = string_value(ld, item->value);
+            const char *why = text ? check_template(text) : NULL;
+            if (why)
+                value_error(ld, item->value, "%s", why);
+            else if (text)
+                store_string(ld, item->value, &pair->value, text);
+        }
+        if (pair->value && !(pair->name = strdup(item->key))) {
+            free(pair->value);
+            pair->value = NULL;
+            value_error(ld, item->value, "out of memory");
+        }
+        if (pair->value)
+            (*count)++;
+    }
+}
+
+static void load_webhook_headers(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                                 void *base)
+{
+    struct config_webhook *w = base;
+    (void)f;
+    load_pairs(ld, kv, &w->headers, &w->header_count, true);
+}
+
+static void load_webhook_fields(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                                void *base)
+{
+    struct config_webhook *w = base;
+    (void)f;
+    load_pairs(ld, kv, &w->fields, &w->field_count, false);
+}
+
+static void load_routing_key(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                             void *base)
+{
+    struct config_webhook *w = base;
+    (void)f;
+    store_expanded(ld, kv->value, &w->routing_key);
+    if (w->routing_key && !w->routing_key[0]) {
+        value_error(ld, kv->value, "is empty");
+        free(w->routing_key);
+        w->routing_key = NULL;
+    }
+}
+
+static const char *check_webhook_url(const char *text)
+{
+    return text[0] ? check_webhook(text) : "is empty: give the receiver's URL";
+}
+
+/* Keys that only one format reads are refused on the others: a `fields`
+ * table on a json webhook would be silently ignored otherwise. */
+static void finish_webhook(struct loader *ld, const struct toml_value *table, void *base)
+{
+    const struct config_webhook *w = base;
+    const struct toml_keyval *fields = table_get(table, "fields");
+    const struct toml_keyval *text = table_get(table, "text");
+    const struct toml_keyval *key = table_get(table, "routing_key");
+    const char *format = webhook_format_names[w->format];
+    set_label(ld, "alerts.webhooks", "");
+    if (!table_get(table, "url"))
+        add_error(ld, table->line, table->col, "alerts.webhooks: url is required");
+    if (fields && w->format != WEBHOOK_FORM)
+        add_error(ld, fields->line, fields->col, "alerts.webhooks.fields: only format = \"form\" "
+                  "sends fields (this one is \"%s\")", format);
+    if (!fields && w->format == WEBHOOK_FORM)
+        add_error(ld, table->line, table->col, "alerts.webhooks: format = \"form\" needs fields "
+                  "(what to send, e.g. { Body = \"{application} is {state}\" })");
+    if (text && w->format != WEBHOOK_SLACK)
+        add_error(ld, text->line, text->col, "alerts.webhooks.text: only format = \"slack\" "
+                  "sends a text (this one is \"%s\")", format);
+    if (key && w->format != WEBHOOK_PAGERDUTY)
+        add_error(ld, key->line, key->col, "alerts.webhooks.routing_key: only format = "
+                  "\"pagerduty\" takes a routing_key (this one is \"%s\")", format);
+    if (!key && w->format == WEBHOOK_PAGERDUTY)
+        add_error(ld, table->line, table->col, "alerts.webhooks: format = \"pagerduty\" needs "
+                  "routing_key (the integration key of an Events API v2 integration)");
+}
+
+static const struct section webhook_section = {
+    "alerts.webhooks", "in [[alerts.webhooks]]",
+    (const struct field[]){
+        KEY_STRING("url", url, check_webhook_url),
+        KEY_ENUM("format", format, webhook_format_names),
+        KEY_CUSTOM("headers", headers, load_webhook_headers),
+        KEY_CUSTOM("fields", fields, load_webhook_fields),
+        KEY_STRING("text", text, check_template),
+        KEY_CUSTOM("routing_key", routing_key, load_routing_key),
+        {0},
+    },
+    finish_webhook,
+};
+
+#undef BASE
+#define BASE struct config
+
+static void load_webhooks(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                          void *base)
+{
+    struct config *cfg = base;
+    const struct toml_value *v = kv->value;
+    (void)f;
+    if (v->type != TOML_ARRAY) {
+        type_error(ld, v, "an array of tables ([[alerts.webhooks]])");
+        return;
+    }
+    if (v->u.array.len > CONFIG_WEBHOOKS_MAX) {
+        value_error(ld, v, "%zu webhooks: at most %d are supported", v->u.array.len, CONFIG_WEBHOOKS_MAX);
+        return;
+    }
+    cfg->webhooks = calloc(v->u.array.len ? v->u.array.len : 1, sizeof(*cfg->webhooks));
+    if (!cfg->webhooks) {
+        value_error(ld, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const struct toml_value *table = v->u.array.items[i];
+        struct config_webhook *w = &cfg->webhooks[cfg->webhook_count++];
+        w->line = table->line;
+        if (table->type != TOML_TABLE)
+            type_error(ld, table, "a table");
+        else
+            load_section(ld, table, &webhook_section, w);
+    }
+}
+
+static void free_pairs(struct config_pair *pairs, int count)
+{
+    for (int i = 0; i < count; i++) {
+        free(pairs[i].name);
+        free(pairs[i].value);
+    }
+    free(pairs);
+}
+
+static void free_webhooks(struct config *cfg)
+{
+    for (int i = 0; i < cfg->webhook_count; i++) {
+        struct config_webhook *w = &cfg->webhooks[i];
+        free(w->url);
+        free(w->text);
+        free(w->routing_key);
+        free_pairs(w->headers, w->header_count);
+        free_pairs(w->fields, w->field_count);
+    }
+    free(cfg->webhooks);
+}
+
+/* ------------------------------------------------------------------------
+ * [alerts.email]
+ */
+
+/* "host:port" or "[v6]:port"; the host may be a name, resolved by the
+ * alert thread on each attempt. Returns NULL or why the text is refused. */
+static const char *split_email_server(const char *text, char *host, size_t host_len,
+                                      uint16_t *port)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon[1] == '\0')
+        return "needs a port (host:port, e.g. \"smtp.example.com:587\")";
+    if (parse_port(colon + 1, false, port) < 0)
+        return "has an invalid port (1..65535)";
+    const char *start = text, *end = colon;
+    if (text[0] == '[') {
+        if (end - text < 3 || end[-1] != ']')
+            return "is not host:port ([IPv6]:port for an IPv6 address)";
+        start++, end--;
+    } else if (memchr(text, ':', (size_t)(colon - text))) {
+        return "is not host:port (write an IPv6 address as [IPv6]:port)";
+    }
+    size_t len = (size_t)(end - start);
+    if (len == 0 || len >= host_len)
+        return "needs a host (host:port)";
+    memcpy(host, start, len);
+    host[len] = '\0';
+    for (const char *p = host; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr(".-_:", *p))
+            return "has an invalid host name";
+    }
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (text[0] == '[' && inet_pton(AF_INET6, host, addr) != 1)
+        return "has an invalid IPv6 address";
+    return NULL;
+}
+
+static void load_email_server(struct loader *ld, const struct field *f,
+                              const struct toml_keyval *kv, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const char *text = string_value(ld, kv->value);
+    char host[256];
+    uint16_t port;
+    const char *why;
+
+    (void)f;
+    if (!text)
+        return;
+    if ((why = split_email_server(text, host, sizeof(host), &port)) != NULL) {
+        value_error(ld, kv->value, "\"%s\" %s", text, why);
+        return;
+    }
+    snprintf(email->port, sizeof(email->port), "%u", port);
+    store_string(ld, kv->value, &email->host, host);
+    store_string(ld, kv->value, &email->server, text);
+}
+
+static const char *check_email_address(const char *text)
+{
+    return mail_address_valid(text) ? NULL : "is not an email address (local@domain)";
+}
+
+/* to = "a@example.com" or a list of them. */
+static void load_email_to(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                          void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const struct toml_value *v = kv->value;
+    const struct toml_value *const *items = (const struct toml_value *const *)&v;
+    size_t n = 1;
+
+    (void)f;
+    if (v->type == TOML_ARRAY) {
+        items = (const struct toml_value *const *)v->u.array.items;
+        n = v->u.array.len;
+        if (n == 0 || n > CONFIG_EMAIL_TO_MAX) {
+            value_error(ld, v, "needs 1 to %d addresses, got %zu", CONFIG_EMAIL_TO_MAX, n);
+            return;
+        }
+    } else if (v->type != TOML_STRING) {
+        type_error(ld, v, "an email address or a list of them");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *text = string_value(ld, items[i]);
+        if (!text)
+            continue;
+        if (check_email_address(text)) {
+            value_error(ld, items[i], "\"%s\" %s", text, check_email_address(text));
+            continue;
+        }
+        store_string(ld, items[i], &email->to[email->to_count++], text);
+    }
+}
+
+/* The password never comes from the file's text: from the environment or
+ * a file of its own, read now so that --check finds what is missing. The
+ * messages name the variable or the file, never the value. */
+static void load_email_password_env(struct loader *ld, const struct field *f,
+                                    const struct toml_keyval *kv, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const char *name = string_value(ld, kv->value);
+    const char *value;
+
+    (void)f;
+    if (!name)
+        return;
+    if (name[0] == '\0') {
+        value_error(ld, kv->value, "is empty (name an environment variable, or leave the key out)");
+        return;
+    }
+    if (!(value = getenv(name))) {
+        value_error(ld, kv->value, "the environment variable %s is not set", name);
+        return;
+    }
+    store_string(ld, kv->value, &email->password, value);
+}
+
+#define EMAIL_PASSWORD_MAX 1024
+
+static void load_email_password_file(struct loader *ld, const struct field *f,
+                                     const struct toml_keyval *kv, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const char *text = string_value(ld, kv->value);
+    char *path = NULL, secret[EMAIL_PASSWORD_MAX + 2];
+
+    (void)f;
+    if (!text)
+        return;
+    if (text[0] == '\0') {
+        value_error(ld, kv->value, "is empty (name a file, or leave the key out)");
+        return;
+    }
+    store_path(ld, kv->value, &path, text);
+    FILE *file = path ? fopen(path, "re") : NULL;
+    if (!file) {
+        if (path)
+            value_error(ld, kv->value, "cannot read \"%s\": %s", path, strerror(errno));
+        free(path);
+        return;
+    }
+    size_t len = fread(secret, 1, sizeof(secret) - 1, file);
+    fclose(file);
+    secret[len] = '\0';
+    /* One line: the newline an editor adds is not part of the password. */
+    len = strcspn(secret, "\r\n");
+    secret[len] = '\0';
+    if (len == 0 || len > EMAIL_PASSWORD_MAX)
+        value_error(ld, kv->value, "\"%s\" %s", path, len ? "is too long for a password"
+                                                          : "holds no password");
+    else
+        store_string(ld, kv->value, &email->password, secret);
+    explicit_bzero(secret, sizeof(secret));
+    free(path);
+}
+
+/* Cross-key rules, reported at the [alerts.email] header (or the key). */
+static void finish_email(struct loader *ld, const struct toml_value *table, void *base)
+{
+    struct config_email *email = &((struct config *)base)->email;
+    const struct toml_keyval *env = table_get(table, "password_env");
+    const struct toml_keyval *file = table_get(table, "password_file");
+    const struct toml_keyval *user = table_get(table, "username");
+
+    email->enabled = true;
+    set_label(ld, "alerts", "email");
+    if (!table_get(table, "server"))
+        value_error(ld, table, "server is required (host:port of the SMTP server)");
+    if (!table_get(table, "from"))
+        value_error(ld, table, "from is required (the sender's address)");
+    if (!table_get(table, "to"))
+        value_error(ld, table, "to is required (one address or a list)");
+    if (env && file)
+        value_error(ld, later_of(env, file)->value, "set password_env or password_file, not both");
+    else if (user && email->username && email->username[0] && !env && !file)
+        value_error(ld, user->value, "username is set without a password (password_env or "
+                    "password_file)");
+}
+
+static const char *const email_security_names[] = {"starttls", "tls", "none", NULL};
+
+static const struct section email_section = {
+    "alerts.email", "in [alerts.email]",
+    (const struct field[]){
+        KEY_CUSTOM("server", email.server, load_email_server),
+        KEY_ENUM("security", email.security, email_security_names),
+        KEY_STRING("username", email.username, check_token),
+        KEY_CUSTOM("password_env", email.password, load_email_password_env),
+        KEY_CUSTOM("password_file", email.password, load_email_password_file),
+        KEY_STRING("from", email.from, check_email_address),
+        KEY_CUSTOM("to", email.to, load_email_to),
+        KEY_CUSTOM("ca_file", email.ca_file, load_readable_file),
+        KEY_STRING("subject", email.subject, check_subject),
+        {0},
+    },
+    finish_email,
+};
+
 static const struct section alerts_section = {
     "alerts", "in [alerts]",
     (const struct field[]){
         KEY_STRING("webhook", alert_webhook, check_webhook),
         KEY_STRING("command", alert_command, NULL),
+        KEY_DURATION("batch", alert_batch_ms, 0, DAY_MS),
+        KEY_CUSTOM("webhooks", webhooks, load_webhooks),
+        KEY_TABLE("email", email_section),
         {0},
     },
     NULL,

@@ -44,6 +44,26 @@ struct config_certificate {
 
 #define CONFIG_MAX_CERTIFICATES 64
 
+/* [[alerts.webhooks]]: one receiver and the format it expects. */
+enum config_webhook_format { WEBHOOK_JSON, WEBHOOK_SLACK, WEBHOOK_PAGERDUTY, WEBHOOK_FORM };
+#define CONFIG_WEBHOOKS_MAX 16
+
+struct config_pair {
+    char *name, *value;             /* owned */
+};
+
+struct config_webhook {
+    char *url;                      /* owned */
+    enum config_webhook_format format;
+    struct config_pair *headers;    /* values with ${VAR} read at load; owned */
+    int header_count;
+    struct config_pair *fields;     /* form: name = template; owned */
+    int field_count;
+    char *text;                     /* slack: one change's line; NULL = the sentence */
+    char *routing_key;              /* pagerduty, ${VAR} read at load; owned */
+    int line;                       /* where its [[alerts.webhooks]] header is */
+};
+
 struct config_app {
     char name[CONFIG_NAME_MAX];     /* default "ip:port" */
     char *host;                     /* ip or host name as written; owned */
@@ -68,6 +88,28 @@ struct config_app {
     bool by_name;
     char group[CONFIG_NAME_MAX];    /* the name those members share; "" otherwise */
     int host_line, host_col;        /* where the host value is, for resolution errors */
+};
+
+enum config_email_security { EMAIL_STARTTLS, EMAIL_TLS, EMAIL_NONE };
+
+#define CONFIG_EMAIL_TO_MAX 32
+
+/* [alerts.email]: alerts sent by sluice itself over SMTP. */
+struct config_email {
+    bool enabled;                   /* the table is present */
+    char *server;                   /* "host:port" as written; owned */
+    char *host;                     /* name or address literal; owned */
+    char port[6];
+    enum config_email_security security;
+    char *username;                 /* "" when unset; owned */
+    char *password;                 /* read at load from password_env or
+                                       password_file; NULL when none; owned;
+                                       never logged */
+    char *from;                     /* addr-spec; owned */
+    char *to[CONFIG_EMAIL_TO_MAX];  /* addr-specs; owned */
+    int to_count;
+    char *ca_file;                  /* NULL: the system CAs; owned */
+    char *subject;                  /* a template; NULL: sluice's subject; owned */
 };
 
 struct config {
@@ -130,6 +172,10 @@ struct config {
     /* [alerts] */
     char *alert_webhook;            /* "" when unset; owned */
     char *alert_command;            /* "" when unset; owned */
+    int64_t alert_batch_ms;         /* chat and email: changes this close make one message */
+    struct config_webhook *webhooks; /* [[alerts.webhooks]]; owned array */
+    int webhook_count;
+    struct config_email email;      /* [alerts.email] */
 
     /* [log] */
     char *log_access;               /* "stdout", "off" or a path; owned */

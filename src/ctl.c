@@ -466,6 +466,25 @@ static void print_reload(const struct ctl_json *r)
     print_names("changed", ctl_json_get(r, "changed"));
 }
 
+/* One line per target; 1 when one failed or there is none. */
+static int print_test_alert(const struct ctl_json *r, bool quiet)
+{
+    const struct ctl_json *targets = ctl_json_get(r, "targets");
+    int count = targets && targets->type == CTL_JSON_ARRAY ? targets->count : 0;
+    int failed = 0;
+    for (int i = 0; i < count; i++) {
+        const struct ctl_json *t = &targets->items[i];
+        bool delivered = json_number(t, "delivered") != 0;
+        failed += !delivered;
+        if (!quiet)
+            printf("%s: %s%s\n", json_text(t, "target"), delivered ? "delivered" : "not delivered: ",
+                   delivered ? "" : json_text(t, "error"));
+    }
+    if (count == 0 && !quiet)
+        fprintf(stderr, "sluice ctl: no alert target is configured ([alerts] webhook, webhooks, command)\n");
+    return failed || count == 0 ? 1 : 0;
+}
+
 static int print_error(const struct answer *answer, const struct ctl_json *doc)
 {
     const struct ctl_json *error = ctl_json_get(doc, "error");
@@ -491,6 +510,7 @@ static void ctl_usage(FILE *out)
             "                  (--force: even the last application up)\n"
             "  enable NAME     back from maintenance: checked at once, up when it passes\n"
             "  reload          reload the configuration file (as SIGHUP does)\n"
+            "  test-alert      send a test alert to every alert target; exit 1 if one fails\n"
             "\n"
             "  -c, --config FILE  where [admin] listen and token are read (default: applications.toml)\n"
             "  --admin ADDR       the admin API's address instead (e.g. 127.0.0.1:9901)\n"
@@ -533,7 +553,8 @@ static int command_request(const struct ctl_options *o, const char **method, cha
     const char *cmd = o->word_count ? o->words[0] : "";
     bool named = !strcmp(cmd, "show") || !strcmp(cmd, "drain") || !strcmp(cmd, "enable");
     int want = named ? 2 : 1;
-    if (!strcmp(cmd, "list") || !strcmp(cmd, "reload") || named) {
+    bool test_alert = !strcmp(cmd, "test-alert");
+    if (!strcmp(cmd, "list") || !strcmp(cmd, "reload") || test_alert || named) {
         if (o->word_count != want) {
             fprintf(stderr, "sluice ctl: %s takes %s\n", cmd, named ? "one application name" : "no argument");
             return -1;
@@ -554,6 +575,8 @@ static int command_request(const struct ctl_options *o, const char **method, cha
         snprintf(path, cap, "/api/applications");
     else if (!strcmp(cmd, "reload"))
         snprintf(path, cap, "/api/reload");
+    else if (test_alert)
+        snprintf(path, cap, "/api/alerts/test");
     else if (!strcmp(cmd, "show"))
         snprintf(path, cap, "/api/applications/%s", name);
     else
@@ -605,6 +628,8 @@ static int show_answer(const struct ctl_options *o, const struct answer *answer)
         status = o->json ? 1 : print_error(answer, doc);
     else if (!doc)
         status = (fprintf(stderr, "sluice ctl: the answer is not JSON\n"), 1);
+    else if (!strcmp(o->words[0], "test-alert"))
+        status = print_test_alert(doc, o->json);
     else if (o->json)
         status = 0;
     else if (!strcmp(o->words[0], "list") && doc->type == CTL_JSON_ARRAY)

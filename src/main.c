@@ -25,27 +25,32 @@
 #include "pool.h"
 #include "resolver.h"
 #include "tlsserver.h"
+#include "testalert.h"
 #include "version.h"
 #include "worker.h"
 
 #define ERRORS_MAX 16384
+/* --test-alert: one try per target, each done within 10 s. */
+#define TEST_ALERT_WAIT_MS 20000
 
 struct options {
     const char *config_path;
     const char *listen;
     int workers;              /* -1: from the config */
     bool check;
+    bool test_alert;
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sluice [-c FILE] [--check] [--listen ADDR] [--workers N] [--version] [--help]\n"
+            "usage: sluice [-c FILE] [--check] [--test-alert] [--listen ADDR] [--workers N] [--version] [--help]\n"
             "       sluice ctl [-c FILE] [--admin ADDR] [--token T] [--json] list | show NAME |\n"
-            "                  drain NAME [--force] | enable NAME | reload\n"
+            "                  drain NAME [--force] | enable NAME | reload | test-alert\n"
             "\n"
             "  -c, --config FILE  the configuration (default: applications.toml)\n"
             "  --check            validate the configuration and exit (0 ok, 1 errors)\n"
+            "  --test-alert       send a test alert to every alert target and exit (0 all delivered)\n"
             "  --listen ADDR      listen on ADDR (e.g. 0.0.0.0:8080) instead of [server] listen\n"
             "  --workers N        worker threads (0 = one per CPU) instead of [server] workers\n"
             "  --version          print the version\n"
@@ -58,11 +63,12 @@ static void usage(FILE *out)
 /* Returns 0 to go on, or exit status + 1 to stop with. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_CHECK = 256, OPT_LISTEN, OPT_WORKERS, OPT_VERSION };
+    enum { OPT_CHECK = 256, OPT_LISTEN, OPT_WORKERS, OPT_VERSION, OPT_TEST_ALERT };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},  {"check", no_argument, NULL, OPT_CHECK},
         {"listen", required_argument, NULL, OPT_LISTEN}, {"workers", required_argument, NULL, OPT_WORKERS},
         {"version", no_argument, NULL, OPT_VERSION}, {"help", no_argument, NULL, 'h'},
+        {"test-alert", no_argument, NULL, OPT_TEST_ALERT},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){.config_path = "applications.toml", .workers = -1};
@@ -75,6 +81,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_CHECK:
             o->check = true;
+            break;
+        case OPT_TEST_ALERT:
+            o->test_alert = true;
             break;
         case OPT_LISTEN:
             o->listen = optarg;
@@ -808,6 +817,12 @@ int main(int argc, char **argv)
         dns_answers_free(&rt.answers);
         generations_free(rt.newest);
         return 0;
+    }
+    if (o.test_alert) {
+        signal(SIGPIPE, SIG_IGN);
+        rc = test_alert_run(cfg, stdout, TEST_ALERT_WAIT_MS);
+        generations_free(rt.newest);
+        return rc;
     }
     if ((rc = log_init(cfg)) < 0) {
         fprintf(stderr, "sluice: cannot open access log %s: %s\n", cfg->log_access, strerror(-rc));

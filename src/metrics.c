@@ -315,10 +315,11 @@ static void write_traffic(struct text *t, const struct pool *pool, const struct 
 
 static void write_alerts(struct text *t)
 {
-    static const char *const targets[2] = {[ALERT_TARGET_WEBHOOK] = "webhook", [ALERT_TARGET_COMMAND] = "command"};
+    static const char *const targets[ALERT_TARGET_COUNT] = {
+        [ALERT_TARGET_WEBHOOK] = "webhook", [ALERT_TARGET_COMMAND] = "command", [ALERT_TARGET_EMAIL] = "email"};
     text_family(t, "sluice_alert_deliveries_total", "counter",
                 "Alerts to each target that ended delivered, or failed (retries spent, dropped, abandoned).");
-    for (int target = 0; target < 2; target++)
+    for (int target = 0; target < ALERT_TARGET_COUNT; target++)
         for (int delivered = 1; delivered >= 0; delivered--)
             text_printf(t, "sluice_alert_deliveries_total{target=\"%s\",result=\"%s\"} %" PRIu64 "\n",
                         targets[target], delivered ? "delivered" : "failed",

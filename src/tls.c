@@ -71,6 +71,23 @@ SSL_CTX *tls_verifying_context(const char *ca_file, char *err, size_t err_len)
     return ctx;
 }
 
+SSL_CTX *tls_client_context_ca(const char *ca_file, char *err, size_t err_len)
+{
+    if (!ca_file)
+        return tls_client_context(true, err, err_len);
+    SSL_CTX *ctx = tls_client_context(false, err, err_len);
+    if (!ctx)
+        return NULL;
+    ERR_clear_error();
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        tls_format_queue(err, err_len, "cannot load the CA certificates");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+}
+
 void tls_context_free(SSL_CTX *ctx)
 {
     SSL_CTX_free(ctx);

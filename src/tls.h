@@ -35,6 +35,10 @@ struct ssl_ctx_st *tls_verifying_context(const char *ca_file, char *err, size_t 
 /* One of the two with the system's CAs (webhooks verify: their URLs carry
  * secrets). */
 struct ssl_ctx_st *tls_client_context(bool verify, char *err, size_t err_len);
+/* A verifying context that trusts the certificates in ca_file (PEM) in
+ * place of the system store: a private CA, e.g. a mail relay's. NULL
+ * ca_file is tls_client_context(true, ...). */
+struct ssl_ctx_st *tls_client_context_ca(const char *ca_file, char *err, size_t err_len);
 void tls_context_free(struct ssl_ctx_st *ctx);
 
 /* A client session on a connected non-blocking socket. server_name is sent

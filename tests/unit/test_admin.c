@@ -1,10 +1,12 @@
 /* test_admin.c - the admin API's pure parts: routes from request targets,
  * the token comparison, an application and a reload as JSON (escaped),
  * pool_finish_drain, and the JSON reader of `sluice ctl`. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
+#include "alert.h"
 #include "config.h"
 #include "ctl.h"
 #include "pool.h"
@@ -23,6 +25,8 @@ static void test_routes(void)
     CHECK_INT(route_of("/api/applications", &t), ADMIN_APPS);
     CHECK_INT(route_of("/api/applications?x=1", &t), ADMIN_APPS);
     CHECK_INT(route_of("/api/reload", &t), ADMIN_RELOAD);
+    CHECK_INT(route_of("/api/alerts/test", &t), ADMIN_TEST_ALERT);
+    CHECK_INT(route_of("/api/alerts", &t), ADMIN_NOT_FOUND);
     CHECK_INT(route_of("/api/applications/api-1", &t), ADMIN_APP);
     CHECK_STR(t.name, "api-1");
     CHECK_INT(route_of("/api/applications/api-1/drain", &t), ADMIN_DRAIN);
@@ -53,7 +57,7 @@ static void test_routes(void)
     CHECK_INT(route_of("/api", &t), ADMIN_NOT_FOUND);
     CHECK_INT(route_of("/metrics/", &t), ADMIN_NOT_FOUND);
     CHECK(admin_route_mutates(ADMIN_DRAIN) && admin_route_mutates(ADMIN_ENABLE) &&
-          admin_route_mutates(ADMIN_RELOAD));
+          admin_route_mutates(ADMIN_RELOAD) && admin_route_mutates(ADMIN_TEST_ALERT));
     CHECK(!admin_route_mutates(ADMIN_APPS) && !admin_route_mutates(ADMIN_APP) &&
           !admin_route_mutates(ADMIN_METRICS) && !admin_route_mutates(ADMIN_INDEX));
 }
@@ -223,8 +227,35 @@ static void test_ctl_json(void)
     CHECK(ctl_json_parse(deep) == NULL);
 }
 
+/* A test alert's answer: settled targets as they ended, the others as
+ * failed with the reason given. */
+static void test_test_alert_json(void)
+{
+    struct alert_test *t = calloc(1, sizeof(*t));
+    if (!t)
+        return;
+    t->count = 3;
+    snprintf(t->results[0].target, sizeof(t->results[0].target), "webhook http://127.0.0.1:1");
+    t->results[0].delivered = true;
+    atomic_store(&t->results[0].settled, true);
+    snprintf(t->results[1].target, sizeof(t->results[1].target), "command");
+    snprintf(t->results[1].why, sizeof(t->results[1].why), "command exited with status \"1\"");
+    atomic_store(&t->results[1].settled, true);
+    snprintf(t->results[2].target, sizeof(t->results[2].target), "email");
+    CHECK(!alert_test_done(t));
+    CHECK_INT(alert_test_failed(t), 2);
+    char *json = admin_test_alert_json(t, "no outcome within 20 s");
+    CHECK_STR(json ? json : "", "{\"delivered\":1,\"failed\":2,\"targets\":["
+              "{\"target\":\"webhook http://127.0.0.1:1\",\"delivered\":true,\"error\":\"\"},"
+              "{\"target\":\"command\",\"delivered\":false,\"error\":\"command exited with status \\\"1\\\"\"},"
+              "{\"target\":\"email\",\"delivered\":false,\"error\":\"no outcome within 20 s\"}]}");
+    free(json);
+    free(t);
+}
+
 void unit_test_admin(void)
 {
+    test_test_alert_json();
     test_routes();
     test_token();
     test_app_json();

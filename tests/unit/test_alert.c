@@ -1,5 +1,7 @@
 /* test_alert.c - what an alert says (RFC 3339 time, JSON escaping, the
- * payload, the sentence), where it goes (webhook URLs), and the dispatcher
+ * payload, the sentence, each webhook format's body, an email's subject
+ * template), where it goes (webhook URLs), chat batches and test alerts on
+ * a live dispatcher, and the dispatcher
  * end to end: transitions written by pool_set_state reach a webhook served
  * by the test and a command writing to a file, a failed POST is retried,
  * operators' changes are alerted on too, and "all_down"/"restored" fire
@@ -20,6 +22,8 @@
 #include "alert.h"
 #include "config.h"
 #include "loop.h"
+#include "mail.h"
+#include "payload.h"
 #include "pool.h"
 #include "unit.h"
 
@@ -73,6 +77,8 @@ static struct alert_event sample_event(void)
     snprintf(e.state, sizeof(e.state), "down");
     snprintf(e.previous, sizeof(e.previous), "up");
     snprintf(e.reason, sizeof(e.reason), "health check: \"status 500\" (3 consecutive)");
+    e.up = 1;
+    e.total = 2;
     return e;
 }
 
@@ -103,6 +109,116 @@ static void test_payload(void)
     snprintf(e.reason, sizeof(e.reason), "1 of 2 applications up");
     alert_format_text(out, sizeof(out), &e, "lb-1");
     CHECK_STR(out, "sluice on lb-1: service restored: 1 of 2 applications up");
+}
+
+/* ---- each receiver's format (payload.h) ---- */
+
+static void check_body(char *body, const char *want)
+{
+    CHECK_MSG(body && strcmp(body, want) == 0, "\n got: %s\nwant: %s", body ? body : "(null)", want);
+    free(body);
+}
+
+static void test_chat_format(void)
+{
+    struct alert_event e[3] = {sample_event(), sample_event(), sample_event()};
+    snprintf(e[1].application, sizeof(e[1].application), "api-2");
+    snprintf(e[2].event, sizeof(e[2].event), "all_down");
+    snprintf(e[2].application, sizeof(e[2].application), "*");
+    snprintf(e[2].reason, sizeof(e[2].reason), "0 of 2 applications up");
+    check_body(payload_chat(e, 1, NULL, "lb-1"),
+               "{\"text\":\"sluice on lb-1: application api-1 (127.0.0.1:8001) is now down (was up): "
+               "health check: \\\"status 500\\\" (3 consecutive)\"}");
+    check_body(payload_chat(e, 1, "{application} is {state} ({up}/{total})", "lb-1"),
+               "{\"text\":\"api-1 is down (1/2)\"}");
+    /* a burst: one message, a heading and a line per change */
+    check_body(payload_chat(e, 3, "{application} is {state}", "lb-1"),
+               "{\"text\":\"sluice on lb-1: 3 changes\\n- api-1 is down\\n- api-2 is down\\n- * is down\"}");
+    struct alert_event t = sample_event();
+    snprintf(t.event, sizeof(t.event), "test");
+    snprintf(t.reason, sizeof(t.reason), "TEST alert");
+    check_body(payload_chat(&t, 1, NULL, "lb-1"), "{\"text\":\"sluice on lb-1: TEST alert\"}");
+    check_body(payload_chat(&t, 1, "{application}", "lb-1"), "{\"text\":\"[TEST] api-1\"}");
+}
+
+static void test_pagerduty_format(void)
+{
+    struct alert_event e = sample_event();
+    check_body(payload_pagerduty(&e, "R0UT1NG", "lb-1", false),
+               "{\"routing_key\":\"R0UT1NG\",\"event_action\":\"trigger\",\"dedup_key\":\"sluice/api-1\","
+               "\"client\":\"sluice\",\"payload\":{\"summary\":\"sluice on lb-1: application api-1 "
+               "(127.0.0.1:8001) is now down (was up): health check: \\\"status 500\\\" (3 consecutive)\","
+               "\"source\":\"lb-1\",\"severity\":\"error\",\"timestamp\":\"2024-05-01T12:00:00.123Z\","
+               "\"component\":\"api-1\",\"group\":\"sluice\",\"class\":\"transition\",\"custom_details\":{"
+               "\"address\":\"127.0.0.1:8001\",\"state\":\"down\",\"previous\":\"up\",\"reason\":\"health "
+               "check: \\\"status 500\\\" (3 consecutive)\",\"up\":1,\"total\":2}}}");
+    /* back up: the same dedup_key, resolved, so the incident closes itself */
+    snprintf(e.state, sizeof(e.state), "up");
+    snprintf(e.previous, sizeof(e.previous), "down");
+    check_body(payload_pagerduty(&e, "R0UT1NG", "lb-1", false),
+               "{\"routing_key\":\"R0UT1NG\",\"event_action\":\"resolve\",\"dedup_key\":\"sluice/api-1\","
+               "\"client\":\"sluice\"}");
+    snprintf(e.event, sizeof(e.event), "all_down");
+    snprintf(e.application, sizeof(e.application), "*");
+    snprintf(e.state, sizeof(e.state), "down");
+    char *body = payload_pagerduty(&e, "R", "lb-1", false);
+    CHECK(body && strstr(body, "\"severity\":\"critical\"") && strstr(body, "\"dedup_key\":\"sluice/*\""));
+    free(body);
+    snprintf(e.event, sizeof(e.event), "test");
+    body = payload_pagerduty(&e, "R", "lb-1", false);
+    CHECK(body && strstr(body, "\"event_action\":\"trigger\"") && strstr(body, "\"dedup_key\":\"sluice/test/lb-1\""));
+    free(body);
+    check_body(payload_pagerduty(&e, "R", "lb-1", true),
+               "{\"routing_key\":\"R\",\"event_action\":\"resolve\",\"dedup_key\":\"sluice/test/lb-1\",\"client\":\"sluice\"}");
+}
+
+static void test_form_format(void)
+{
+    struct alert_event e = sample_event();
+    struct config_pair fields[] = {
+        {"To", "+15550100"},
+        {"Body", "{application} is {state}: {reason}"},
+        {"a b&c=", "caf\xc3\xa9 ~*-._/"},
+    };
+    check_body(payload_form(&e, fields, 3),
+               "To=%2B15550100&Body=api-1+is+down%3A+health+check%3A+%22status+500%22+%283+consecutive%29"
+               "&a+b%26c%3D=caf%C3%A9+%7E*-._%2F");
+    check_body(payload_form(&e, fields, 0), "");
+}
+
+/* [alerts.email] subject: the first change through the template, the
+ * count of the others, TEST for a test. */
+static void test_email_subject(void)
+{
+    struct alert_event e[2] = {sample_event(), sample_event()};
+    const char *to[] = {"oncall@example.com"};
+    struct mail_params p = {.from = "sluice@example.com", .to = to, .to_count = 1, .host = "lb-1",
+                            .now_ms = 1714564800123LL, .unique = 1,
+                            .subject_template = "{application} {state} ({up}/{total} up)"};
+    size_t len;
+    char *m = mail_build(&p, e, 1, 1, 2, &len);
+    CHECK(m && strstr(m, "\r\nSubject: api-1 down (1/2 up)\r\n"));
+    free(m);
+    m = mail_build(&p, e, 2, 1, 2, &len);
+    CHECK(m && strstr(m, "\r\nSubject: api-1 down (1/2 up) (+1 more)\r\n"));
+    free(m);
+    p.test = true;
+    m = mail_build(&p, e, 1, 1, 2, &len);
+    CHECK(m && strstr(m, "\r\nSubject: [TEST] api-1 down (1/2 up)\r\n"));
+    free(m);
+}
+
+static void test_json_format(void)
+{
+    struct alert_event e = sample_event();
+    char *body = payload_json(&e, "lb-1");
+    CHECK(body && !strstr(body, "\"test\""));
+    free(body);
+    snprintf(e.event, sizeof(e.event), "test");
+    body = payload_json(&e, "lb-1");
+    size_t n = body ? strlen(body) : 0;
+    CHECK(n > 14 && strcmp(body + n - 13, ",\"test\":true}") == 0 && strstr(body, "\"event\":\"test\""));
+    free(body);
 }
 
 /* ---- end to end ---- */
@@ -260,6 +376,61 @@ static bool parse_config(struct config *cfg, const char *text)
     int rc = config_parse(cfg, "t.toml", text, strlen(text), errors, sizeof(errors));
     CHECK_MSG(rc == 0, "config: %s", errors);
     return rc == 0;
+}
+
+/* A chat webhook: two changes within the batch window are one message, the
+ * change that leaves nothing up goes out at once with the all_down alert,
+ * and a test alert reaches the receiver marked as one. */
+static void test_chat_batch(void)
+{
+    static struct receiver r;
+    struct config cfg;
+    struct pool pool;
+    struct alert *a = NULL;
+    char text[1024];
+    CHECK_INT(receiver_start(&r), 0);
+    snprintf(text, sizeof(text),
+             "[alerts]\nbatch = \"1s\"\n[[alerts.webhooks]]\nurl = \"http://127.0.0.1:%d/chat\"\n"
+             "format = \"slack\"\ntext = \"{application} {state}\"\n"
+             "[[applications]]\nname = \"api-1\"\nip = \"127.0.0.1\"\nport = 8001\n"
+             "[[applications]]\nname = \"api-2\"\nip = \"127.0.0.1\"\nport = 8002\n"
+             "[[applications]]\nname = \"api-3\"\nip = \"127.0.0.1\"\nport = 8003\n", r.port);
+    if (!parse_config(&cfg, text))
+        goto out_receiver;
+    CHECK_INT(pool_init(&pool, &cfg), 0);
+    CHECK_INT(alert_start(&a, &pool, &cfg), 0);
+    if (!a)
+        goto out_pool;
+    int64_t start = loop_monotonic_ms();
+    CHECK(pool_set_state(&pool, &pool.apps[0], APP_UP, APP_DOWN, "refused"));
+    CHECK(pool_set_state(&pool, &pool.apps[1], APP_UP, APP_DOWN, "refused"));
+    usleep(100 * 1000);
+    CHECK_INT(receiver_count(&r), 0);                 /* held for the window */
+    CHECK(wait_until(&r, 1, "/dev/null", 0, 3000));
+    CHECK(loop_monotonic_ms() - start >= 1000);
+    CHECK_INT(bodies_with(&r, "{\"text\":\"sluice on ", ": 2 changes\\n- api-1 down\\n- api-2 down\"}", ""), 1);
+
+    start = loop_monotonic_ms();
+    CHECK(pool_set_state(&pool, &pool.apps[2], APP_UP, APP_DOWN, "refused"));
+    CHECK(wait_until(&r, 2, "/dev/null", 0, 3000));
+    CHECK(loop_monotonic_ms() - start < 800);        /* all_down is not held */
+    CHECK_INT(bodies_with(&r, ": 2 changes\\n- api-3 down\\n- * down\"}", "", ""), 1);
+
+    struct alert_test *t = alert_test_start(a);
+    CHECK(t != NULL);
+    for (int i = 0; t && i < 400 && !alert_test_done(t); i++)
+        usleep(5000);
+    if (t) {
+        CHECK(alert_test_done(t) && alert_test_failed(t) == 0 && t->count == 1);
+        alert_test_release(t);
+    }
+    CHECK_INT(bodies_with(&r, "{\"text\":\"[TEST] TEST test\"}", "", ""), 1);
+    alert_stop(a, 1000);
+out_pool:
+    pool_free(&pool);
+    config_free(&cfg);
+out_receiver:
+    receiver_stop(&r);
 }
 
 static void test_dispatcher(void)
@@ -545,7 +716,13 @@ void unit_test_alert(void)
     test_time();
     test_json_escape();
     test_payload();
+    test_chat_format();
+    test_pagerduty_format();
+    test_form_format();
+    test_json_format();
+    test_email_subject();
     test_dispatcher();
+    test_chat_batch();
     test_states_ahead_of_records();
     test_stop_with_pending();
     test_unusable_webhook();

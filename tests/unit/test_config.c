@@ -771,6 +771,148 @@ static void test_addresses(void)
     }
 }
 
+/* [[alerts.webhooks]]: formats, headers and routing keys from the
+ * environment, templates checked where they are written. */
+static void test_webhooks(void)
+{
+    setenv("SLUICE_TEST_AUTH", "Basic czNjcjN0", 1);
+    unsetenv("SLUICE_TEST_UNSET");
+    check_ok(APP "[alerts]\nbatch = \"10s\"\n[[alerts.webhooks]]\nurl = \"https://sms.example.com/m\"\n"
+             "format = \"form\"\nheaders = { Authorization = \"${SLUICE_TEST_AUTH}\", X-Tag = \"a$b ${SLUICE_TEST_AUTH}\" }\n"
+             "fields = { To = \"+15550100\", Body = \"{application} is {state} {{ok}}\" }\n"
+             "[[alerts.webhooks]]\nurl = \"http://127.0.0.1:9/pd\"\nformat = \"pagerduty\"\n"
+             "routing_key = \"${SLUICE_TEST_AUTH}\"\n");
+    CHECK_INT(cfg.alert_batch_ms, 10000);
+    CHECK_INT(cfg.webhook_count, 2);
+    if (cfg.webhook_count == 2) {
+        const struct config_webhook *w = &cfg.webhooks[0];
+        CHECK_INT(w->format, WEBHOOK_FORM);
+        CHECK_INT(w->header_count, 2);
+        CHECK_STR(w->headers[0].name, "Authorization");
+        CHECK_STR(w->headers[0].value, "Basic czNjcjN0");
+        CHECK_STR(w->headers[1].value, "a$b Basic czNjcjN0");
+        CHECK_INT(w->field_count, 2);
+        CHECK_STR(w->fields[1].name, "Body");
+        CHECK_STR(w->fields[1].value, "{application} is {state} {{ok}}");
+        CHECK_INT(cfg.webhooks[1].format, WEBHOOK_PAGERDUTY);
+        CHECK_STR(cfg.webhooks[1].routing_key, "Basic czNjcjN0");
+    }
+    config_free(&cfg);
+    check_ok(APP);
+    CHECK_INT(cfg.alert_batch_ms, 5000);
+    CHECK_INT(cfg.webhook_count, 0);
+    config_free(&cfg);
+
+#define HOOK APP "[[alerts.webhooks]]\n"
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"form\"\nfields = { Body = \"{app}\" }\n",
+                    "t.toml:7:19: alerts.webhooks.fields: unknown field {app}");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"${SLUICE_TEST_UNSET}\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: the environment variable SLUICE_TEST_UNSET is not set");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"${bad\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: \"${\" must be followed");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { \"Bad Name\" = \"v\" }\n",
+                    "t.toml:6:13: alerts.webhooks.headers: \"Bad Name\" is not a header name");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { Content-Length = \"1\" }\n",
+                    "t.toml:6:13: alerts.webhooks.headers: \"Content-Length\" is not a header name");
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"x\\r\\nB: y\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: must not contain CR or LF");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"teams\"\n",
+                    "t.toml:6:10: alerts.webhooks.format: unknown value \"teams\"");
+    check_one_error(HOOK "format = \"json\"\n", "t.toml:4:1: alerts.webhooks: url is required");
+    check_one_error(HOOK "url = \"\"\n", "t.toml:5:7: alerts.webhooks.url: \"\" is empty");
+    check_one_error(HOOK "url = \"ftp://x/\"\n", "t.toml:5:7: alerts.webhooks.url: \"ftp://x/\" is not usable");
+    check_one_error(HOOK "url = \"http://x/\"\nfields = { a = \"b\" }\n",
+                    "t.toml:6:1: alerts.webhooks.fields: only format = \"form\" sends fields");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"form\"\n",
+                    "t.toml:4:1: alerts.webhooks: format = \"form\" needs fields");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"pagerduty\"\n",
+                    "t.toml:4:1: alerts.webhooks: format = \"pagerduty\" needs routing_key");
+    check_one_error(HOOK "url = \"http://x/\"\nformat = \"slack\"\ntext = \"{state\"\n",
+                    "t.toml:7:8: alerts.webhooks.text: \"{state\" '{' is not closed");
+    check_one_error(HOOK "url = \"http://x/\"\ntext = \"{state}\"\n",
+                    "t.toml:6:1: alerts.webhooks.text: only format = \"slack\" sends a text");
+    check_one_error(HOOK "url = \"http://x/\"\ncolour = 1\n",
+                    "t.toml:6:1: unknown key \"colour\" in [[alerts.webhooks]]");
+    check_one_error(APP "[alerts]\nbatch = \"soon\"\n", "t.toml:5:9: alerts.batch: invalid duration");
+    check_one_error(APP "[alerts.email]\nserver = \"127.0.0.1:25\"\nsecurity = \"none\"\nfrom = \"a@b.c\"\n"
+                    "to = \"d@e.f\"\nsubject = \"{app} down\"\n",
+                    "t.toml:9:11: alerts.email.subject: \"{app} down\" unknown field {app}");
+    check_one_error(APP "[alerts.email]\nserver = \"127.0.0.1:25\"\nsecurity = \"none\"\nfrom = \"a@b.c\"\n"
+                    "to = \"d@e.f\"\nsubject = \"a\\r\\nBcc: x@y.z\"\n",
+                    "t.toml:9:11: alerts.email.subject:");
+#undef HOOK
+}
+
+/* [alerts.email]: what a working table gives, and each refusal at its
+ * place; a password never appears in an error. */
+static void test_email(const char *dir)
+{
+    char text[2048], secret[96];
+#define EMAIL_HEAD "[alerts.email]\nserver = \"smtp.example.com:587\"\nfrom = \"sluice@example.com\"\n"
+    check_ok(APP);
+    CHECK(!cfg.email.enabled);
+    config_free(&cfg);
+
+    setenv("SLUICE_UNIT_SMTP_PASSWORD", "hunter2", 1);
+    check_ok(EMAIL_HEAD "to = [\"a@example.com\", \"b@example.org\"]\nusername = \"u\"\n"
+             "password_env = \"SLUICE_UNIT_SMTP_PASSWORD\"\nsecurity = \"tls\"\n" APP);
+    CHECK(cfg.email.enabled);
+    CHECK_STR(cfg.email.host, "smtp.example.com");
+    CHECK_STR(cfg.email.port, "587");
+    CHECK_INT(cfg.email.security, EMAIL_TLS);
+    CHECK_INT(cfg.email.to_count, 2);
+    CHECK_STR(cfg.email.to[1], "b@example.org");
+    CHECK_STR(cfg.email.password, "hunter2");
+    CHECK(cfg.email.ca_file == NULL);
+    config_free(&cfg);
+
+    check_ok("[alerts.email]\nserver = \"[::1]:25\"\nfrom = \"s@x.example\"\nto = \"a@example.com\"\n" APP);
+    CHECK_STR(cfg.email.host, "::1");
+    CHECK_INT(cfg.email.security, EMAIL_STARTTLS);
+    config_free(&cfg);
+
+    snprintf(secret, sizeof(secret), "%s/smtp-password", dir);
+    write_file(secret, "from a file\n");
+    snprintf(text, sizeof(text), EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\n"
+             "password_file = \"%s\"\n" APP, secret);
+    check_ok(text);
+    CHECK_STR(cfg.email.password, "from a file");
+    config_free(&cfg);
+    unlink(secret);
+    check_error(text, "smtp-password\": No such file");
+
+    check_one_error("[alerts.email]\nserver = \"smtp.example.com\"\nfrom = \"s@example.com\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:2:10: alerts.email.server: \"smtp.example.com\" needs a port");
+    check_one_error("[alerts.email]\nserver = \"smtp.example.com:99999\"\nfrom = \"s@example.com\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:2:10: alerts.email.server: \"smtp.example.com:99999\" has an invalid port");
+    check_one_error("[alerts.email]\nserver = \"a b:25\"\nfrom = \"s@example.com\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:2:10: alerts.email.server: \"a b:25\" has an invalid host name");
+    check_one_error(EMAIL_HEAD APP, "t.toml:1:1: alerts.email: to is required");
+    check_one_error(EMAIL_HEAD "to = []\n" APP, "t.toml:4:6: alerts.email.to: needs 1 to 32 addresses, got 0");
+    check_one_error(EMAIL_HEAD "to = [\"a@example.com\", \"not an address\"]\n" APP,
+                    "t.toml:4:24: alerts.email.to: \"not an address\" is not an email address");
+    check_one_error("[alerts.email]\nserver = \"smtp.example.com:587\"\nfrom = \"Sluice <s@example.com>\"\nto = \"a@example.com\"\n" APP,
+                    "t.toml:3:8: alerts.email.from: \"Sluice <s@example.com>\" is not an email address");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nsecurity = \"ssl\"\n" APP,
+                    "t.toml:5:12: alerts.email.security: unknown value \"ssl\" (expected one of: starttls, tls, none)");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\npassword_env = \"SLUICE_UNIT_NOT_SET\"\n" APP,
+                    "t.toml:5:16: alerts.email.password_env: the environment variable SLUICE_UNIT_NOT_SET is not set");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\n" APP,
+                    "t.toml:5:12: alerts.email: username is set without a password");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\npassword_env = \"SLUICE_UNIT_SMTP_PASSWORD\"\n"
+                    "password_file = \"/etc/hostname\"\n" APP,
+                    "t.toml:7:17: alerts.email: set password_env or password_file, not both");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nca_file = \"/nonexistent/ca.pem\"\n" APP,
+                    "t.toml:5:11: alerts.email.ca_file: cannot read \"/nonexistent/ca.pem\"");
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\npassword = \"hunter2\"\n" APP,
+                    "t.toml:5:1: unknown key \"password\" in [alerts.email]");
+    CHECK(strstr(errs, "hunter2") == NULL);
+    check_one_error(EMAIL_HEAD "to = \"a@example.com\"\nusername = \"u\"\npassword_env = \"\"\n" APP,
+                    "t.toml:6:16: alerts.email.password_env: is empty");
+    unsetenv("SLUICE_UNIT_SMTP_PASSWORD");
+#undef EMAIL_HEAD
+}
+
 void unit_test_config(void)
 {
     char dir[] = "/tmp/sluice-config-XXXXXX";
@@ -794,6 +936,8 @@ void unit_test_config(void)
     test_durations();
     test_sizes();
     test_addresses();
+    test_webhooks();
+    test_email(dir);
 
     unlink(cert);
     unlink(key);
