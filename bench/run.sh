@@ -322,6 +322,17 @@ completed() {
     printf '%s' "$parsed"
 }
 
+# run_row PARSED TICKS CPU_BEFORE CPU_AFTER: a load generator's parsed
+# figures with the proxy's CPU ticks and the two cores' cpu_times around the
+# run, as the row measure prints.
+run_row() {
+    awk -v p="$1" -v d="$2" -v hz="$CLK_TCK" -v c0="$3" -v c1="$4" 'BEGIN {
+        split(p, f, "\t"); split(c0, x, " "); split(c1, y, " ")
+        printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\n", f[1], f[2], f[3], f[4], d * 1e6 / hz / f[1], f[5],
+            100 * (y[1] - x[1]) / (y[2] - x[2] + 1e-9), 100 * (y[3] - x[3]) / (y[4] - x[4] + 1e-9)
+    }'
+}
+
 # measure PID PORT OUT PATH [WRK ARGS...]: one wrk run against PORT; prints
 # "requests rps p50 p99 cpu_us_per_request errors cpu0_busy% cpu1_busy%"
 # (tab-separated; cpu0 is the proxy's CPU, cpu1 the load's) and keeps wrk's
@@ -335,11 +346,7 @@ measure() {
     c1=$(cpu_times)
     t1=$(cpu_ticks "$pid")
     parsed=$(completed "$pid" "$port" "$out") || exit 1   # command substitutions do not inherit set -e
-    awk -v p="$parsed" -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v c0="$c0" -v c1="$c1" 'BEGIN {
-        split(p, f, "\t"); split(c0, x, " "); split(c1, y, " ")
-        printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\n", f[1], f[2], f[3], f[4], d * 1e6 / hz / f[1], f[5],
-            100 * (y[1] - x[1]) / (y[2] - x[2] + 1e-9), 100 * (y[3] - x[3]) / (y[4] - x[4] + 1e-9)
-    }'
+    run_row "$parsed" $((t1 - t0)) "$c0" "$c1"
 }
 
 # count_syscalls PID PORT OUT PATH: a wrk run of its own (SYSCALL_DURATION)
@@ -577,11 +584,7 @@ measure_h2() {
     kill -0 "$pid" 2>/dev/null || die "the proxy (PID $pid) died during the run; see $WORK"
     grep -q "^Application protocol: h2" "$out" || { cat "$out" >&2; die "port $port did not negotiate h2"; }
     parsed=$("$PYTHON" "$BENCH_DIR/stats.py" h2load "$out") || { cat "$out" >&2; die "cannot read h2load output $out"; }
-    awk -v p="$parsed" -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v c0="$c0" -v c1="$c1" 'BEGIN {
-        split(p, f, "\t"); split(c0, x, " "); split(c1, y, " ")
-        printf "%s\t%s\t%s\t%s\t%.2f\t%s\t%.0f\t%.0f\n", f[1], f[2], f[3], f[4], d * 1e6 / hz / f[1], f[5],
-            100 * (y[1] - x[1]) / (y[2] - x[2] + 1e-9), 100 * (y[3] - x[3]) / (y[4] - x[4] + 1e-9)
-    }'
+    run_row "$parsed" $((t1 - t0)) "$c0" "$c1"
 }
 
 tls_compare() {
