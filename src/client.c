@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "exchange.h"
+#include "h2.h"
 #include "net.h"
 
 /* Steps a connection may take per event before others get a turn. */
@@ -30,6 +31,7 @@ enum client_phase {
     PHASE_HEAD,        /* reading a request head */
     PHASE_EXCHANGE,    /* a request is being answered (c->x) */
     PHASE_LINGER,      /* answered and shut down for writing; draining input */
+    PHASE_H2,          /* speaks HTTP/2: c->h2 runs it */
     PHASE_CLOSED,
 };
 
@@ -42,12 +44,14 @@ struct client {
     struct client *pending_next;
     struct loop_timer timer;
     struct exchange *x;             /* PHASE_EXCHANGE only */
+    struct h2_conn *h2;             /* PHASE_H2 only; owned */
     int64_t start_us;               /* the current head's first byte */
     uint32_t head_scanned;          /* bytes of the head searched for its end already
                                        (http1_request_head_ready) */
     enum client_phase phase;
     bool in_pending;
     bool head_dirty;                /* s.in has bytes not yet tried as a head */
+    bool served;                    /* a request came: the HTTP/2 preface no longer may */
     char ip[46];                    /* INET6_ADDRSTRLEN */
 };
 
@@ -72,6 +76,9 @@ static void client_close(struct client *c)
     if (c->x)
         exchange_free(c->x);
     c->x = NULL;
+    if (c->h2)
+        h2_conn_free(c->h2);
+    c->h2 = NULL;
     loop_timer_cancel(p->loop, &c->timer);
     stream_close(&c->s, p->loop);
     buf_release(p->buffers, &c->s.in);
@@ -102,7 +109,7 @@ static void mark_pending(struct client *c)
 static void client_wake(void *conn)
 {
     struct client *c = conn;
-    if (c->phase == PHASE_EXCHANGE)
+    if (c->phase == PHASE_EXCHANGE || c->phase == PHASE_H2)
         client_run(c);
 }
 
@@ -123,6 +130,7 @@ static enum step start_exchange(struct client *c, int refuse_status)
     c->x = x;
     c->phase = PHASE_EXCHANGE;
     c->head_scanned = 0;
+    c->served = true;
     if (refuse_status)
         exchange_refuse(x, refuse_status, c->start_us);
     else
@@ -134,6 +142,41 @@ static enum step start_exchange(struct client *c, int refuse_status)
     return STEP_MOVED;
 }
 
+/* The connection speaks HTTP/2 from now on. */
+static enum step start_h2(struct client *c)
+{
+    c->h2 = h2_conn_new(c->p, &c->s, c->ip, client_wake, c);
+    if (!c->h2) {
+        log_error("out of memory: closing the HTTP/2 connection of client %s", c->ip);
+        client_close(c);
+        return STEP_CLOSE;
+    }
+    loop_timer_cancel(c->p->loop, &c->timer);   /* the HTTP/2 connection keeps its own */
+    c->phase = PHASE_H2;
+    return STEP_MOVED;
+}
+
+/* HTTP/2 with prior knowledge ([server.http2] cleartext): the first bytes
+ * of a connection are the preface. Returns whether the bytes so far are
+ * (the start of) it; *h2 when it is whole. */
+static bool looks_like_h2(const struct client *c, bool *h2)
+{
+    *h2 = false;
+    if (!c->p->cfg->h2_cleartext || c->served || c->s.ssl)
+        return false;
+    int m = h2_preface_match(buf_start(&c->s.in), buf_len(&c->s.in));
+    *h2 = m > 0;
+    return m >= 0;
+}
+
+static enum step step_h2(struct client *c)
+{
+    enum step r = h2_conn_step(c->h2);
+    if (r == STEP_CLOSE)
+        client_close(c);
+    return r;
+}
+
 static enum step step_head(struct client *c)
 {
     struct proxy *p = c->p;
@@ -142,6 +185,12 @@ static enum step step_head(struct client *c)
      * pieces costs one scan for its end in all, not one per piece. */
     bool dirty = c->head_dirty && buf_len(in);
     c->head_dirty = false;
+    bool h2 = false;
+    if (dirty && looks_like_h2(c, &h2)) {
+        if (h2)
+            return start_h2(c);
+        dirty = false;   /* a part of the preface: wait for the rest */
+    }
     if (dirty && http1_request_head_ready(buf_start(in), buf_len(in), &p->limits, &c->head_scanned))
         return start_exchange(c, 0);
     if (!c->s.can_read)
@@ -264,6 +313,8 @@ static enum step client_step(struct client *c)
         return step_exchange(c);
     case PHASE_LINGER:
         return step_linger(c);
+    case PHASE_H2:
+        return step_h2(c);
     case PHASE_CLOSED:
         break;
     }
@@ -387,7 +438,7 @@ void clients_after_iteration(struct proxy *p)
 bool clients_use_pool(const struct proxy *p, const struct pool *pool)
 {
     for (const struct client *c = p->clients; c; c = c->next)
-        if (c->x && exchange_uses_pool(c->x, pool))
+        if ((c->x && exchange_uses_pool(c->x, pool)) || (c->h2 && h2_conn_uses_pool(c->h2, pool)))
             return true;
     return false;
 }
@@ -400,6 +451,8 @@ void clients_begin_shutdown(struct proxy *p)
         struct client *next = c->next;
         if (c->phase == PHASE_IDLE || (c->phase == PHASE_HEAD && buf_len(&c->s.in) == 0))
             client_close(c);
+        else if (c->phase == PHASE_H2)
+            h2_conn_shutdown(c->h2);   /* GOAWAY; its streams finish */
         c = next;
     }
     upstream_pool_drop_idle(&p->upstreams);
@@ -427,5 +480,6 @@ void clients_free(struct proxy *p)
     free_list(p->closed_clients);
     free_list(p->free_clients);
     p->closed_clients = p->free_clients = NULL;
+    h2_streams_free(p);
     exchanges_free(p);
 }

@@ -285,6 +285,8 @@ void config_defaults(struct config *cfg)
     cfg->min_body_rate = 1024;
     cfg->client_body_timeout_ms = 60 * 1000;
     cfg->queue_timeout_ms = 5 * 1000;
+    cfg->h2_cleartext = false;
+    cfg->h2_max_streams = 100;
 
     cfg->health_path = strdup("/health");
     cfg->health_interval_ms = 2 * 1000;
@@ -980,6 +982,16 @@ static const struct section tls_section = {
     finish_tls,
 };
 
+static const struct section http2_section = {
+    "server.http2", "in [server.http2]",
+    (const struct field[]){
+        KEY_BOOL("cleartext", h2_cleartext),
+        KEY_INT("max_concurrent_streams", h2_max_streams, 1, 10000),
+        {0},
+    },
+    NULL,
+};
+
 static const struct section server_section = {
     "server", "in [server]",
     (const struct field[]){
@@ -994,6 +1006,7 @@ static const struct section server_section = {
         KEY_TABLE("timeouts", timeouts_section),
         KEY_TABLE("limits", limits_section),
         KEY_TABLE("tls", tls_section),
+        KEY_TABLE("http2", http2_section),
         {0},
     },
     NULL,

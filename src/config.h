@@ -70,6 +70,11 @@ struct config {
     uint64_t min_body_rate;         /* bytes per second, after the first 10 s; 0 = off */
     char *tls_cert, *tls_key;       /* NULL when [server.tls] is absent; owned */
 
+    /* [server.http2] */
+    bool h2_cleartext;              /* a plain connection that opens with the HTTP/2
+                                       preface speaks HTTP/2 (prior knowledge) */
+    uint32_t h2_max_streams;        /* SETTINGS_MAX_CONCURRENT_STREAMS */
+
     /* [health] */
     char *health_path;              /* owned */
     int64_t health_interval_ms;

@@ -30,6 +30,7 @@
 
 struct client;
 struct exchange;
+struct h2_stream;
 
 /* Exchanges waiting for something, oldest first (linked through the
  * exchange; one waits for one thing at a time). */
@@ -67,6 +68,7 @@ struct proxy {
     int client_count;
     struct proxy_counters counters;   /* for the metrics: written here only, read by scrapes */
     struct exchange *free_exchanges;  /* recycled: an exchange exists only while a request does */
+    struct h2_stream *free_h2_streams; /* recycled HTTP/2 streams (h2.c) */
 
     bool stopping;                    /* graceful stop: no keep-alive, no pooling */
     int64_t last_request_ms;          /* loop time of the last request started */
