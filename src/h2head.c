@@ -10,7 +10,6 @@
 
 #include <string.h>
 
-#define put buf_put
 #define PUT_LITERAL(b, lit) buf_put((b), (lit), sizeof(lit) - 1)
 
 static bool name_is(const struct h2head_field *f, const char *lit)
@@ -182,7 +181,7 @@ static enum h2head_result check_fields(const struct h2head_field *f, uint32_t n,
 
 static bool put_field(struct buf *b, const char *name, uint32_t name_len, const char *value, uint32_t value_len)
 {
-    return put(b, name, name_len) && PUT_LITERAL(b, ": ") && put(b, value, value_len) && PUT_LITERAL(b, "\r\n");
+    return buf_put(b, name, name_len) && PUT_LITERAL(b, ": ") && buf_put(b, value, value_len) && PUT_LITERAL(b, "\r\n");
 }
 
 /* Section 8.2.3: crumbs of a split cookie go back together on one line. */
@@ -192,7 +191,7 @@ static bool put_cookie(struct buf *b, const struct h2head_field *f, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         if (!name_is(&f[i], "cookie"))
             continue;
-        if (!(first ? PUT_LITERAL(b, "cookie: ") : PUT_LITERAL(b, "; ")) || !put(b, f[i].value, f[i].value_len))
+        if (!(first ? PUT_LITERAL(b, "cookie: ") : PUT_LITERAL(b, "; ")) || !buf_put(b, f[i].value, f[i].value_len))
             return false;
         first = false;
     }
@@ -203,8 +202,8 @@ static bool put_head(struct buf *b, const struct h2head_field *f, uint32_t n, co
                      const struct h2head_request *info)
 {
     const struct h2head_field *target = p->path ? p->path : p->authority;
-    if (!put(b, p->method->value, p->method->value_len) || !PUT_LITERAL(b, " ") ||
-        !put(b, target->value, target->value_len) || !PUT_LITERAL(b, " HTTP/1.1\r\n") ||
+    if (!buf_put(b, p->method->value, p->method->value_len) || !PUT_LITERAL(b, " ") ||
+        !buf_put(b, target->value, target->value_len) || !PUT_LITERAL(b, " HTTP/1.1\r\n") ||
         !put_field(b, "host", 4, p->authority->value, p->authority->value_len))
         return false;
     for (uint32_t i = 0; i < n; i++) {
