@@ -19,6 +19,8 @@
 #include "exchange.h"
 #include "h2.h"
 #include "net.h"
+#include "tls.h"
+#include "tlsserver.h"
 
 /* Steps a connection may take per event before others get a turn. */
 #define CLIENT_BUDGET 16
@@ -27,6 +29,7 @@
 #define LINGER_MS 2000
 
 enum client_phase {
+    PHASE_HANDSHAKE,   /* HTTPS: the TLS handshake, under the head's time limit */
     PHASE_IDLE,        /* keep-alive, waiting for a request; holds no buffer */
     PHASE_HEAD,        /* reading a request head */
     PHASE_EXCHANGE,    /* a request is being answered (c->x) */
@@ -227,6 +230,38 @@ static enum step step_head(struct client *c)
 }
 
 /* ------------------------------------------------------------------ */
+/* HTTPS: the handshake                                                */
+
+/* Scanners and old clients fail handshakes all day: info, not error, and
+ * a connection closed without a word only at debug. */
+static void handshake_failed(struct client *c, int rc)
+{
+    char reason[160];
+    counters_add(&c->p->counters.tls_handshake_failures, 1);
+    if (rc == -EPROTO)
+        log_info("client %s: TLS handshake failed: %s", c->ip, tls_error_text(c->s.ssl, reason, sizeof(reason)));
+    else
+        log_debug("client %s: TLS handshake failed: %s", c->ip, strerror(-rc));
+    client_close(c);
+}
+
+static enum step step_handshake(struct client *c)
+{
+    int rc = tls_handshake(c->s.ssl);
+    if (rc == -EAGAIN)
+        return STEP_WAIT;
+    if (rc < 0) {
+        handshake_failed(c, rc);
+        return STEP_CLOSE;
+    }
+    c->s.can_read = true;   /* the request may have come with the last flight */
+    if (tls_server_session_h2(c->s.ssl))
+        return start_h2(c);   /* ALPN chose h2 */
+    c->phase = PHASE_HEAD;
+    return STEP_MOVED;
+}
+
+/* ------------------------------------------------------------------ */
 /* after an exchange                                                   */
 
 static void begin_next_request(struct client *c)
@@ -250,6 +285,10 @@ static void begin_next_request(struct client *c)
 static void linger(struct client *c)
 {
     stream_shutdown_write(&c->s);
+    /* Over TLS the end of our answer is close_notify: a client reading to
+     * the end must not wait out the linger for it. */
+    if (c->s.ssl)
+        tls_shutdown_write(c->s.ssl);
     buf_release(c->p->buffers, &c->s.in);
     c->phase = PHASE_LINGER;
     c->s.can_read = true;
@@ -306,6 +345,8 @@ static enum step step_linger(struct client *c)
 static enum step client_step(struct client *c)
 {
     switch (c->phase) {
+    case PHASE_HANDSHAKE:
+        return step_handshake(c);
     case PHASE_IDLE:
     case PHASE_HEAD:
         return step_head(c);
@@ -346,6 +387,12 @@ static void client_timeout(struct loop *loop, struct loop_timer *timer)
 {
     struct client *c = container_of(timer, struct client, timer);
     switch (c->phase) {
+    case PHASE_HANDSHAKE:
+        counters_add(&c->p->counters.tls_handshake_failures, 1);
+        log_info("client %s: TLS handshake not completed within %" PRId64 " ms", c->ip,
+                 c->p->cfg->client_header_timeout_ms);
+        client_close(c);
+        return;
     case PHASE_HEAD:
         if (buf_len(&c->s.in) == 0 && !c->head_dirty) {
             client_close(c);   /* nothing was asked: nothing to answer */
@@ -373,13 +420,16 @@ static void client_timeout(struct loop *loop, struct loop_timer *timer)
 /* ------------------------------------------------------------------ */
 /* the worker's side                                                   */
 
-void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
+/* Registers an accepted socket as a connection whose head (or handshake)
+ * time limit runs from now; NULL when it could not be (the socket is
+ * closed then). */
+static struct client *client_open(struct proxy *p, int fd, const struct sockaddr_storage *peer)
 {
     struct client *c = client_alloc(p);
     if (!c) {
         log_error("out of memory: refusing a connection");
         close(fd);
-        return;
+        return NULL;
     }
     c->p = p;
     loop_timer_init(&c->timer, client_timeout);
@@ -387,7 +437,7 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
         close(fd);
         c->next = p->free_clients;
         p->free_clients = c;
-        return;
+        return NULL;
     }
     net_format_ip(peer, c->ip, sizeof(c->ip));
     c->next = p->clients;
@@ -404,6 +454,28 @@ void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
     c->start_us = loop_monotonic_us();
     c->s.last_activity = p->loop->now;
     loop_timer_arm(p->loop, &c->timer, p->cfg->client_header_timeout_ms);
+    return c;
+}
+
+void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer)
+{
+    struct client *c = client_open(p, fd, peer);
+    if (c)
+        client_run(c);
+}
+
+void client_accept_tls(struct proxy *p, int fd, const struct sockaddr_storage *peer)
+{
+    struct client *c = client_open(p, fd, peer);
+    if (!c)
+        return;
+    c->s.ssl = p->tls ? tls_server_session(p->tls, fd) : NULL;
+    if (!c->s.ssl) {
+        log_error("client %s: cannot start a TLS session (out of memory); closing", c->ip);
+        client_close(c);
+        return;
+    }
+    c->phase = PHASE_HANDSHAKE;
     client_run(c);
 }
 
@@ -449,7 +521,8 @@ void clients_begin_shutdown(struct proxy *p)
     struct client *c = p->clients;
     while (c) {
         struct client *next = c->next;
-        if (c->phase == PHASE_IDLE || (c->phase == PHASE_HEAD && buf_len(&c->s.in) == 0))
+        if (c->phase == PHASE_IDLE || c->phase == PHASE_HANDSHAKE ||
+            (c->phase == PHASE_HEAD && buf_len(&c->s.in) == 0))
             client_close(c);
         else if (c->phase == PHASE_H2)
             h2_conn_shutdown(c->h2);   /* GOAWAY; its streams finish */

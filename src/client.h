@@ -17,6 +17,10 @@
 
 /* Takes ownership of an accepted, non-blocking client socket. */
 void client_accept(struct proxy *p, int fd, const struct sockaddr_storage *peer);
+/* The same for an HTTPS listener's socket: the TLS handshake (with p->tls's
+ * certificates) comes first, within the client_header time limit that
+ * then goes on to cover the first request head. */
+void client_accept_tls(struct proxy *p, int fd, const struct sockaddr_storage *peer);
 
 /* After each loop iteration: continues connections that ran out of their
  * budget, then recycles what was closed during the iteration. */

@@ -208,6 +208,37 @@ int config_parse_address(const char *text, struct config_address *out)
     return 0;
 }
 
+int config_parse_listen(const char *text, struct config_address *out,
+                        enum config_listen_scheme *scheme)
+{
+    size_t skip = 0;
+
+    *scheme = LISTEN_DEFAULT;
+    if (strncasecmp(text, "http://", 7) == 0) {
+        *scheme = LISTEN_HTTP;
+        skip = 7;
+    } else if (strncasecmp(text, "https://", 8) == 0) {
+        *scheme = LISTEN_HTTPS;
+        skip = 8;
+    }
+    if (strlen(text) >= sizeof(out->text) || config_parse_address(text + skip, out) < 0)
+        return -1;
+    memcpy(out->text, text, strlen(text) + 1);
+    return 0;
+}
+
+int config_https_port(const struct config *cfg)
+{
+    for (int i = 0; i < cfg->listen_count; i++) {
+        if (!config_listen_is_tls(cfg, i))
+            continue;
+        const struct sockaddr_storage *a = &cfg->listen[i].addr;
+        return ntohs(a->ss_family == AF_INET ? ((const struct sockaddr_in *)a)->sin_port
+                                             : ((const struct sockaddr_in6 *)a)->sin6_port);
+    }
+    return 0;
+}
+
 static bool address_is_loopback(const struct config_address *a)
 {
     if (a->addr.ss_family == AF_INET) {
@@ -327,6 +358,11 @@ void config_free(struct config *cfg)
     free(cfg->hash_key_name);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    for (int i = 0; i < cfg->certificate_count; i++) {
+        free(cfg->certificates[i].cert);
+        free(cfg->certificates[i].key);
+    }
+    free(cfg->certificates);
     free(cfg->health_path);
     free(cfg->admin_token);
     free(cfg->alert_webhook);
@@ -792,6 +828,7 @@ static void load_listen(struct loader *ld, const struct field *f, const struct t
     const struct toml_value *const *items = (const struct toml_value *const *)&v;
     size_t n = 1;
     struct config_address parsed[CONFIG_MAX_LISTEN] = {0};  /* a refused entry never compares equal */
+    enum config_listen_scheme schemes[CONFIG_MAX_LISTEN] = {0};
     int errors_before = ld->count;
 
     (void)f;
@@ -811,9 +848,9 @@ static void load_listen(struct loader *ld, const struct field *f, const struct t
         const char *text = string_value(ld, items[i]);
         if (!text)
             continue;
-        if (config_parse_address(text, &parsed[i]) < 0) {
+        if (config_parse_listen(text, &parsed[i], &schemes[i]) < 0) {
             value_error(ld, items[i], "invalid address \"%s\" (expected IPv4:PORT, "
-                        "[IPv6]:PORT, *:PORT or :PORT)", text);
+                        "[IPv6]:PORT, *:PORT or :PORT, optionally after http:// or https://)", text);
             continue;
         }
         for (size_t j = 0; j < i; j++) {
@@ -824,6 +861,7 @@ static void load_listen(struct loader *ld, const struct field *f, const struct t
     if (ld->count != errors_before)
         return;
     memcpy(cfg->listen, parsed, n * sizeof(parsed[0]));
+    memcpy(cfg->listen_scheme, schemes, n * sizeof(schemes[0]));
     cfg->listen_count = (int)n;
 }
 
@@ -894,14 +932,81 @@ static void load_readable_file(struct loader *ld, const struct field *f,
         value_error(ld, kv->value, "cannot read \"%s\": %s", *slot, strerror(errno));
 }
 
+/* A certificate table must name both files; where it does is kept for
+ * the errors OpenSSL's reading of them may give later (tlsserver.c). */
+static void note_certificate(struct loader *ld, const struct toml_value *table, const char *section,
+                             struct config_certificate *c)
+{
+    const struct toml_keyval *cert = table_get(table, "cert");
+    const struct toml_keyval *key = table_get(table, "key");
+
+    snprintf(ld->label, sizeof(ld->label), "%s", section);
+    if (!cert)
+        value_error(ld, table, "cert is required (the certificate chain, PEM)");
+    else
+        c->cert_line = cert->value->line, c->cert_col = cert->value->col;
+    if (!key)
+        value_error(ld, table, "key is required (the private key, PEM)");
+    else
+        c->key_line = key->value->line, c->key_col = key->value->col;
+}
+
+static void finish_certificate(struct loader *ld, const struct toml_value *table, void *base)
+{
+    note_certificate(ld, table, "server.tls.certificates", base);
+}
+
+/* Slot 0 is [server.tls]'s own pair, filled when that table is finished. */
+static int reserve_certificates(struct loader *ld, struct config *cfg, size_t count,
+                                const struct toml_value *at)
+{
+    if (cfg->certificates)
+        return 0;
+    cfg->certificates = calloc(count, sizeof(*cfg->certificates));
+    if (!cfg->certificates) {
+        value_error(ld, at, "out of memory");
+        return -1;
+    }
+    cfg->certificate_count = 1;
+    return 0;
+}
+
 static void finish_tls(struct loader *ld, const struct toml_value *table, void *base)
 {
-    (void)base;
-    set_label(ld, "server", "tls");
-    if (!table_get(table, "cert"))
-        value_error(ld, table, "cert is required (the certificate chain, PEM)");
-    if (!table_get(table, "key"))
-        value_error(ld, table, "key is required (the private key, PEM)");
+    struct config *cfg = base;
+
+    if (reserve_certificates(ld, cfg, 1, table) < 0)
+        return;
+    struct config_certificate *first = &cfg->certificates[0];
+    note_certificate(ld, table, "server.tls", first);
+    if (cfg->tls_cert && !(first->cert = strdup(cfg->tls_cert)))
+        value_error(ld, table, "out of memory");
+    if (cfg->tls_key && !(first->key = strdup(cfg->tls_key)))
+        value_error(ld, table, "out of memory");
+}
+
+/* "https://ADDR" needs a certificate; a redirect to HTTPS needs somewhere
+ * to send clients. */
+static void finish_server(struct loader *ld, const struct toml_value *table, void *base)
+{
+    const struct config *cfg = base;
+    const struct toml_keyval *listen = table_get(table, "listen");
+    const struct toml_keyval *redirect = table_get(table, "redirect_https");
+
+    set_label(ld, "server", "listen");
+    for (int i = 0; listen && i < cfg->listen_count; i++) {
+        if (cfg->listen_scheme[i] != LISTEN_HTTPS || cfg->tls_cert)
+            continue;
+        const struct toml_value *v = listen->value;
+        const struct toml_value *at = v->type == TOML_ARRAY ? v->u.array.items[i] : v;
+        value_error(ld, at, "\"%s\" is HTTPS: it needs [server.tls] (cert and key)",
+                    cfg->listen[i].text);
+    }
+    if (redirect && cfg->redirect_https && config_https_port(cfg) == 0) {
+        set_label(ld, "server", "redirect_https");
+        value_error(ld, redirect->value, "there is no HTTPS listener to redirect to (add "
+                    "[server.tls], and a listen entry that is not http://)");
+    }
 }
 
 #define BASE struct config
@@ -972,11 +1077,55 @@ static const struct section limits_section = {
     finish_limits,
 };
 
+#undef BASE
+#define BASE struct config_certificate
+
+static const struct section certificate_section = {
+    "server.tls.certificates", "in [[server.tls.certificates]]",
+    (const struct field[]){
+        KEY_CUSTOM("cert", cert, load_readable_file),
+        KEY_CUSTOM("key", key, load_readable_file),
+        {0},
+    },
+    finish_certificate,
+};
+
+#undef BASE
+#define BASE struct config
+
+static void load_certificates(struct loader *ld, const struct field *f, const struct toml_keyval *kv,
+                              void *base)
+{
+    struct config *cfg = base;
+    const struct toml_value *v = kv->value;
+
+    (void)f;
+    if (v->type != TOML_ARRAY) {
+        type_error(ld, v, "an array of tables ([[server.tls.certificates]])");
+        return;
+    }
+    if (v->u.array.len + 1 > CONFIG_MAX_CERTIFICATES) {
+        value_error(ld, v, "%zu certificates: at most %d in all are supported", v->u.array.len + 1,
+                    CONFIG_MAX_CERTIFICATES);
+        return;
+    }
+    if (reserve_certificates(ld, cfg, v->u.array.len + 1, v) < 0)
+        return;
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        const struct toml_value *table = v->u.array.items[i];
+        if (table->type != TOML_TABLE)
+            type_error(ld, table, "a table");
+        else
+            load_section(ld, table, &certificate_section, &cfg->certificates[cfg->certificate_count++]);
+    }
+}
+
 static const struct section tls_section = {
     "server.tls", "in [server.tls]",
     (const struct field[]){
         KEY_CUSTOM("cert", tls_cert, load_readable_file),
         KEY_CUSTOM("key", tls_key, load_readable_file),
+        KEY_CUSTOM("certificates", certificates, load_certificates),
         {0},
     },
     finish_tls,
@@ -1007,9 +1156,10 @@ static const struct section server_section = {
         KEY_TABLE("limits", limits_section),
         KEY_TABLE("tls", tls_section),
         KEY_TABLE("http2", http2_section),
+        KEY_BOOL("redirect_https", redirect_https),
         {0},
     },
-    NULL,
+    finish_server,
 };
 
 /* ------------------------------------------------------------------------

@@ -27,6 +27,20 @@ struct config_address {
     char text[80];                  /* as the operator wrote it, e.g. "0.0.0.0:8080" */
 };
 
+/* How a listen entry was written: a bare address follows [server.tls]
+ * (HTTPS when it is there), "http://" and "https://" say it outright. */
+enum config_listen_scheme { LISTEN_DEFAULT, LISTEN_HTTP, LISTEN_HTTPS };
+
+/* A certificate chain and its key for the HTTPS listeners, with where the
+ * file names them, so that a file OpenSSL refuses is reported at its key. */
+struct config_certificate {
+    char *cert, *key;               /* owned; relative to the config file's directory */
+    int cert_line, cert_col;
+    int key_line, key_col;
+};
+
+#define CONFIG_MAX_CERTIFICATES 64
+
 struct config_app {
     char name[CONFIG_NAME_MAX];     /* default "ip:port" */
     char *host;                     /* ip or host name as written; owned */
@@ -69,6 +83,12 @@ struct config {
     uint64_t buffer_total;          /* per worker, for those buffers */
     uint64_t min_body_rate;         /* bytes per second, after the first 10 s; 0 = off */
     char *tls_cert, *tls_key;       /* NULL when [server.tls] is absent; owned */
+    enum config_listen_scheme listen_scheme[CONFIG_MAX_LISTEN];
+    bool redirect_https;            /* plain listeners answer with a redirect to HTTPS */
+    /* [server.tls] cert/key first, then each [[server.tls.certificates]];
+     * none without [server.tls]. Owned. */
+    struct config_certificate *certificates;
+    int certificate_count;
 
     /* [server.http2] */
     bool h2_cleartext;              /* a plain connection that opens with the HTTP/2
@@ -149,6 +169,24 @@ struct config_admin {
  * elsewhere still gives the admin address. 0, or -errno with a message in
  * error (out keeps the defaults). */
 int config_load_admin(const char *path, struct config_admin *out, char *error, size_t error_len);
+
+/* Whether listener i speaks TLS: "https://", or a bare address when
+ * [server.tls] is there. */
+static inline bool config_listen_is_tls(const struct config *cfg, int i)
+{
+    return cfg->listen_scheme[i] == LISTEN_HTTPS ||
+           (cfg->listen_scheme[i] == LISTEN_DEFAULT && cfg->tls_cert != NULL);
+}
+
+/* The port of the first HTTPS listener (where redirect_https sends
+ * clients), or 0 when there is none. */
+int config_https_port(const struct config *cfg);
+
+/* A listen entry: an address (config_parse_address), optionally after
+ * "http://" or "https://" (any case). out->text keeps the entry as
+ * written. Returns 0 or -1. */
+int config_parse_listen(const char *text, struct config_address *out,
+                        enum config_listen_scheme *scheme);
 
 /* "2s", "500ms", "1m" or an integer of ms. Returns 0 or -1. */
 int config_parse_duration(const char *text, int64_t *ms);

@@ -78,6 +78,8 @@ struct proxy_counters {
     _Atomic uint64_t bytes_out;                    /* response body bytes sent */
     _Atomic uint64_t connections_accepted;
     _Atomic int64_t connections_open;
+    _Atomic uint64_t tls_handshake_failures;       /* HTTPS connections closed before or in
+                                                      their handshake (timeouts too) */
     struct counters_table *_Atomic table;          /* of the pool served; owned */
     struct counters_table *retired;                /* worker only; owned */
 };

@@ -230,6 +230,7 @@ static void log_finish(struct exchange *x, int status)
     if (!x->p->access_log->buf)
         return;   /* access log off: no line to build */
     r->client_ip = x->client_ip;
+    r->tls = x->client->ssl != NULL;
     r->status = status;
     r->app_name = x->app ? x->app->cfg->name : "-";
     r->duration_us = duration_us;
@@ -683,6 +684,24 @@ static void answer_redirect(struct exchange *x)
     answer_local(x, 307, location, "307 Temporary Redirect\n");
 }
 
+/* redirect_https on a plain listener: GET and HEAD may become GET on the
+ * way (301); any other method must be repeated as it was (308, RFC 9110
+ * section 15.4.9). */
+static void answer_https_redirect(struct exchange *x)
+{
+    const struct http1_request *r = &x->req;
+    bool same_method = r->method != HTTP1_METHOD_GET && r->method != HTTP1_METHOD_HEAD;
+    char location[2200];
+    int n = rewrite_https_location(location, sizeof(location), r->authority, r->authority_len,
+                                   config_https_port(x->p->cfg), r->path, r->path_len);
+    if (n <= 0) {
+        answer_error(x, n < 0 ? 400 : 414);
+        return;
+    }
+    answer_local(x, same_method ? 308 : 301, location,
+                 same_method ? "308 Permanent Redirect\n" : "301 Moved Permanently\n");
+}
+
 /* 32 hex digits: the worker's random prefix, then its request count. By
  * hand rather than snprintf: it is written for nearly every request. */
 static void make_request_id(char out[33], uint64_t prefix, uint64_t counter)
@@ -703,7 +722,8 @@ static bool rewrite_request(struct exchange *x)
     x->fwd.head = x->fwd.tail = 0;
     if (!(x->req.flags & HTTP1_HAS_REQ_ID))
         make_request_id(x->request_id, p->request_id_prefix, ++p->request_counter);
-    struct rewrite_from from = {.client_ip = x->client_ip, .proto = "http", .request_id = x->request_id,
+    struct rewrite_from from = {.client_ip = x->client_ip, .proto = x->client->ssl ? "https" : "http",
+                                .request_id = x->request_id,
                                 .body_buffered = x->req.body != HTTP1_BODY_NONE && p->cfg->buffer_body};
     return rewrite_request_head(&x->fwd, &x->req, &from, &x->log);
 }
@@ -742,6 +762,12 @@ static void start_request(struct exchange *x)
     }
     if (cfg->body_bytes && r->body == HTTP1_BODY_LENGTH && r->content_length > cfg->body_bytes) {
         answer_error(x, 413);
+        return;
+    }
+    if (cfg->redirect_https && !x->client->ssl) {
+        if (r->body != HTTP1_BODY_NONE)
+            x->keep_alive = false;   /* the body is not read: close after */
+        answer_https_redirect(x);
         return;
     }
     if (cfg->mode == MODE_REDIRECT) {

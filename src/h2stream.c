@@ -469,6 +469,10 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     st->id = frame->hd.stream_id;
     st->start_us = loop_monotonic_us();
     st->vs.io.fd = -1;
+    /* The connection's TLS session, so that the exchange knows the request
+     * came over HTTPS (X-Forwarded-Proto, redirect_https, the log's
+     * scheme); nothing reads or writes through it here (write_fn). */
+    st->vs.ssl = h->s->ssl;
     st->vs.write_fn = accept_response;
     st->vs.can_write = true;
     st->vs.last_activity = h->p->loop->now;

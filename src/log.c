@@ -222,8 +222,8 @@ static size_t format_json(struct log_access *la, char *line, const struct log_re
     memcpy(line + k, "\",\"user_agent\":\"", 16);
     k += 16;
     k += put_escaped(line + k, 400, r->user_agent, r->user_agent_len, true);
-    k += (size_t)snprintf(line + k, 64, "\",\"queue_ms\":%" PRId64 ",\"queue_ahead\":%" PRIu32 "}\n",
-                          r->queue_ms, r->queue_ahead);
+    k += (size_t)snprintf(line + k, 96, "\",\"queue_ms\":%" PRId64 ",\"queue_ahead\":%" PRIu32
+                          ",\"scheme\":\"%s\"}\n", r->queue_ms, r->queue_ahead, r->tls ? "https" : "http");
     return k;
 }
 

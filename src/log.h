@@ -50,6 +50,7 @@ struct log_request {
     bool queued;             /* waited for a request slot (max_requests) */
     uint32_t queue_ahead;    /* requests already waiting when it began to */
     int64_t queue_ms;        /* time spent waiting */
+    bool tls;                /* came over HTTPS */
 };
 
 /* Per-worker access log buffer. */

@@ -22,6 +22,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "pool.h"
+#include "tlsserver.h"
 #include "version.h"
 #include "worker.h"
 
@@ -130,6 +131,7 @@ static int load_config(const struct options *o, struct config *cfg, char *errors
             return -1;
         }
         cfg->listen[0] = address;
+        cfg->listen_scheme[0] = LISTEN_DEFAULT;
         cfg->listen_count = 1;
     }
     if (o->workers >= 0)
@@ -139,6 +141,18 @@ static int load_config(const struct options *o, struct config *cfg, char *errors
         cfg->workers = cpus > 0 ? (int)cpus : 1;
     }
     return 0;
+}
+
+/* The certificates of the HTTPS listeners, read and checked now: a bad
+ * one is an error at start and under --check, and a refused reload. */
+static int load_certificates(struct generation *g, char *errors, size_t errors_len)
+{
+    char warnings[2048];
+    tls_server_set_h2(true);   /* HTTP/2 is served (h2.c): ALPN offers it */
+    int n = tls_server_new(&g->tls, &g->cfg, errors, errors_len, warnings, sizeof(warnings));
+    if (warnings[0])
+        log_lines(LOG_WARN, "", warnings);
+    return n ? -1 : 0;
 }
 
 /* Each connection through sluice takes two descriptors; the soft limit is
@@ -231,6 +245,7 @@ static struct generation *generation_new(void)
 
 static void generation_free(struct generation *g)
 {
+    tls_server_release(g->tls);
     pool_free(&g->pool);
     config_free(&g->cfg);
     free(g);
@@ -421,7 +436,8 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
 {
     bool same_listen = next->listen_count == now->listen_count;
     for (int i = 0; same_listen && i < now->listen_count; i++)
-        same_listen = strcmp(next->listen[i].text, now->listen[i].text) == 0;
+        same_listen = strcmp(next->listen[i].text, now->listen[i].text) == 0 &&
+                      config_listen_is_tls(next, i) == config_listen_is_tls(now, i);
     if (!same_listen)
         log_warn("reload: [server] listen changed; the listeners change only on restart");
     if (next->workers != now->workers)
@@ -434,6 +450,10 @@ static void keep_fixed_settings(struct config *next, const struct config *now)
         log_warn("reload: [log] changed; log settings change only on restart");
     next->listen_count = now->listen_count;
     memcpy(next->listen, now->listen, sizeof(next->listen));
+    /* Which listeners speak TLS is fixed with them, whatever [server.tls]
+     * now says. */
+    for (int i = 0; i < now->listen_count; i++)
+        next->listen_scheme[i] = config_listen_is_tls(now, i) ? LISTEN_HTTPS : LISTEN_HTTP;
     next->workers = now->workers;
     next->admin_enabled = now->admin_enabled;
     next->admin_listen = now->admin_listen;
@@ -474,6 +494,16 @@ static int reload_generation(struct runtime *rt, char *errors, size_t errors_len
         return -1;
     }
     keep_fixed_settings(&next->cfg, &now->cfg);
+    if (load_certificates(next, errors, errors_len) < 0) {
+        generations_free(next);
+        return -1;
+    }
+    if (config_https_port(&next->cfg) && !next->tls) {
+        snprintf(errors, errors_len, "%s: [server.tls] is gone but sluice listens for HTTPS; "
+                 "the listeners change only on restart\n", next->cfg.path);
+        generations_free(next);
+        return -1;
+    }
     int rc = pool_init(&next->pool, &next->cfg);
     if (rc < 0) {
         snprintf(errors, errors_len, "cannot set up the applications: %s\n", strerror(-rc));
@@ -616,12 +646,8 @@ int main(int argc, char **argv)
         generations_free(rt.newest);
         return 1;
     }
-    /* Accepted by the config but not served yet: refuse
-     * rather than listen in plain text where TLS was asked for. */
-    if (cfg->tls_cert) {
-        fprintf(stderr, "%s: [server.tls]: TLS termination on the listener is not available in "
-                        "this version; remove the table or terminate TLS in front of sluice\n",
-                cfg->path);
+    if (load_certificates(rt.newest, errors, sizeof(errors)) < 0) {
+        fputs(errors, stderr);
         generations_free(rt.newest);
         return 1;
     }

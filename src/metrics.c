@@ -126,6 +126,7 @@ struct totals {
     uint64_t sum_us;
     uint64_t bytes_in, bytes_out, accepted;
     int64_t open;
+    uint64_t tls_handshake_failures;
 };
 
 static void sum_workers(const struct worker *workers, int worker_count, struct totals *t)
@@ -140,6 +141,7 @@ static void sum_workers(const struct worker *workers, int worker_count, struct t
         t->bytes_out += load(&c->bytes_out);
         t->accepted += load(&c->connections_accepted);
         t->open += atomic_load_explicit(&c->connections_open, memory_order_relaxed);
+        t->tls_handshake_failures += load(&c->tls_handshake_failures);
     }
 }
 
@@ -202,6 +204,9 @@ static void write_process(struct text *t, const struct totals *s)
     text_printf(t, "sluice_connections_open %" PRId64 "\n", s->open);
     text_family(t, "sluice_connections_accepted_total", "counter", "Client connections accepted.");
     text_printf(t, "sluice_connections_accepted_total %" PRIu64 "\n", s->accepted);
+    text_family(t, "sluice_tls_handshake_failures_total", "counter",
+                "HTTPS connections closed before their TLS handshake completed (refused, cut or too slow).");
+    text_printf(t, "sluice_tls_handshake_failures_total %" PRIu64 "\n", s->tls_handshake_failures);
     text_family(t, "sluice_request_body_bytes_total", "counter", "Request body bytes received from clients.");
     text_printf(t, "sluice_request_body_bytes_total %" PRIu64 "\n", s->bytes_in);
     text_family(t, "sluice_response_body_bytes_total", "counter", "Response body bytes sent to clients.");

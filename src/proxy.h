@@ -31,6 +31,7 @@
 struct client;
 struct exchange;
 struct h2_stream;
+struct tls_server;
 
 /* Exchanges waiting for something, oldest first (linked through the
  * exchange; one waits for one thing at a time). */
@@ -45,6 +46,8 @@ struct proxy {
     struct log_access *access_log;
     const struct config *cfg;         /* of the generation served */
     struct pool *pool;
+    struct tls_server *tls;           /* of the generation served: new HTTPS connections'
+                                         certificates (NULL without [server.tls]) */
     struct http1_limits limits;
     struct http1_header *headers;     /* limits.headers entries: the parser's views, valid
                                          only within the step that parsed a head; owned */

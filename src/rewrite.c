@@ -202,7 +202,7 @@ bool rewrite_response_head(struct buf *out, const struct http1_response *res, bo
 bool rewrite_local_answer(struct buf *out, int status, const char *extra_headers, const char *body,
                           bool keep_alive, bool head_only)
 {
-    char head[512];
+    char head[2560];   /* room for a Location of up to 2 KB */
     size_t body_len = strlen(body);
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s%s\r\n",
@@ -210,4 +210,32 @@ bool rewrite_local_answer(struct buf *out, int status, const char *extra_headers
                      keep_alive ? "" : "Connection: close\r\n");
     return n > 0 && (size_t)n < sizeof(head) && put(out, head, (size_t)n) &&
            (head_only || put(out, body, body_len));
+}
+
+/* The host of an authority already checked by the parser: "[v6]" whole,
+ * else what comes before the port. */
+static size_t authority_host_len(const char *authority, size_t len)
+{
+    if (len && authority[0] == '[') {
+        const char *close = memchr(authority, ']', len);
+        return close ? (size_t)(close - authority) + 1 : 0;
+    }
+    const char *colon = memchr(authority, ':', len);
+    return colon ? (size_t)(colon - authority) : len;
+}
+
+int rewrite_https_location(char *out, size_t len, const char *authority, size_t authority_len, int port,
+                           const char *path, size_t path_len)
+{
+    size_t host_len = authority_host_len(authority, authority_len);
+    if (host_len == 0)
+        return -1;
+    if (path_len == 1 && path[0] == '*')
+        path = "/";
+    char port_text[8] = "";
+    if (port != 443)
+        snprintf(port_text, sizeof(port_text), ":%d", port);
+    int n = snprintf(out, len, "Location: https://%.*s%s%.*s\r\n", (int)host_len, authority, port_text,
+                     (int)path_len, path);
+    return n > 0 && (size_t)n < len ? n : 0;
 }

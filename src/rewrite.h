@@ -48,4 +48,13 @@ bool rewrite_response_head(struct buf *out, const struct http1_response *res, bo
 bool rewrite_local_answer(struct buf *out, int status, const char *extra_headers, const char *body,
                           bool keep_alive, bool head_only);
 
+/* The Location field that sends a request made in the clear to HTTPS:
+ * "Location: https://HOST[:PORT]PATH\r\n", HOST being the authority (the
+ * Host field) without its port, PORT left out when it is 443, PATH the
+ * origin-form target ("/" for "*"). Returns its length; -1 when the
+ * authority has no host (the request is refused: there is nowhere to
+ * send it), 0 when it does not fit in len. */
+int rewrite_https_location(char *out, size_t len, const char *authority, size_t authority_len, int port,
+                           const char *path, size_t path_len);
+
 #endif

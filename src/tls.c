@@ -87,16 +87,21 @@ SSL *tls_client_new(SSL_CTX *ctx, int fd, const char *server_name)
     return ssl;
 }
 
+void tls_shutdown_write(SSL *ssl)
+{
+    ERR_clear_error();
+    /* One non-blocking attempt: the socket is closed right after, so the
+     * peer's close_notify is never awaited. Skipped after a fatal error,
+     * where OpenSSL forbids it, and once sent. */
+    if (SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+        SSL_shutdown(ssl);
+}
+
 void tls_close(SSL *ssl)
 {
     if (!ssl)
         return;
-    ERR_clear_error();
-    /* One non-blocking attempt: the socket is closed right after, so the
-     * peer's close_notify is never awaited. Skipped after a fatal error,
-     * where OpenSSL forbids it. */
-    if (SSL_is_init_finished(ssl))
-        SSL_shutdown(ssl);
+    tls_shutdown_write(ssl);
     SSL_free(ssl);
 }
 

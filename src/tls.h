@@ -37,6 +37,11 @@ struct ssl_st *tls_client_new(struct ssl_ctx_st *ctx, int fd, const char *server
 /* Sends close_notify once, without waiting for the peer's, and frees. */
 void tls_close(struct ssl_st *ssl);
 
+/* Sends close_notify once (one non-blocking attempt), keeping the session:
+ * TLS's counterpart of shutdown(SHUT_WR), for a connection that lingers
+ * reading before it closes. tls_close sends nothing more after it. */
+void tls_shutdown_write(struct ssl_st *ssl);
+
 /* Each returns -EAGAIN when it must be called again after the next
  * readiness event, the negative errno of a socket error (-ECONNRESET when
  * the peer reset the connection), or -EPROTO for a TLS failure, which

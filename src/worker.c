@@ -71,7 +71,10 @@ static void listener_event(struct loop *loop, struct loop_io *io, uint32_t event
                 pause_accepting(w, errno);
             break;
         }
-        client_accept(&w->proxy, fd, &peer);
+        if (l->tls)
+            client_accept_tls(&w->proxy, fd, &peer);
+        else
+            client_accept(&w->proxy, fd, &peer);
     }
     if (w->proxy.client_count >= w->client_limit)
         worker_set_accepting(w, false);
@@ -204,7 +207,8 @@ static int open_listeners(struct worker *w, char *error, size_t error_len)
         /* Accepted sockets inherit it: answers are not held back by Nagle. */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        w->listeners[i] = (struct listener){.worker = w, .fd = fd};
+        w->listeners[i] = (struct listener){.worker = w, .fd = fd,
+                                            .tls = config_listen_is_tls(w->cfg, i)};
         w->listener_count++;
     }
     return 0;
@@ -245,6 +249,7 @@ static int derive(struct worker *w, struct generation *g)
     atomic_store(&w->generation, g);
     w->cfg = p->cfg = cfg;
     w->pool = p->pool = &g->pool;
+    p->tls = g->tls;
     p->limits = (struct http1_limits){.head_bytes = cfg->header_bytes, .headers = cfg->header_count};
     buf_pool_resize(&w->buffers, cfg->header_bytes + 8192);
     buf_pool_resize(&p->bodies, body_block_size(cfg));

@@ -23,6 +23,7 @@
 
 struct alert;
 struct health;
+struct tls_server;
 
 /* What workers serve: a config, the pool built from it and the alert
  * dispatcher reading that pool's transitions. main.c makes a new one on
@@ -34,6 +35,8 @@ struct generation {
     struct config cfg;
     struct pool pool;
     struct alert *alert;             /* main.c's; NULL once stopped */
+    struct tls_server *tls;          /* the HTTPS listeners' certificates; NULL without
+                                        [server.tls]; a reference (tlsserver.h) */
     /* Workers that may still use it, set to the worker count before it is
      * published. Each worker takes its share off once, when it serves a
      * newer generation and none of its connections points at one of this
@@ -49,6 +52,7 @@ struct listener {
     struct loop_io io;
     struct worker *worker;
     int fd;
+    bool tls;                  /* HTTPS: fixed at start, as the address is */
 };
 
 struct worker {
