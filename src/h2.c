@@ -28,8 +28,9 @@
 /* PING and SETTINGS frames a client may send per second before it is
  * deemed to flood (each costs an ACK). */
 #define H2_CONTROL_FRAMES_PER_SECOND 100
-/* ACKs nghttp2 may queue for a client that does not read. */
-#define H2_OUTBOUND_ACK_MAX 100
+/* ACKs nghttp2 may queue for a client that does not read: above our own
+ * rate, so that the rate, with its log line and GOAWAY, is met first. */
+#define H2_OUTBOUND_ACK_MAX 1000
 /* Streams a client may reset per second, in multiples of
  * max_concurrent_streams (CVE-2023-44487, rapid reset). */
 #define H2_RESETS_PER_STREAM_LIMIT 2

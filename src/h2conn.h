@@ -67,7 +67,7 @@ void h2_stream_set_callbacks(nghttp2_session_callbacks *cb);
 /* HEADERS and DATA frames: a request head is whole, a body has ended. */
 int h2_stream_frame_recv(struct h2_conn *h, const nghttp2_frame *frame);
 /* The receive window each stream starts with. */
-uint32_t h2_stream_window(const struct proxy *p);
+uint32_t h2_stream_window(struct proxy *p);
 /* Runs the exchanges of the streams that have work. */
 enum step h2_streams_run(struct h2_conn *h);
 /* Recycles the streams the session closed. */

@@ -63,12 +63,19 @@ struct h2_stream {
     struct buf trailers;              /* trailer lines of a chunked body */
 };
 
-uint32_t h2_stream_window(const struct proxy *p)
+/* A stream's input holds the request head, then a whole window of DATA
+ * and its chunked framing. */
+#define H2_INPUT_BLOCK (NGHTTP2_INITIAL_WINDOW_SIZE + 8192)
+#define H2_INPUT_FREE_MAX 64
+
+uint32_t h2_stream_window(struct proxy *p)
 {
-    /* Half a buffer: the other half holds the framing of small frames and
-     * the head. A body buffered before dispatch gets its window back as it
-     * moves into the larger body block. */
-    return p->buffers->block_size / 2;
+    /* The protocol's default: a client may send that much on a new stream
+     * before it has read our SETTINGS, so a smaller one would only make
+     * its view of the window and ours differ for a while. */
+    if (!p->h2_inputs.block_size)
+        buf_pool_init(&p->h2_inputs, H2_INPUT_BLOCK, H2_INPUT_FREE_MAX);
+    return NGHTTP2_INITIAL_WINDOW_SIZE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -112,7 +119,7 @@ static void on_stream_timer(struct loop *loop, struct loop_timer *timer)
 static void give_back_window(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
-    int64_t cap = st->vs.in.data ? st->vs.in.cap : h->p->buffers->block_size;
+    int64_t cap = st->vs.in.data ? st->vs.in.cap : h->p->h2_inputs.block_size;
     int64_t room = cap - buf_len(&st->vs.in);
     if (st->chunked)
         room -= H2_FRAMING_ROOM + room / 16;
@@ -124,6 +131,7 @@ static void give_back_window(struct h2_stream *st)
         nghttp2_session_consume(h->session, st->id, (size_t)give);
         st->unconsumed -= (uint32_t)give;
     }
+    /* The window the client knows of: what nghttp2 announced. */
     bool full = !st->body_ended &&
                 (h->paused == st || nghttp2_session_get_stream_local_window_size(h->session, st->id) <= 0);
     if (full != st->vs.input_full) {
@@ -143,7 +151,7 @@ static void drop_exchange(struct h2_stream *st)
         st->x = NULL;
     }
     loop_timer_cancel(h->p->loop, &st->timer);
-    buf_release(h->p->buffers, &st->vs.in);
+    buf_release(&h->p->h2_inputs, &st->vs.in);
     if (st->unconsumed && !st->closed)
         nghttp2_session_consume(h->session, st->id, st->unconsumed);
     st->unconsumed = 0;
@@ -389,7 +397,7 @@ static void begin_request(struct h2_stream *st, bool has_body)
     struct proxy *p = h->p;
     struct h2head_request info;
     enum h2head_result r = H2HEAD_TOO_LARGE;
-    if (buf_acquire(p->buffers, &st->vs.in) == 0)
+    if (buf_acquire(&p->h2_inputs, &st->vs.in) == 0)
         r = h2head_request(&st->vs.in, h->fields, h->field_count, has_body, &info);
     h2_fields_drop(h);
     if (r == H2HEAD_MALFORMED) {
@@ -536,7 +544,7 @@ static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *fram
 static bool append_data(struct h2_stream *st, const uint8_t *data, size_t len)
 {
     struct buf *in = &st->vs.in;
-    if (buf_acquire(st->h->p->buffers, in) < 0)
+    if (buf_acquire(&st->h->p->h2_inputs, in) < 0)
         return false;
     size_t need = len + (st->chunked ? H2_FRAMING_ROOM : 0);
     if (buf_room(in) < need)
@@ -700,6 +708,7 @@ bool h2_streams_use_pool(const struct h2_conn *h, const struct pool *pool)
 
 void h2_streams_free(struct proxy *p)
 {
+    buf_pool_free(&p->h2_inputs);
     while (p->free_h2_streams) {
         struct h2_stream *st = p->free_h2_streams;
         p->free_h2_streams = st->next;
