@@ -181,31 +181,37 @@ def raw_frame(kind, flags, sid, payload):
     return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", sid) + payload
 
 
-def read_goaway(sock, timeout=5):
-    """Reads frames off a raw connection until a GOAWAY: (last stream id,
-    error code), or None if the connection ends or the bound passes."""
+def read_frames(sock, until, timeout=5):
+    """Frames (type, flags, stream, payload) off a raw connection until
+    until(frames) is true, the connection ends or the bound passes."""
     deadline = time.monotonic() + scaled(timeout)
-    buf = b""
-    while time.monotonic() < deadline:
-        while len(buf) >= 9:
+    buf, frames = b"", []
+    while not until(frames) and time.monotonic() < deadline:
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
             length = int.from_bytes(buf[:3], "big")
-            if len(buf) < 9 + length:
-                break
-            kind, payload = buf[3], buf[9:9 + length]
+            frames.append((buf[3], buf[4], struct.unpack(">I", buf[5:9])[0] & 0x7FFFFFFF, buf[9:9 + length]))
             buf = buf[9 + length:]
-            if kind == 7:
-                return struct.unpack(">II", payload[:8])
+        if until(frames):
+            break
         try:
             sock.settimeout(0.5)
             data = sock.recv(65536)
         except socket.timeout:
             continue
         except OSError:
-            return None
+            break
         if not data:
-            return None
+            break
         buf += data
-    return None
+    return frames
+
+
+def read_goaway(sock, timeout=5):
+    """Reads frames off a raw connection until a GOAWAY: (last stream id,
+    error code), or None if the connection ends or the bound passes."""
+    frames = read_frames(sock, lambda f: any(t == 7 for t, _, _, _ in f), timeout)
+    goaways = [struct.unpack(">II", p[:8]) for t, _, _, p in frames if t == 7]
+    return goaways[0] if goaways else None
 
 
 def raw_connection(port):
@@ -413,31 +419,6 @@ def test_header_list_over_the_limit_gets_goaway(backends, sluice, clients):
 
 def request_block(encoder, path):
     return encoder.encode([(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", path)])
-
-
-def read_frames(sock, until, timeout=5):
-    """Frames (type, flags, stream, payload) off a raw connection until
-    until(frames) is true, the connection ends or the bound passes."""
-    deadline = time.monotonic() + scaled(timeout)
-    buf, frames = b"", []
-    while not until(frames) and time.monotonic() < deadline:
-        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-            length = int.from_bytes(buf[:3], "big")
-            frames.append((buf[3], buf[4], struct.unpack(">I", buf[5:9])[0] & 0x7FFFFFFF, buf[9:9 + length]))
-            buf = buf[9 + length:]
-        if until(frames):
-            break
-        try:
-            sock.settimeout(0.5)
-            data = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except OSError:
-            break
-        if not data:
-            break
-        buf += data
-    return frames
 
 
 def test_too_many_concurrent_streams_gets_goaway(backends, sluice):
