@@ -8,7 +8,7 @@
 
 int unit_passed, unit_failed;
 
-#define SUITES(X) X(toml) X(url) X(config) X(http1) X(rewrite) X(exchange) X(balance) X(pool) X(httpclient) X(health) X(alert) X(loop) X(metrics) X(admin) X(fuzz) X(tlsserver)
+#define SUITES(X) X(toml) X(url) X(config) X(http1) X(rewrite) X(exchange) X(balance) X(pool) X(httpclient) X(health) X(alert) X(loop) X(metrics) X(admin) X(fuzz) X(tlsserver) X(h2head)
 #define DECLARE(name) void unit_test_##name(void) __attribute__((weak));
 SUITES(DECLARE)
 
