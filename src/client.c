@@ -515,6 +515,17 @@ bool clients_use_pool(const struct proxy *p, const struct pool *pool)
     return false;
 }
 
+void clients_reloaded(struct proxy *p)
+{
+    struct client *c = p->clients;
+    while (c) {
+        struct client *next = c->next;   /* the wake may close c */
+        if (c->phase == PHASE_H2)
+            h2_conn_reload(c->h2);
+        c = next;
+    }
+}
+
 void clients_begin_shutdown(struct proxy *p)
 {
     p->stopping = true;

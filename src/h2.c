@@ -31,6 +31,9 @@
 /* ACKs nghttp2 may queue for a client that does not read: above our own
  * rate, so that the rate, with its log line and GOAWAY, is met first. */
 #define H2_OUTBOUND_ACK_MAX 1000
+/* How long a connection cut off for a broken limit may take to write its
+ * GOAWAY before it is closed anyway (a client that does not read). */
+#define H2_REFUSE_LINGER_MS 2000
 /* Streams a client may reset per second, in multiples of
  * max_concurrent_streams (CVE-2023-44487, rapid reset). */
 #define H2_RESETS_PER_STREAM_LIMIT 2
@@ -60,13 +63,15 @@ void h2_conn_refuse(struct h2_conn *h, uint32_t error, const char *fmt, ...)
     log_warn("client %s: HTTP/2 %s: GOAWAY %s", h->ip, why, nghttp2_http2_strerror(error));
     h->terminating = true;
     nghttp2_session_terminate_session(h->session, error);
+    loop_timer_arm(h->p->loop, &h->end_timer, H2_REFUSE_LINGER_MS);
 }
 
-static void goaway_gracefully(struct h2_conn *h, const char *why)
+static void goaway_gracefully(struct h2_conn *h, const char *why, int64_t grace_ms)
 {
     if (h->goaway || h->terminating)
         return;
     h->goaway = true;
+    loop_timer_arm(h->p->loop, &h->end_timer, grace_ms);
     log_info("client %s: HTTP/2 %s: GOAWAY after stream %d", h->ip, why,
              nghttp2_session_get_last_proc_stream_id(h->session));
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->session),
@@ -75,7 +80,23 @@ static void goaway_gracefully(struct h2_conn *h, const char *why)
 
 void h2_conn_shutdown(struct h2_conn *h)
 {
-    goaway_gracefully(h, "stopping");
+    goaway_gracefully(h, "stopping", h->p->cfg->shutdown_grace_ms);
+    h->wake(h->wake_arg);
+}
+
+void h2_conn_reload(struct h2_conn *h)
+{
+    goaway_gracefully(h, "configuration reloaded", h->p->cfg->shutdown_grace_ms);
+    h->wake(h->wake_arg);
+}
+
+static void on_end_timer(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    struct h2_conn *h = container_of(timer, struct h2_conn, end_timer);
+    if (h->open_streams)
+        log_info("client %s: HTTP/2 %u streams still open after GOAWAY: closing", h->ip, h->open_streams);
+    h->expired = true;
     h->wake(h->wake_arg);
 }
 
@@ -225,7 +246,6 @@ struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, v
     h->ip = ip;
     h->wake = wake;
     h->wake_arg = arg;
-    h->pool = p->pool;
     h->max_streams = p->cfg->h2_max_streams;
     h->window = h2_stream_window(p);
     h->field_max = p->cfg->header_count;
@@ -234,6 +254,7 @@ struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, v
     h->nv = calloc((size_t)h->field_max + 1, sizeof(*h->nv));
     h->rate_start = p->loop->now;
     loop_timer_init(&h->idle_timer, on_idle_timer);
+    loop_timer_init(&h->end_timer, on_end_timer);
     if (!h->fields || !h->rcbufs || !h->nv || start_session(h) < 0) {
         h2_conn_free(h);
         return NULL;
@@ -248,6 +269,7 @@ void h2_conn_free(struct h2_conn *h)
     buf_release(h->p->buffers, &h->s->in);
     h2_fields_drop(h);
     loop_timer_cancel(h->p->loop, &h->idle_timer);
+    loop_timer_cancel(h->p->loop, &h->end_timer);
     buf_release(h->p->buffers, &h->wbuf);
     nghttp2_session_del(h->session);
     free(h->fields);
@@ -277,7 +299,7 @@ static void on_idle_timer(struct loop *loop, struct loop_timer *timer)
         loop_timer_arm(loop, timer, left);
         return;
     }
-    goaway_gracefully(h, "idle");
+    goaway_gracefully(h, "idle", H2_REFUSE_LINGER_MS);
     h->wake(h->wake_arg);
 }
 
@@ -383,6 +405,8 @@ static bool output_done(const struct h2_conn *h)
 /* Whether the connection has nothing left to do. */
 static bool finished(struct h2_conn *h)
 {
+    if (h->expired)
+        return true;
     if (!output_done(h))
         return false;
     if (h->failed || h->terminating)
@@ -394,12 +418,8 @@ static bool finished(struct h2_conn *h)
 
 static enum step step_once(struct h2_conn *h)
 {
-    if (h->p->pool != h->pool || h->p->stopping) {
-        /* A reload: new streams should come on a new connection, which
-         * serves the new generation. */
-        h->pool = h->p->pool;
-        goaway_gracefully(h, h->p->stopping ? "stopping" : "reload");
-    }
+    if (h->expired)
+        return STEP_CLOSE;
     enum step moved = STEP_WAIT;
     if (!h->failed && !h->terminating && (h->paused || buf_len(&h->s->in))) {
         /* Input left from a pause, or the client's first bytes, read

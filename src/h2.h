@@ -48,6 +48,10 @@ bool h2_conn_uses_pool(const struct h2_conn *h, const struct pool *pool);
 /* Graceful stop: GOAWAY with the last stream taken; the streams in flight
  * finish, then the connection ends. */
 void h2_conn_shutdown(struct h2_conn *h);
+/* A reload: GOAWAY, so that the client's next streams come on a new
+ * connection with the new settings; the streams in flight have
+ * shutdown_grace to finish. */
+void h2_conn_reload(struct h2_conn *h);
 /* Frees the recycled streams of a stopped worker. */
 void h2_streams_free(struct proxy *p);
 

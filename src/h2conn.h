@@ -21,7 +21,6 @@ struct h2_conn {
     void (*wake)(void *arg);
     void *wake_arg;
     nghttp2_session *session;
-    const struct pool *pool;          /* the generation served when the streams began */
     uint32_t max_streams;             /* as advertised */
     uint32_t window;                  /* each stream's initial receive window, as advertised */
     uint32_t open_streams;
@@ -30,6 +29,7 @@ struct h2_conn {
     struct h2_stream *closed;         /* closed by the session; recycled after the step */
     int64_t last_stream_end;          /* loop ms */
     struct loop_timer idle_timer;
+    struct loop_timer end_timer;      /* after a GOAWAY: how long the connection may still take */
 
     /* the request header block being received: views into rcbufs, held */
     struct h2head_field *fields;
@@ -56,6 +56,7 @@ struct h2_conn {
     bool goaway;                      /* graceful: no new streams, the others finish */
     bool terminating;                 /* a limit was broken: GOAWAY, then close */
     bool failed;                      /* the session failed: close once output is out */
+    bool expired;                     /* end_timer fired: close now, whatever is left */
     bool stepping;                    /* inside h2_conn_step: wakes only schedule */
 };
 

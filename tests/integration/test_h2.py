@@ -452,13 +452,14 @@ def test_idle_connection_gets_goaway(backends, sluice, clients):
     assert c.pump(lambda: c.closed, 5), "not closed after GOAWAY"
 
 
-def test_sigterm_sends_goaway_and_the_stream_in_flight_finishes(backends, sluice):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["stop", "reload"])
+def test_goaway_on_stop_and_reload_and_the_stream_in_flight_finishes(backends, sluice, sig):
     [b1] = backends(1)
     s = sluice([b1], sections=h2_sections() | {"server": {"shutdown_grace": "5s"}}, workers=1)
     with raw_connection(s.port) as sock:
         sock.sendall(raw_frame(1, 5, 1, request_block(hpack.Encoder(), "/slow?ms=1500")))
         time.sleep(0.3)
-        s.proc.send(signal.SIGTERM)
+        s.proc.send(sig)
         frames = read_frames(sock, lambda f: any(t == 0 and fl & 1 and sid == 1 for t, fl, sid, _ in f), 8)
     goaways = [struct.unpack(">II", p[:8]) for t, _, _, p in frames if t == 7]
     assert goaways and goaways[0] == (1, 0), frames     # last stream 1, NO_ERROR
@@ -469,7 +470,11 @@ def test_sigterm_sends_goaway_and_the_stream_in_flight_finishes(backends, sluice
     # the GOAWAY came before the answer
     kinds = [t for t, _, _, _ in frames]
     assert kinds.index(7) < kinds.index(1), kinds
-    assert s.proc.wait(scaled(5)) == 0
+    if sig == signal.SIGTERM:
+        assert s.proc.wait(scaled(5)) == 0
+    else:
+        assert s.wait_stderr(r"HTTP/2 configuration reloaded: GOAWAY after stream 1", scaled(3)), s.stderr()
+        assert served_by_another(s.port)
 
 
 # ---------------------------------------------------------------- over TLS
