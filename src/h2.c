@@ -252,7 +252,7 @@ struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, v
     h->fields = calloc(h->field_max, sizeof(*h->fields));
     h->rcbufs = calloc(2 * (size_t)h->field_max, sizeof(*h->rcbufs));
     h->nv = calloc((size_t)h->field_max + 1, sizeof(*h->nv));
-    h->rate_start = p->loop->now;
+    h->rate_start = h->last_stream_end = p->loop->now;
     loop_timer_init(&h->idle_timer, on_idle_timer);
     loop_timer_init(&h->end_timer, on_end_timer);
     if (!h->fields || !h->rcbufs || !h->nv || start_session(h) < 0) {
@@ -306,6 +306,14 @@ static void on_idle_timer(struct loop *loop, struct loop_timer *timer)
 /* ------------------------------------------------------------------ */
 /* input and output                                                    */
 
+/* The session failed (nghttp2 may have queued a GOAWAY): the connection
+ * ends once that is written, or in a while if the client does not read. */
+static void fail(struct h2_conn *h)
+{
+    h->failed = true;
+    loop_timer_arm(h->p->loop, &h->end_timer, H2_REFUSE_LINGER_MS);
+}
+
 /* Feeds the session what the socket gave. -1 when the session failed
  * (nghttp2 has queued a GOAWAY if the client broke the protocol). While
  * the session is paused on DATA, s->in stays as it is: the paused bytes
@@ -344,7 +352,7 @@ static enum step read_input(struct h2_conn *h)
     }
     s->last_activity = h->p->loop->now;
     if (take_input(h) < 0)
-        h->failed = true;
+        fail(h);
     return STEP_MOVED;
 }
 
@@ -427,7 +435,7 @@ static enum step step_once(struct h2_conn *h)
         const struct h2_stream *paused = h->paused;
         uint32_t before = buf_len(&h->s->in);
         if (take_input(h) < 0)
-            h->failed = true;
+            fail(h);
         if (h->paused != paused || buf_len(&h->s->in) != before)
             moved = STEP_MOVED;
     }

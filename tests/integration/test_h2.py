@@ -10,6 +10,7 @@ loop by a count or a deadline.
 
 import shutil
 import signal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import socket
 import ssl
 import struct
@@ -146,6 +147,9 @@ class Client:
                 self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
         elif isinstance(ev, h2.events.StreamEnded):
             self.ended.add(ev.stream_id)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            self.trailers = getattr(self, "trailers", {})
+            self.trailers[ev.stream_id] = dict(ev.headers)
         elif isinstance(ev, h2.events.StreamReset):
             self.resets[ev.stream_id] = ev.error_code
         elif isinstance(ev, h2.events.ConnectionTerminated):
@@ -317,6 +321,40 @@ def test_slow_download_does_not_stall_other_streams(backends, sluice, clients):
     rss_after = s.rss_kb()
     if rss_before and rss_after:
         assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
+
+
+class TrailerApp(BaseHTTPRequestHandler):
+    """An application whose answers are chunked and end with trailers."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path == "/health":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n"
+                         b"X-App: trailers\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n"
+                         b"X-Checksum: abc123\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_response_trailers_become_a_trailing_headers_frame(sluice, clients):
+    app = ThreadingHTTPServer(("127.0.0.1", 0), TrailerApp)
+    thread = threading.Thread(target=app.serve_forever, daemon=True)
+    thread.start()
+    try:
+        s = sluice([app.server_address[1]], sections=h2_sections(), workers=1)
+        c = clients(s.port)
+        sid = c.request("/t", headers=[("te", "trailers")])
+        assert c.pump(lambda: sid in c.ended or sid in c.resets, 10), "no answer"
+        assert c.status.get(sid) == 200 and bytes(c.body[sid]) == b"hello world", (c.status, c.body)
+        assert getattr(c, "trailers", {}).get(sid, {}).get(b"x-checksum") == b"abc123", getattr(c, "trailers", None)
+    finally:
+        app.shutdown()
+        app.server_close()
 
 
 # ---------------------------------------------------------------- malformed
