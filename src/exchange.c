@@ -1240,7 +1240,7 @@ static void finish_transaction(struct exchange *x)
 static bool can_splice(const struct exchange *x)
 {
     return x->res.body == HTTP1_BODY_LENGTH && x->resp_body_left >= SPLICE_MIN && !x->up->s.ssl &&
-           !x->client->ssl && !x->client->write_fn && buf_len(&x->up->s.in) == 0 && buf_len(&x->out) == 0;
+           !x->client->ssl && !stream_is_sink(x->client) && buf_len(&x->up->s.in) == 0 && buf_len(&x->out) == 0;
 }
 
 /* The rest of a large body, socket to pipe to socket. */

@@ -2,21 +2,23 @@
  *
  * The exchange (exchange.c) reads its client's request from a struct
  * stream's input buffer and writes the answer with stream_write. A stream
- * here is such a struct stream with no socket behind it:
+ * here is a struct stream_sink (stream.h): such a stream with no socket
+ * behind it.
  *
- *   request   the HEADERS block becomes an HTTP/1.1 head (h2head.c) in
- *             vs.in, which exchange_begin parses as any head; DATA bytes
- *             are appended there as they come (in chunked framing when the
- *             request gave no length), and the stream's receive window is
- *             given back only as the exchange takes them away, so a slow
- *             application slows its own stream's upload and nothing else.
+ *   request   the HEADERS block becomes an HTTP/1.1 head (h2head.c) in the
+ *             sink's input, which exchange_begin parses as any head; DATA
+ *             bytes are appended there as they come (in chunked framing
+ *             when the request gave no length), and the stream's receive
+ *             window is given back only as the exchange takes them away, so
+ *             a slow application slows its own stream's upload and nothing
+ *             else.
  *   response  stream_write lands in accept_response: the HTTP/1.1 head the
  *             exchange wrote is parsed back and submitted as HEADERS, the
  *             body (its chunked framing undone) waits in `out` until the
  *             session's data source takes it within the send window. A
- *             full `out` clears vs.can_write, which stops the exchange
- *             reading the application: a client that does not read stalls
- *             only its own stream.
+ *             full `out` clears the sink's can_write, which stops the
+ *             exchange reading the application: a client that does not
+ *             read stalls only its own stream.
  *
  * Streams come from the worker's free list (struct proxy) and go back once
  * the session closed them and the connection's step is over.
@@ -37,7 +39,7 @@
 /* Owned by its connection: on h->streams while open, then h->closed, then
  * the worker's free list. x, when set, is owned by the stream. */
 struct h2_stream {
-    struct stream vs;                 /* the exchange's client: requests in vs.in, no socket */
+    struct stream_sink sink;          /* the exchange's client (sink.s): requests in its `in`, no socket */
     struct h2_conn *h;
     struct exchange *x;               /* from the whole head until the answer is written */
     struct h2_stream *next, *prev;
@@ -119,8 +121,8 @@ static void on_stream_timer(struct loop *loop, struct loop_timer *timer)
 static void give_back_window(struct h2_stream *st)
 {
     struct h2_conn *h = st->h;
-    int64_t cap = st->vs.in.data ? st->vs.in.cap : h->p->h2_inputs.block_size;
-    int64_t room = cap - buf_len(&st->vs.in);
+    int64_t cap = st->sink.s.in.data ? st->sink.s.in.cap : h->p->h2_inputs.block_size;
+    int64_t room = cap - buf_len(&st->sink.s.in);
     if (st->chunked)
         room -= H2_FRAMING_ROOM + room / 16;
     int64_t may_send = (int64_t)h->window - st->unconsumed;
@@ -134,8 +136,8 @@ static void give_back_window(struct h2_stream *st)
     /* The window the client knows of: what nghttp2 announced. */
     bool full = !st->body_ended &&
                 (h->paused == st || nghttp2_session_get_stream_local_window_size(h->session, st->id) <= 0);
-    if (full != st->vs.input_full) {
-        st->vs.input_full = full;
+    if (full != st->sink.s.input_full) {
+        st->sink.s.input_full = full;
         schedule(st);
     }
 }
@@ -151,7 +153,7 @@ static void drop_exchange(struct h2_stream *st)
         st->x = NULL;
     }
     loop_timer_cancel(h->p->loop, &st->timer);
-    buf_release(&h->p->h2_inputs, &st->vs.in);
+    buf_release(&h->p->h2_inputs, &st->sink.s.in);
     if (st->unconsumed && !st->closed)
         nghttp2_session_consume(h->session, st->id, st->unconsumed);
     st->unconsumed = 0;
@@ -247,9 +249,9 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
     if (n) {
         memcpy(buf, buf_start(out), n);
         buf_consume(out, (uint32_t)n);
-        st->vs.last_activity = st->h->p->loop->now;
-        if (!st->vs.can_write) {
-            st->vs.can_write = true;   /* room again: the exchange may read on */
+        st->sink.s.last_activity = st->h->p->loop->now;
+        if (!st->sink.s.can_write) {
+            st->sink.s.can_write = true;   /* room again: the exchange may read on */
             schedule(st);
         }
     }
@@ -362,10 +364,11 @@ static ssize_t take_response(struct h2_stream *st, const char *data, size_t len)
     return take_head(st) < 0 ? -1 : (ssize_t)take;
 }
 
-/* struct stream's write_fn: what the exchange sends its client. */
-static ssize_t accept_response(struct stream *vs, const char *a, size_t alen, const char *b, size_t blen)
+/* The stream sink's write: what the exchange sends its client. */
+static ssize_t accept_response(struct stream_sink *sink, const char *a, size_t alen, const char *b, size_t blen)
 {
-    struct h2_stream *st = container_of(vs, struct h2_stream, vs);
+    struct h2_stream *st = container_of(sink, struct h2_stream, sink);
+    struct stream *vs = &sink->s;
     ssize_t n = take_response(st, a, alen);
     if (n < 0)
         return -1;
@@ -397,15 +400,15 @@ static void begin_request(struct h2_stream *st, bool has_body)
     struct proxy *p = h->p;
     struct h2head_request info;
     enum h2head_result r = H2HEAD_TOO_LARGE;
-    if (buf_acquire(&p->h2_inputs, &st->vs.in) == 0)
-        r = h2head_request(&st->vs.in, h->fields, h->field_count, has_body, &info);
+    if (buf_acquire(&p->h2_inputs, &st->sink.s.in) == 0)
+        r = h2head_request(&st->sink.s.in, h->fields, h->field_count, has_body, &info);
     h2_fields_drop(h);
     if (r == H2HEAD_MALFORMED) {
         log_info("client %s: malformed HTTP/2 request on stream %d, reset", h->ip, st->id);
         reset_stream(st, NGHTTP2_PROTOCOL_ERROR);
         return;
     }
-    st->x = exchange_new(p, &st->vs, h->ip, stream_wake, st);
+    st->x = exchange_new(p, &st->sink.s, h->ip, stream_wake, st);
     if (!st->x) {
         log_error("out of memory: refusing stream %d of client %s", st->id, h->ip);
         reset_stream(st, NGHTTP2_REFUSED_STREAM);
@@ -429,7 +432,7 @@ static void end_request_body(struct h2_stream *st)
     st->body_ended = true;
     if (!st->x || !st->chunked)
         return;
-    struct buf *in = &st->vs.in;
+    struct buf *in = &st->sink.s.in;
     buf_compact(in);
     static const char last_chunk[] = "0\r\n\r\n";
     if (buf_room(in) >= sizeof(last_chunk) - 1) {   /* H2_FRAMING_ROOM kept it */
@@ -476,14 +479,14 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     st->h = h;
     st->id = frame->hd.stream_id;
     st->start_us = loop_monotonic_us();
-    st->vs.io.fd = -1;
+    st->sink.s.io.fd = -1;
     /* The connection's TLS session, so that the exchange knows the request
      * came over HTTPS (X-Forwarded-Proto, redirect_https, the log's
-     * scheme); nothing reads or writes through it here (write_fn). */
-    st->vs.ssl = h->s->ssl;
-    st->vs.write_fn = accept_response;
-    st->vs.can_write = true;
-    st->vs.last_activity = h->p->loop->now;
+     * scheme); nothing reads or writes through it here (a sink). */
+    st->sink.s.ssl = h->s->ssl;
+    st->sink.write = accept_response;
+    st->sink.s.can_write = true;
+    st->sink.s.last_activity = h->p->loop->now;
     loop_timer_init(&st->timer, on_stream_timer);
     st->next = h->streams;
     if (st->next)
@@ -543,7 +546,7 @@ static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *fram
  * gave no length. False when it does not fit now. */
 static bool append_data(struct h2_stream *st, const uint8_t *data, size_t len)
 {
-    struct buf *in = &st->vs.in;
+    struct buf *in = &st->sink.s.in;
     if (buf_acquire(&st->h->p->h2_inputs, in) < 0)
         return false;
     size_t need = len + (st->chunked ? H2_FRAMING_ROOM : 0);
@@ -562,7 +565,7 @@ static bool append_data(struct h2_stream *st, const uint8_t *data, size_t len)
         in->tail += 2;
     }
     st->unconsumed += (uint32_t)len;
-    st->vs.last_activity = st->h->p->loop->now;
+    st->sink.s.last_activity = st->h->p->loop->now;
     schedule(st);
     return true;
 }
@@ -585,7 +588,7 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t id, const ui
     h->paused = st;
     h->paused_data = data;
     h->paused_len = len;
-    st->vs.input_full = true;
+    st->sink.s.input_full = true;
     schedule(st);
     return NGHTTP2_ERR_PAUSE;
 }
