@@ -478,6 +478,18 @@ static void retire(struct runtime *rt, struct generation *old)
     log_warn("reload: a worker has not adopted the new configuration yet");
 }
 
+/* What a reloaded config asks of HTTPS that the running listeners (fixed
+ * at start) cannot give; NULL when nothing. */
+static const char *https_conflict(const struct generation *next)
+{
+    bool https = config_https_port(&next->cfg) != 0;
+    if (https && !next->tls)
+        return "[server.tls] is gone but sluice listens for HTTPS";
+    if (!https && next->cfg.redirect_https)
+        return "redirect_https needs an HTTPS listener, and sluice has none";
+    return NULL;
+}
+
 /* Builds, publishes and retires: 0, or -1 with what went wrong in errors
  * ("FILE:LINE:COL: message" lines) while the previous generation keeps
  * serving. Called with the generations lock held. */
@@ -498,9 +510,9 @@ static int reload_generation(struct runtime *rt, char *errors, size_t errors_len
         generations_free(next);
         return -1;
     }
-    if (config_https_port(&next->cfg) && !next->tls) {
-        snprintf(errors, errors_len, "%s: [server.tls] is gone but sluice listens for HTTPS; "
-                 "the listeners change only on restart\n", next->cfg.path);
+    const char *unservable = https_conflict(next);
+    if (unservable) {
+        snprintf(errors, errors_len, "%s: %s; the listeners change only on restart\n", next->cfg.path, unservable);
         generations_free(next);
         return -1;
     }

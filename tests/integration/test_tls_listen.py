@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import SLUICE_BIN, RawConnection, build_config, free_port, get, scaled
+from conftest import SLUICE_BIN, RawConnection, build_config, free_port, get, scaled, wait_until
 
 OPENSSL = shutil.which("openssl")
 CURL = shutil.which("curl")
@@ -141,10 +141,12 @@ def test_https_keep_alive_beside_a_plain_listener(sluice, registry, backends, ce
     # the plain listener serves in the clear, and says so
     p = get(plain, "/headers")
     assert p.status == 200 and b"X-Forwarded-Proto: http\r\n" in p.body, p.body
-    # the access log tells them apart
-    lines = [json.loads(x) for x in s.stdout().splitlines() if x.startswith("{")]
-    schemes = [x["scheme"] for x in lines if x["target"] == "/headers"]
-    assert sorted(schemes) == ["http", "https", "https", "https"], lines
+    # the access log tells them apart (each worker writes its lines after its loop iteration)
+    def schemes():
+        lines = [json.loads(x) for x in s.stdout().splitlines() if x.startswith("{")]
+        return sorted(x["scheme"] for x in lines if x["target"] == "/headers")
+    wait_until(lambda: len(schemes()) >= 4, scaled(5))
+    assert schemes() == ["http", "https", "https", "https"], s.stdout()
 
 
 def test_sni_picks_the_certificate(sluice, registry, backends, certs):
@@ -307,7 +309,8 @@ def test_redirect_https_from_the_plain_listener(sluice, registry, backends, cert
     c.close()
     assert r.status == 400
     # each answer is logged; nothing reached the application
-    assert s.stdout().count('" 301 ') >= 3 and s.stdout().count('" 308 ') == 3, s.stdout()
+    assert wait_until(lambda: s.stdout().count('" 301 ') >= 3 and s.stdout().count('" 308 ') == 3,
+                      scaled(5)), s.stdout()
     assert not any("/form" in line or "/a/b" in line for line in b.logged()), b.logged()
     # the HTTPS listener itself proxies
     with TLSConnection(s.port, "one.test", certs) as t:
@@ -363,3 +366,20 @@ def test_sessions_are_resumed(sluice, registry, backends, certs):
             assert not reused
             _, reused = visit(ctx, name, session)
             assert reused, (name, version, tickets)
+
+
+def test_https_cannot_be_added_by_a_reload(sluice, registry, backends, certs):
+    """Listeners are fixed at start: a reload that adds [server.tls] and
+    redirect_https to a plain sluice is refused, and requests stay proxied."""
+    b = backends.start()
+    install(certs, registry.dir, "one")
+    s = sluice([b])
+    text = s.config_path.read_text().replace(
+        "[server]\n", "[server]\nredirect_https = true\n", 1) + '\n[server.tls]\ncert = "one.pem"\nkey = "one.key"\n'
+    s.config_path.write_text(text)
+    mark = len(s.stderr())
+    s.proc.send(signal.SIGHUP)
+    assert s.wait_stderr(r"still serving the previous configuration", scaled(5), mark), s.stderr()[mark:]
+    assert "redirect_https needs an HTTPS listener" in s.stderr()[mark:]
+    r = get(s.port, "/")
+    assert r.status == 200 and r.body == (b.name + "\n").encode()
