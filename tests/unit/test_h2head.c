@@ -205,6 +205,72 @@ static void test_dechunk(void)
     CHECK(d.done && used == len && made == 5 && memcmp(inplace, "abcde", 5) == 0);
 }
 
+/* A small deterministic generator (xorshift), so a failure repeats. */
+static uint32_t next_random(uint32_t *state)
+{
+    uint32_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x;
+}
+
+/* A piece of a field: mostly harmless bytes, some of every kind a request
+ * could smuggle through (CR, LF, NUL, space, colon, upper case, DEL,
+ * obs-text). */
+static uint32_t random_piece(uint32_t *rng, char *out, uint32_t max)
+{
+    static const char alphabet[] = "abcxyz019-_./?=;:, \t\r\n\0ABZ*\x7f\x80\xff";
+    static const char *const words[] = {":method", ":path", ":scheme", ":authority", "host", "cookie",
+                                        "content-length", "te", "trailers", "GET", "/", "1", "connection"};
+    if (next_random(rng) % 3 == 0) {
+        const char *w = words[next_random(rng) % (sizeof(words) / sizeof(words[0]))];
+        uint32_t n = (uint32_t)strlen(w) < max ? (uint32_t)strlen(w) : max;
+        memcpy(out, w, n);
+        return n;
+    }
+    uint32_t n = next_random(rng) % max;
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = alphabet[next_random(rng) % (sizeof(alphabet) - 1)];
+    return n;
+}
+
+/* Whatever field list a client sends, a head h2head_request writes is one
+ * that http1.c parses whole, with the method, target and Host it was
+ * given: what sluice forwards stays inside RFC 9112's grammar. */
+static void test_random_lists_give_parseable_heads(void)
+{
+    static char text[64][24], storage[4096];
+    static struct http1_header hs[64];
+    static const struct http1_limits lim = {.head_bytes = 4096, .headers = 64};
+    uint32_t rng = 0x9e3779b9, accepted = 0, bad = 0;
+    for (int round = 0; round < 20000; round++) {
+        struct h2head_field f[16];
+        uint32_t n = 0;
+        /* a valid start often, so that the checks past the pseudo-headers are reached */
+        if (next_random(&rng) % 2)
+            n = fields_of(f, (const char *[]){GET_BASE, NULL});
+        for (uint32_t k = next_random(&rng) % 6; k > 0 && n < 16; k--, n++) {
+            char *name = text[2 * n], *value = text[2 * n + 1];
+            f[n] = (struct h2head_field){.name = name, .name_len = random_piece(&rng, name, 24),
+                                         .value = value, .value_len = random_piece(&rng, value, 24)};
+        }
+        struct buf out = {.data = storage, .cap = sizeof(storage)};
+        struct h2head_request info;
+        if (h2head_request(&out, f, n, next_random(&rng) % 2, &info) != H2HEAD_OK)
+            continue;
+        accepted++;
+        struct http1_request req = {.headers = hs};
+        if (http1_parse_request(buf_start(&out), buf_len(&out), &lim, &req) != HTTP1_OK ||
+            req.head_len != buf_len(&out) || req.authority_len == 0) {
+            if (bad++ < 3)
+                fprintf(stderr, "FAIL unparseable head: %.*s\n", (int)buf_len(&out), buf_start(&out));
+        }
+    }
+    CHECK_INT(bad, 0);
+    CHECK_MSG(accepted > 1000, "only %u lists accepted: the generator reaches too little", accepted);
+}
+
 void unit_test_h2head(void)
 {
     test_request_heads();
@@ -213,4 +279,5 @@ void unit_test_h2head(void)
     test_response_fields();
     test_trailers();
     test_dechunk();
+    test_random_lists_give_parseable_heads();
 }
