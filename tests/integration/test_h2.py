@@ -291,9 +291,10 @@ def test_nghttp_fifty_streams(backends, sluice):
     assert len(rows) == 50 and all(r[-3:] == ["200", "1000", "/bytes?n=1000"] for r in rows), out.stdout
 
 
-def test_bodies_both_ways_chunked_and_sized(backends, sluice, clients):
+@pytest.mark.parametrize("buffer_body", ["64KB", "0"], ids=["buffered-first", "streamed"])
+def test_bodies_both_ways_chunked_and_sized(backends, sluice, clients, buffer_body):
     [b1] = backends(1)
-    s = sluice([b1], sections=h2_sections())
+    s = sluice([b1], sections=h2_sections() | {"server.limits": {"buffer_body": buffer_body}})
     c = clients(s.port)
     big = bytes(range(256)) * 4096          # 1 MiB
     sized = c.request("/up", method="POST", headers=[("content-length", str(len(big)))], body=big)
