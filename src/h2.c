@@ -10,7 +10,6 @@
  */
 #include "h2.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
