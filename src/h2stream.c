@@ -272,7 +272,7 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
 }
 
 /* Body bytes as the exchange writes them: chunked framing undone. Returns
- * how many it took. */
+ * how many it took. data may lie in `out` itself, after its bytes. */
 static size_t take_body(struct h2_stream *st, const char *data, size_t len)
 {
     struct proxy *p = st->h->p;
@@ -282,7 +282,7 @@ static size_t take_body(struct h2_stream *st, const char *data, size_t len)
         return len;   /* nothing is expected: nothing to send */
     if (st->body != HTTP1_BODY_CHUNKED) {
         size_t take = len < buf_room(out) ? len : buf_room(out);
-        memcpy(buf_end(out), data, take);
+        memmove(buf_end(out), data, take);   /* data may be in out itself (take_head) */
         out->tail += (uint32_t)take;
         return take;
     }
