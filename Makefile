@@ -4,7 +4,7 @@ CFLAGS  ?= -O2 -g
 # Kept apart from CFLAGS so that `make CFLAGS=...` (as `make asan` does)
 # changes optimisation and instrumentation, never the language or warnings.
 STRICT  := -std=gnu11 -Wall -Wextra -Werror -pthread -D_GNU_SOURCE -MMD -MP
-LDLIBS  += -lssl -lcrypto -lcares -lm -pthread
+LDLIBS  += -lssl -lcrypto -lcares -lnghttp2 -lm -pthread
 BUILD   ?= build
 
 SRC      := $(wildcard src/*.c)

@@ -50,6 +50,16 @@ static inline void buf_consume(struct buf *b, uint32_t n)
         b->head = b->tail = 0;
 }
 
+/* Appends len bytes if they fit; false (b unchanged) when they do not. */
+static inline bool buf_put(struct buf *b, const void *data, size_t len)
+{
+    if (len > buf_room(b))
+        return false;
+    memcpy(buf_end(b), data, len);
+    b->tail += (uint32_t)len;
+    return true;
+}
+
 /* Moves the valid bytes to the start of the block. */
 static inline void buf_compact(struct buf *b)
 {

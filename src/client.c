@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "exchange.h"
+#include "h2.h"
 #include "net.h"
 #include "tls.h"
 #include "tlsserver.h"
@@ -33,6 +34,7 @@ enum client_phase {
     PHASE_HEAD,        /* reading a request head */
     PHASE_EXCHANGE,    /* a request is being answered (c->x) */
     PHASE_LINGER,      /* answered and shut down for writing; draining input */
+    PHASE_H2,          /* speaks HTTP/2: c->h2 runs it */
     PHASE_CLOSED,
 };
 
@@ -44,7 +46,10 @@ struct client {
     struct client *next, *prev;     /* p->clients, or the free/closed list (next only) */
     struct client *pending_next;
     struct loop_timer timer;
-    struct exchange *x;             /* PHASE_EXCHANGE only */
+    union {
+        struct exchange *x;         /* PHASE_EXCHANGE only */
+        struct h2_conn *h2;         /* PHASE_H2 only; owned */
+    };
     int64_t start_us;               /* the current head's first byte */
     uint32_t head_scanned;          /* bytes of the head searched for its end already
                                        (http1_request_head_ready) */
@@ -53,7 +58,7 @@ struct client {
      * connection costs this and nothing more) */
     bool in_pending : 1;
     bool head_dirty : 1;            /* s.in has bytes not yet tried as a head */
-    bool h2 : 1;                    /* ALPN chose h2: for the HTTP/2 layer, once there is one */
+    bool served : 1;                /* a request came: the HTTP/2 preface no longer may */
     char ip[46];                    /* INET6_ADDRSTRLEN */
 };
 
@@ -75,7 +80,9 @@ static void client_close(struct client *c)
     struct proxy *p = c->p;
     if (c->phase == PHASE_CLOSED)
         return;
-    if (c->x)
+    if (c->phase == PHASE_H2)
+        h2_conn_free(c->h2);
+    else if (c->x)
         exchange_free(c->x);
     c->x = NULL;
     loop_timer_cancel(p->loop, &c->timer);
@@ -108,7 +115,7 @@ static void mark_pending(struct client *c)
 static void client_wake(void *conn)
 {
     struct client *c = conn;
-    if (c->phase == PHASE_EXCHANGE)
+    if (c->phase == PHASE_EXCHANGE || c->phase == PHASE_H2)
         client_run(c);
 }
 
@@ -129,6 +136,7 @@ static enum step start_exchange(struct client *c, int refuse_status)
     c->x = x;
     c->phase = PHASE_EXCHANGE;
     c->head_scanned = 0;
+    c->served = true;
     if (refuse_status)
         exchange_refuse(x, refuse_status, c->start_us);
     else
@@ -140,6 +148,41 @@ static enum step start_exchange(struct client *c, int refuse_status)
     return STEP_MOVED;
 }
 
+/* The connection speaks HTTP/2 from now on. */
+static enum step start_h2(struct client *c)
+{
+    c->h2 = h2_conn_new(c->p, &c->s, c->ip, client_wake, c);
+    if (!c->h2) {
+        log_error("out of memory: closing the HTTP/2 connection of client %s", c->ip);
+        client_close(c);
+        return STEP_CLOSE;
+    }
+    loop_timer_cancel(c->p->loop, &c->timer);   /* the HTTP/2 connection keeps its own */
+    c->phase = PHASE_H2;
+    return STEP_MOVED;
+}
+
+/* HTTP/2 with prior knowledge ([server.http2] cleartext): the first bytes
+ * of a connection are the preface. Returns whether the bytes so far are
+ * (the start of) it; *h2 when it is whole. */
+static bool looks_like_h2(const struct client *c, bool *h2)
+{
+    *h2 = false;
+    if (!c->p->cfg->h2_cleartext || c->served || c->s.ssl)
+        return false;
+    int m = h2_preface_match(buf_start(&c->s.in), buf_len(&c->s.in));
+    *h2 = m > 0;
+    return m >= 0;
+}
+
+static enum step step_h2(struct client *c)
+{
+    enum step r = h2_conn_step(c->h2);
+    if (r == STEP_CLOSE)
+        client_close(c);
+    return r;
+}
+
 static enum step step_head(struct client *c)
 {
     struct proxy *p = c->p;
@@ -148,6 +191,12 @@ static enum step step_head(struct client *c)
      * pieces costs one scan for its end in all, not one per piece. */
     bool dirty = c->head_dirty && buf_len(in);
     c->head_dirty = false;
+    bool h2 = false;
+    if (dirty && looks_like_h2(c, &h2)) {
+        if (h2)
+            return start_h2(c);
+        dirty = false;   /* a part of the preface: wait for the rest */
+    }
     if (dirty && http1_request_head_ready(buf_start(in), buf_len(in), &p->limits, &c->head_scanned))
         return start_exchange(c, 0);
     if (!c->s.can_read)
@@ -208,11 +257,10 @@ static enum step step_handshake(struct client *c)
         handshake_failed(c, rc);
         return STEP_CLOSE;
     }
-    /* An h2 connection would be handed to the HTTP/2 layer here; until
-     * then ALPN never chooses h2 (tls_server_set_h2). */
-    c->h2 = tls_server_session_h2(c->s.ssl);
-    c->phase = PHASE_HEAD;
     c->s.can_read = true;   /* the request may have come with the last flight */
+    if (tls_server_session_h2(c->s.ssl))
+        return start_h2(c);   /* ALPN chose h2 */
+    c->phase = PHASE_HEAD;
     return STEP_MOVED;
 }
 
@@ -309,6 +357,8 @@ static enum step client_step(struct client *c)
         return step_exchange(c);
     case PHASE_LINGER:
         return step_linger(c);
+    case PHASE_H2:
+        return step_h2(c);
     case PHASE_CLOSED:
         break;
     }
@@ -463,9 +513,20 @@ void clients_after_iteration(struct proxy *p)
 bool clients_use_pool(const struct proxy *p, const struct pool *pool)
 {
     for (const struct client *c = p->clients; c; c = c->next)
-        if (c->x && exchange_uses_pool(c->x, pool))
+        if (c->phase == PHASE_H2 ? h2_conn_uses_pool(c->h2, pool) : c->x && exchange_uses_pool(c->x, pool))
             return true;
     return false;
+}
+
+void clients_reloaded(struct proxy *p)
+{
+    struct client *c = p->clients;
+    while (c) {
+        struct client *next = c->next;   /* the wake may close c */
+        if (c->phase == PHASE_H2)
+            h2_conn_reload(c->h2);
+        c = next;
+    }
 }
 
 void clients_begin_shutdown(struct proxy *p)
@@ -477,6 +538,8 @@ void clients_begin_shutdown(struct proxy *p)
         if (c->phase == PHASE_IDLE || c->phase == PHASE_HANDSHAKE ||
             (c->phase == PHASE_HEAD && buf_len(&c->s.in) == 0))
             client_close(c);
+        else if (c->phase == PHASE_H2)
+            h2_conn_shutdown(c->h2);   /* GOAWAY; its streams finish */
         c = next;
     }
     upstream_pool_drop_idle(&p->upstreams);
@@ -504,5 +567,6 @@ void clients_free(struct proxy *p)
     free_list(p->closed_clients);
     free_list(p->free_clients);
     p->closed_clients = p->free_clients = NULL;
+    h2_streams_free(p);
     exchanges_free(p);
 }

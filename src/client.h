@@ -33,6 +33,10 @@ bool clients_have_pending(const struct proxy *p);
  * does). Walks every connection: not for the request path. */
 bool clients_use_pool(const struct proxy *p, const struct pool *pool);
 
+/* After a reload: HTTP/2 connections send GOAWAY (their streams in flight
+ * finish), so that clients reconnect to the new settings. */
+void clients_reloaded(struct proxy *p);
+
 /* Graceful stop: idle connections are closed now, busy ones after their
  * current response (p->stopping is set). */
 void clients_begin_shutdown(struct proxy *p);

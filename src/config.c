@@ -322,6 +322,8 @@ void config_defaults(struct config *cfg)
     cfg->queue_timeout_ms = 5 * 1000;
     cfg->dns_refresh_ms = 30 * 1000;
     cfg->resolvers = strdup("");
+    cfg->h2_cleartext = false;
+    cfg->h2_max_streams = 100;
 
     cfg->health_path = strdup("/health");
     cfg->health_interval_ms = 2 * 1000;
@@ -1214,6 +1216,16 @@ static const struct section tls_section = {
     finish_tls,
 };
 
+static const struct section http2_section = {
+    "server.http2", "in [server.http2]",
+    (const struct field[]){
+        KEY_BOOL("cleartext", h2_cleartext),
+        KEY_INT("max_concurrent_streams", h2_max_streams, 1, 10000),
+        {0},
+    },
+    NULL,
+};
+
 /* dns_refresh and resolvers may sit in [server] or [server.limits]; in
  * both, one would silently win. */
 static void finish_server_dns(struct loader *ld, const struct toml_value *table, void *base)
@@ -1255,6 +1267,7 @@ static const struct section server_section = {
         KEY_TABLE("tls", tls_section),
         KEY_DURATION("dns_refresh", dns_refresh_ms, DNS_REFRESH_MIN_MS, DAY_MS),
         KEY_CUSTOM("resolvers", resolvers, load_resolvers),
+        KEY_TABLE("http2", http2_section),
         KEY_BOOL("redirect_https", redirect_https),
         {0},
     },

@@ -149,6 +149,11 @@ struct config {
     struct config_certificate *certificates;
     int certificate_count;
 
+    /* [server.http2] */
+    bool h2_cleartext;              /* a plain connection that opens with the HTTP/2
+                                       preface speaks HTTP/2 (prior knowledge) */
+    uint32_t h2_max_streams;        /* SETTINGS_MAX_CONCURRENT_STREAMS */
+
     /* [health] */
     char *health_path;              /* owned */
     int64_t health_interval_ms;

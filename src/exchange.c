@@ -310,6 +310,11 @@ static int status_for_parse_error(enum http1_error e)
     }
 }
 
+void exchange_mark_http2(struct exchange *x)
+{
+    x->log.http2 = true;
+}
+
 void exchange_refuse(struct exchange *x, int status, int64_t start_us)
 {
     x->start_us = start_us;
@@ -1066,7 +1071,7 @@ static enum step step_receive(struct exchange *x)
     }
     if (buf_room(&c->in) == 0)
         buf_compact(&c->in);
-    if (x->req_side == REQ_DONE || buf_room(&c->in) == 0) {
+    if (x->req_side == REQ_DONE || buf_room(&c->in) == 0 || c->input_full) {
         end_receive(x);
         return STEP_MOVED;
     }
@@ -1235,7 +1240,7 @@ static void finish_transaction(struct exchange *x)
 static bool can_splice(const struct exchange *x)
 {
     return x->res.body == HTTP1_BODY_LENGTH && x->resp_body_left >= SPLICE_MIN && !x->up->s.ssl &&
-           !x->client->ssl && buf_len(&x->up->s.in) == 0 && buf_len(&x->out) == 0;
+           !x->client->ssl && !stream_is_sink(x->client) && buf_len(&x->up->s.in) == 0 && buf_len(&x->out) == 0;
 }
 
 /* The rest of a large body, socket to pipe to socket. */

@@ -110,6 +110,9 @@ void exchanges_free(struct proxy *p);
  * forwards it, or answers it (400, 413, 431, 505, redirect...). start_us
  * is when its first byte arrived. */
 void exchange_begin(struct exchange *x, int64_t start_us);
+/* The request arrives as an HTTP/2 stream (h2.c) that wrote it as an
+ * HTTP/1.1 head: the access log says HTTP/2.0. Before exchange_begin. */
+void exchange_mark_http2(struct exchange *x);
 /* Answers a request that could not be read (timeout or limit) with
  * status; nothing after it on the connection is trusted. */
 void exchange_refuse(struct exchange *x, int status, int64_t start_us);

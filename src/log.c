@@ -176,7 +176,8 @@ static size_t format_combined(struct log_access *la, char *line, const struct lo
     k += put_escaped(line + k, 1024, r->method, r->method_len, false);
     line[k++] = ' ';
     k += put_escaped(line + k, 1536, r->target, r->target_len, false);
-    k += (size_t)snprintf(line + k, 64, " HTTP/1.%d\" %d %llu \"", r->version_minor, r->status,
+    k += (size_t)snprintf(line + k, 64, " HTTP/%d.%d\" %d %llu \"", r->http2 ? 2 : 1,
+                          r->http2 ? 0 : r->version_minor, r->status,
                           (unsigned long long)r->bytes_sent);
     if (r->referer_len == 0)
         line[k++] = '-';
@@ -207,9 +208,9 @@ static size_t format_json(struct log_access *la, char *line, const struct log_re
     k += 12;
     k += put_escaped(line + k, 1536, r->target, r->target_len, true);
     k += (size_t)snprintf(line + k, 160,
-                          "\",\"version\":\"HTTP/1.%d\",\"status\":%d,\"bytes\":%llu,"
+                          "\",\"version\":\"HTTP/%d.%d\",\"status\":%d,\"bytes\":%llu,"
                           "\"duration_ms\":%.3f,\"application\":\"",
-                          r->version_minor, r->status, (unsigned long long)r->bytes_sent,
+                          r->http2 ? 2 : 1, r->http2 ? 0 : r->version_minor, r->status, (unsigned long long)r->bytes_sent,
                           (double)r->duration_us / 1e3);
     k += put_escaped(line + k, 128, r->app_name, strlen(r->app_name), true);
     memcpy(line + k, "\",\"request_id\":\"", 16);

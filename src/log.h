@@ -38,6 +38,7 @@ struct log_request {
     const char *method;      uint32_t method_len;
     const char *target;      uint32_t target_len;
     int version_minor;
+    bool http2;              /* came as an HTTP/2 stream: logged as HTTP/2.0 */
     int status;
     uint64_t bytes_sent;     /* response body bytes */
     const char *referer;     uint32_t referer_len;

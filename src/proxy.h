@@ -30,6 +30,7 @@
 
 struct client;
 struct exchange;
+struct h2_stream;
 struct tls_server;
 
 /* Exchanges waiting for something, oldest first (linked through the
@@ -70,6 +71,8 @@ struct proxy {
     int client_count;
     struct proxy_counters counters;   /* for the metrics: written here only, read by scrapes */
     struct exchange *free_exchanges;  /* recycled: an exchange exists only while a request does */
+    struct h2_stream *free_h2_streams; /* recycled HTTP/2 streams (h2stream.c) */
+    struct buf_pool h2_inputs;        /* their request buffers: a head and a window of DATA */
 
     bool stopping;                    /* graceful stop: no keep-alive, no pooling */
     int64_t last_request_ms;          /* loop time of the last request started */

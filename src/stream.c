@@ -105,6 +105,10 @@ static ssize_t write_clear(struct stream *s, const char *a, size_t alen, const c
 
 ssize_t stream_write(struct stream *s, const char *a, size_t alen, const char *b, size_t blen)
 {
+    if (stream_is_sink(s)) {
+        struct stream_sink *sink = container_of(s, struct stream_sink, s);
+        return sink->write(sink, a, alen, b, blen);
+    }
     if (!s->ssl)
         return write_clear(s, a, alen, b, blen);
     ssize_t n = alen ? tls_write(s->ssl, a, alen) : tls_write(s->ssl, b, blen);

@@ -29,7 +29,28 @@ struct stream {
     int64_t last_activity;        /* loop ms of the last byte either way */
     bool can_read, can_write;
     bool peer_closed;             /* EPOLLRDHUP/HUP/ERR seen: its edge has passed */
+    /* A stream with no socket (io.fd < 0, a struct stream_sink) can put
+     * nothing more into `in` until some of it is taken (its peer's
+     * flow-control window is spent): as good as a full buffer to a reader
+     * waiting for one. */
+    bool input_full;
 };
+
+/* A stream that is not a socket but one stream of a multiplexed
+ * connection (an HTTP/2 stream, h2stream.c): its io.fd is -1, and
+ * stream_write hands the bytes to write(), with stream_write's contract.
+ * Its owner puts what the peer sent into `in` itself and keeps can_read
+ * false, so nothing reads it. A socket's stream pays nothing for this
+ * (stream_write looks at the fd it needs anyway). */
+struct stream_sink {
+    struct stream s;
+    ssize_t (*write)(struct stream_sink *sink, const char *a, size_t alen, const char *b, size_t blen);
+};
+
+static inline bool stream_is_sink(const struct stream *s)
+{
+    return s->io.fd < 0;
+}
 
 /* Records what an epoll event says about the socket. */
 void stream_note_events(struct stream *s, uint32_t events);

@@ -324,6 +324,7 @@ static int adopt(struct worker *w, struct generation *g)
         return rc;
     w->left[w->left_count++] = old;
     release_skipped(g, old);
+    clients_reloaded(&w->proxy);
     release_unused(w);
     log_debug("worker %d: serving the new configuration", w->index);
     return 0;

@@ -85,7 +85,7 @@ def tls_client(port, name, certs, timeout=5, verify=True):
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    ctx.set_alpn_protocols(["http/1.1"])   # these clients speak HTTP/1.1 (test_h2.py speaks h2)
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         return ctx.wrap_socket(raw, server_hostname=name)

@@ -8,7 +8,7 @@
 
 int unit_passed, unit_failed;
 
-#define SUITES(X) X(toml) X(url) X(config) X(http1) X(rewrite) X(exchange) X(balance) X(pool) X(httpclient) X(health) X(alert) X(template) X(loop) X(metrics) X(admin) X(mail) X(smtp) X(app_tls) X(dns) X(tlsserver) X(fuzz)
+#define SUITES(X) X(toml) X(url) X(config) X(http1) X(rewrite) X(exchange) X(balance) X(pool) X(httpclient) X(health) X(alert) X(template) X(loop) X(metrics) X(admin) X(mail) X(smtp) X(app_tls) X(dns) X(tlsserver) X(h2head) X(fuzz)
 #define DECLARE(name) void unit_test_##name(void) __attribute__((weak));
 SUITES(DECLARE)
 

@@ -913,6 +913,23 @@ static void test_email(const char *dir)
 #undef EMAIL_HEAD
 }
 
+/* [server.http2]: off by default, its keys and their bounds. */
+static void test_http2(void)
+{
+    check_ok(APP);
+    CHECK(!cfg.h2_cleartext);
+    CHECK_INT(cfg.h2_max_streams, 100);
+    config_free(&cfg);
+    check_ok("[server.http2]\ncleartext = true\nmax_concurrent_streams = 8\n" APP);
+    CHECK(cfg.h2_cleartext);
+    CHECK_INT(cfg.h2_max_streams, 8);
+    config_free(&cfg);
+    check_one_error("[server.http2]\nmax_concurrent_streams = 0\n" APP, "t.toml:2:26: ");
+    check_error("[server.http2]\nmax_concurrent_streams = 0\n" APP, "out of range");
+    check_one_error("[server.http2]\ncleartext = \"yes\"\n" APP, "t.toml:2:13: ");
+    check_one_error("[server.http2]\nprior_knowledge = true\n" APP, "t.toml:2:1: ");
+}
+
 void unit_test_config(void)
 {
     char dir[] = "/tmp/sluice-config-XXXXXX";
@@ -938,6 +955,7 @@ void unit_test_config(void)
     test_addresses();
     test_webhooks();
     test_email(dir);
+    test_http2();
 
     unlink(cert);
     unlink(key);
