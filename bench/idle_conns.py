@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """idle_conns.py - memory a proxy spends on each idle keep-alive connection.
 
-  idle_conns.py --port P --pid ROOT_PID [--count 5000] [--no-request]
+  idle_conns.py --port P --pid ROOT_PID [--count 5000] [--no-request] [--tls]
 
 Samples the RSS and PSS of ROOT_PID and its descendants, opens COUNT client
 connections to 127.0.0.1:P (each sends one GET / and reads the whole answer,
@@ -14,6 +14,9 @@ that the connections are still open, and prints
 rss_before_kb is the RSS at rest, which holds whatever a proxy allocates up
 front for connections it may get (nginx's worker_connections array, say).
 
+With --tls each connection is HTTPS (TLS 1.3, ALPN http/1.1, the proxy's
+certificate not verified): what an idle TLS connection costs.
+
 Only user-space memory of the proxy is seen (RSS/PSS); kernel socket buffers
 are not, for any of the systems compared.
 """
@@ -22,6 +25,7 @@ import argparse
 import os
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -74,9 +78,26 @@ def still_open(sock):
     if not poller.poll(0):
         return True
     try:
+        if isinstance(sock, ssl.SSLSocket):
+            # no MSG_PEEK through TLS: a read that would block means open
+            sock.setblocking(False)
+            return sock.recv(1) != b""
         return sock.recv(1, socket.MSG_PEEK) != b""
+    except ssl.SSLWantReadError:
+        return True
     except OSError:
         return False
+
+
+def connect(port, tls):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if not tls:
+        return sock
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx.wrap_socket(sock, server_hostname="127.0.0.1")
 
 
 def main():
@@ -86,6 +107,7 @@ def main():
     ap.add_argument("--count", type=int, default=5000)
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait before sampling")
     ap.add_argument("--no-request", action="store_true", help="connect only, send nothing")
+    ap.add_argument("--tls", action="store_true", help="HTTPS connections")
     args = ap.parse_args()
 
     time.sleep(args.settle)
@@ -93,7 +115,7 @@ def main():
     socks = []
     try:
         for i in range(args.count):
-            s = socket.create_connection(("127.0.0.1", args.port), timeout=5)
+            s = connect(args.port, args.tls)
             socks.append(s)
             if not args.no_request:
                 s.sendall(REQUEST)

@@ -22,6 +22,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-50}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+IDLE_TLS_CONNS=${BENCH_IDLE_TLS_CONNS:-2000}
 LARGE_BYTES=${BENCH_LARGE_BYTES:-65536}
 LARGE_PATH="/bytes?n=$LARGE_BYTES"
 SYSCALLS=${BENCH_SYSCALLS:-1}
@@ -588,7 +589,7 @@ measure_h2() {
 }
 
 tls_compare() {
-    local systems=($SYSTEMS) runs=$WORK/runs.tsv meta=$WORK/meta.tsv round i n order system port ka cl h2
+    local systems=($SYSTEMS) runs=$WORK/runs.tsv mem=$WORK/mem.tsv meta=$WORK/meta.tsv round i n order system port ka cl h2 mem_out
     command -v h2load >/dev/null || die "h2load is not installed (run scripts/install-deps)"
     [ -x "$SLUICE" ] || die "--tls needs sluice: no executable at $SLUICE (run \`make all\`)"
     for system in sluice haproxy nginx; do require_free "${LISTEN_PORT[$system]}"; done
@@ -596,6 +597,7 @@ tls_compare() {
     make_certificate
     start_backends
     : >"$runs"
+    : >"$mem"
     n=${#systems[@]}
     for ((round = 1; round <= ROUNDS; round++)); do
         order=()
@@ -604,6 +606,10 @@ tls_compare() {
         for system in "${order[@]}"; do
             port=${LISTEN_PORT[$system]}
             start_system "$system"
+            mem_out=$(taskset -c "$LOAD_CPU" "$PYTHON" "$BENCH_DIR/idle_conns.py" --tls \
+                --port "$port" --pid "$PID" --count "$IDLE_TLS_CONNS") \
+                || die "idle TLS connection memory test failed against $system"
+            printf '%s\t%s\t%s\n' "$round" "$system" "${mem_out// /$'\t'}" >>"$mem"
             warm_up "$port"
             ka=$(measure "$PID" "$port" "$WORK/$system/wrk-https-keepalive-$round.txt" /)
             printf '%s\t%s\thttps-keepalive\t%s\n' "$round" "$system" "$ka" >>"$runs"
@@ -612,19 +618,20 @@ tls_compare() {
             h2=$(measure_h2 "$PID" "$port" "$WORK/$system/h2load-$round.txt")
             printf '%s\t%s\th2\t%s\n' "$round" "$system" "$h2" >>"$runs"
             for r in "$ka" "$cl" "$h2"; do check_run "$system" "$r"; done
-            say "  $system: req/s HTTPS keep-alive $(cut -f2 <<<"$ka"), new TLS connection $(cut -f2 <<<"$cl"), HTTP/2 $(cut -f2 <<<"$h2")"
+            say "  $system: req/s HTTPS keep-alive $(cut -f2 <<<"$ka"), new TLS connection $(cut -f2 <<<"$cl"), HTTP/2 $(cut -f2 <<<"$h2"); $(cut -d' ' -f2 <<<"$mem_out") KB/idle TLS conn"
             stopped "$PID"
         done
     done
-    write_meta "$meta"
+    IDLE_CONNS=$IDLE_TLS_CONNS write_meta "$meta"
     {
         printf 'versions\t%s; %s; %s\n' "$(versions)" "$(h2load --version | head -n1)" "$(openssl version)"
         printf 'parameters\t%s round(s), %s per run, %s connections; one ECDSA P-256 certificate, TLS 1.3 (what wrk and h2load negotiate), ALPN h2 and http/1.1\n' \
             "$ROUNDS" "$DURATION" "$CONNECTIONS"
         printf 'systems\t%s\n' "${systems[*]}"
+        printf 'memory_what\tHTTPS keep-alive\n'
     } >>"$meta"
     : >"$WORK/empty.tsv"
-    "$PYTHON" "$BENCH_DIR/stats.py" report-tls "$runs" "$WORK/empty.tsv" "$WORK/empty.tsv" "$meta" >"$WORK/results-tls.md"
+    "$PYTHON" "$BENCH_DIR/stats.py" report-tls "$runs" "$mem" "$WORK/empty.tsv" "$meta" >"$WORK/results-tls.md"
     sed -i '1s/.*/# sluice benchmark: TLS termination and HTTP\/2/' "$WORK/results-tls.md"
     cp "$WORK/results-tls.md" "$BENCH_DIR/results-tls.md"
     echo

@@ -185,7 +185,8 @@ TLS_TARGETS = [
     for scenario, title in (("https-keepalive", "HTTPS keep-alive"), ("https-close", "new TLS connection"),
                             ("h2", "HTTP/2"))
     for other in ("haproxy", "nginx")
-]
+] + [(f"RSS per idle HTTPS connection, {{idle}} connections, vs {other}", None, "rss", other, 1.0, "×")
+     for other in ("haproxy", "nginx")]
 
 
 def read_tsv(path):
@@ -288,7 +289,7 @@ def _ratio_rows(out, med, blanks):
 def _memory_section(out, mem, systems, meta):
     if not mem:
         return {}
-    out.append(f"## Memory per idle keep-alive connection ({meta.get('idle_conns', '5000')} "
+    out.append(f"## Memory per idle {meta.get('memory_what', 'keep-alive')} connection ({meta.get('idle_conns', '5000')} "
                "connections, one request each, then idle)")
     out.append("")
     out.append("Growth of the proxy's RSS/PSS (all its processes) divided by the connections "
