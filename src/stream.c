@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -103,6 +104,23 @@ static ssize_t write_clear(struct stream *s, const char *a, size_t alen, const c
     return -1;
 }
 
+/* A head and the start of its body in one TLS record (at most 16 KB):
+ * written apart they would cost two records and two system calls. A write
+ * OpenSSL could not finish is retried with the same bytes first (the caller
+ * consumed nothing), which SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows from
+ * this new copy, and perhaps more of the body after them, which a pending
+ * write also allows. */
+static ssize_t write_tls(struct stream *s, const char *a, size_t alen, const char *b, size_t blen)
+{
+    char joined[16384];
+    if (!alen || !blen || alen >= sizeof(joined))
+        return alen ? tls_write(s->ssl, a, alen) : tls_write(s->ssl, b, blen);
+    size_t take = blen < sizeof(joined) - alen ? blen : sizeof(joined) - alen;
+    memcpy(joined, a, alen);
+    memcpy(joined + alen, b, take);
+    return tls_write(s->ssl, joined, alen + take);
+}
+
 ssize_t stream_write(struct stream *s, const char *a, size_t alen, const char *b, size_t blen)
 {
     if (stream_is_sink(s)) {
@@ -111,7 +129,7 @@ ssize_t stream_write(struct stream *s, const char *a, size_t alen, const char *b
     }
     if (!s->ssl)
         return write_clear(s, a, alen, b, blen);
-    ssize_t n = alen ? tls_write(s->ssl, a, alen) : tls_write(s->ssl, b, blen);
+    ssize_t n = write_tls(s, a, alen, b, blen);
     if (n > 0)
         return n;
     if (n == -EAGAIN) {

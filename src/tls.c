@@ -39,6 +39,10 @@ static SSL_CTX *new_client_context(char *err, size_t err_len)
      * write retried after -EAGAIN may come from a buffer that has moved
      * (compacted) as long as the bytes are the same. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* One recv for what the socket holds, not one per record header and
+     * one per body. The TLS session starts only once the plain part of a
+     * dialogue (SMTP's STARTTLS) is over, so no clear byte is read here. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     return ctx;
 }
 
