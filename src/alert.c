@@ -78,6 +78,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -362,6 +363,7 @@ struct delivery {
     int up, total;
     struct smtp_target smtp_target;
     struct smtp_session smtp;
+    uint64_t message_unique;         /* its Message-ID's, drawn at the first attempt */
     /* command */
     pid_t pid;
     int64_t started;                 /* loop ms */
@@ -834,14 +836,33 @@ static void email_done(struct smtp_session *s, bool delivered, bool permanent, c
     delivery_remove(d);
 }
 
+/* A Message-ID's unique part: a number drawn once per process, plus a
+ * count. The pid would not do: every sluice in a container is pid 1, and
+ * two of them alerting in the same millisecond would send the same
+ * Message-ID, which a mailbox may take for one message and drop. */
+static uint64_t email_unique(void)
+{
+    static _Atomic uint64_t base, serial;
+    uint64_t b = atomic_load(&base);
+    if (b == 0) {
+        if (getrandom(&b, sizeof(b), 0) != (ssize_t)sizeof(b))
+            b = (uint64_t)loop_wall_ms() * 1000003u ^ (uint64_t)getpid() << 40;
+        uint64_t none = 0;
+        b |= 1;                          /* never 0, which means "not drawn yet" */
+        if (!atomic_compare_exchange_strong(&base, &none, b))
+            b = none;
+    }
+    return b + atomic_fetch_add(&serial, 1);
+}
+
 static int email_send(struct delivery *d, char *err, size_t err_len)
 {
-    static _Atomic uint64_t serial;    /* over every dispatcher: Message-IDs stay unique */
     struct alert *a = d->alert;
+    if (!d->message_unique)
+        d->message_unique = email_unique();
     d->smtp_target = (struct smtp_target){
         .address = &d->address, .email = &a->cfg->email, .tls = a->email_tls,
-        .helo_name = a->host, .host = a->host,
-        .unique = (uint64_t)getpid() << 32 | (atomic_fetch_add(&serial, 1) & 0xffffffffu),
+        .helo_name = a->host, .host = a->host, .unique = d->message_unique,
     };
     if (smtp_send(&d->smtp, &a->loop, &d->smtp_target, d->events ? d->events : &d->event, d->batched, d->up,
                   d->total, d->test != NULL, email_done) < 0) {
