@@ -7,8 +7,8 @@
  * command, email). Workers never wait for any of it: if the pipe ever
  * filled up, pool.c logs the lost transition and the worker carries on.
  *
- * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
- * kind (webhook, command, email) run at
+ * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX to
+ * each webhook, and of the commands and of the emails, run at
  * once (a mass outage must not fork a thousand shells); the rest wait in
  * order. A failed attempt waits 1 s, then 2 s, before the next; the third
  * failure is final. Each failure and the final give-up is logged. The list
@@ -332,6 +332,7 @@ struct hook {
     struct url url;
     char name[160];                      /* for logs and test results: no path, which may hold a secret */
     struct batch batch;                  /* chat only */
+    int running;                         /* its deliveries in progress */
 };
 
 /* One alert to one target; owned by the dispatcher's list. */
@@ -394,7 +395,8 @@ struct alert {
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[ALERT_TARGET_COUNT]; /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT]; /* per delivery_kind (webhooks: hook->running
+                                        counts); a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */
@@ -529,8 +531,11 @@ static void command_kill_and_reap(pid_t pid)
 /* Leaves the running phase, freeing a slot for the next delivery. */
 static void delivery_settle(struct delivery *d, enum delivery_phase next)
 {
-    if (d->phase == DELIVERY_RUNNING)
+    if (d->phase == DELIVERY_RUNNING) {
         d->alert->running[d->kind]--;
+        if (d->hook)
+            d->hook->running--;
+    }
     d->phase = next;
 }
 
@@ -1025,23 +1030,31 @@ static void delivery_attempt(struct delivery *d)
     d->attempts++;
     d->phase = DELIVERY_RUNNING;
     d->alert->running[d->kind]++;
+    if (d->hook)
+        d->hook->running++;
     int rc = d->kind == DELIVERY_COMMAND ? command_attempt(d, err, sizeof(err))
                                          : delivery_resolve(d, err, sizeof(err));
     if (rc < 0)
         delivery_failed(d, err);
 }
 
+/* Webhooks are counted per receiver: one that hangs (every try waits out
+ * its timeout) must not hold back the alerts of the others, a dead chat
+ * webhook those of PagerDuty. */
+static bool slot_free(const struct alert *a, const struct delivery *d)
+{
+    if (d->kind == DELIVERY_WEBHOOK)
+        return d->hook->running < ALERT_RUNNING_MAX;
+    return a->running[d->kind] < ALERT_RUNNING_MAX;
+}
+
 /* Starts queued deliveries, oldest first, while slots are free. */
 static void alert_pump(struct alert *a)
 {
-    struct delivery *d = a->head;
-    while (d && (a->running[DELIVERY_WEBHOOK] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_EMAIL] < ALERT_RUNNING_MAX)) {
-        struct delivery *next = d->next;    /* d may be freed by a failed start */
-        if (d->phase == DELIVERY_QUEUED && a->running[d->kind] < ALERT_RUNNING_MAX)
+    for (struct delivery *d = a->head, *next; d; d = next) {
+        next = d->next;    /* d may be freed by a failed start */
+        if (d->phase == DELIVERY_QUEUED && slot_free(a, d))
             delivery_attempt(d);
-        d = next;
     }
 }
 
