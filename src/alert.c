@@ -343,6 +343,7 @@ struct delivery {
     enum delivery_phase phase;
     int attempts;                    /* made so far */
     bool delivered;
+    bool urgent;                     /* all_down or restored: started first */
     struct loop_timer timer;         /* backoff wait, or a running command's poll */
     struct alert_event event;
     int batched;                     /* changes in one message, else 1 */
@@ -1038,6 +1039,11 @@ static void delivery_attempt(struct delivery *d)
         delivery_failed(d, err);
 }
 
+static bool is_service_event(const struct alert_event *e)
+{
+    return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
+}
+
 /* Webhooks are counted per receiver: one that hangs (every try waits out
  * its timeout) must not hold back the alerts of the others, a dead chat
  * webhook those of PagerDuty. */
@@ -1048,13 +1054,17 @@ static bool slot_free(const struct alert *a, const struct delivery *d)
     return a->running[d->kind] < ALERT_RUNNING_MAX;
 }
 
-/* Starts queued deliveries, oldest first, while slots are free. */
+/* Starts queued deliveries while slots are free: the urgent ones (all_down,
+ * restored) first, so that a burst of changes queued before them never
+ * holds them back, then the rest, oldest first. */
 static void alert_pump(struct alert *a)
 {
-    for (struct delivery *d = a->head, *next; d; d = next) {
-        next = d->next;    /* d may be freed by a failed start */
-        if (d->phase == DELIVERY_QUEUED && slot_free(a, d))
-            delivery_attempt(d);
+    for (int pass = 0; pass < 2; pass++) {
+        for (struct delivery *d = a->head, *next; d; d = next) {
+            next = d->next;    /* d may be freed by a failed start */
+            if (d->phase == DELIVERY_QUEUED && (pass || d->urgent) && slot_free(a, d))
+                delivery_attempt(d);
+        }
     }
 }
 
@@ -1092,6 +1102,7 @@ static struct delivery *delivery_make(struct alert *a, enum delivery_kind kind, 
     d->hook = hook;
     d->event = *e;
     d->batched = 1;
+    d->urgent = is_service_event(e);
     d->request = request;
     d->request_len = request ? strlen(request) : 0;
     d->up = e->up;
@@ -1138,6 +1149,7 @@ static void batch_flush(struct batch *b)
     }
     if (d) {
         d->batched = b->count;
+        d->urgent = is_service_event(&b->events[b->count - 1]);   /* what flushed it */
         delivery_queue(a, d);
     }
     b->count = 0;
@@ -1154,11 +1166,6 @@ static void batch_init(struct batch *b, struct alert *a, struct hook *hook)
     b->alert = a;
     b->hook = hook;
     loop_timer_init(&b->timer, batch_on_timer);
-}
-
-static bool is_service_event(const struct alert_event *e)
-{
-    return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
 }
 
 /* Holds e for the batch window that the first change held opened. The
