@@ -835,6 +835,7 @@ int main(int argc, char **argv)
     if (o.test_alert) {
         signal(SIGPIPE, SIG_IGN);
         rc = test_alert_run(cfg, stdout, TEST_ALERT_WAIT_MS);
+        dns_answers_free(&rt.answers);
         generations_free(rt.newest);
         return rc;
     }

@@ -429,7 +429,7 @@ def test_message_ids_differ_between_processes_with_the_same_pid(smtp_servers, tm
     """Every sluice in a container is pid 1: two of them must still give
     their messages different Message-IDs, or a mailbox may keep one."""
     import shutil
-    from conftest import SLUICE_BIN, build_config, require_binaries
+    from conftest import SLUICE_BIN, build_config, require_binaries, sluice_env
     if not shutil.which("unshare") or subprocess.run(
             ["unshare", "--pid", "--fork", "true"], capture_output=True, timeout=10).returncode:
         pytest.skip("needs unshare --pid (root)")
@@ -441,7 +441,7 @@ def test_message_ids_differ_between_processes_with_the_same_pid(smtp_servers, tm
     for _ in range(2):
         r = subprocess.run(["unshare", "--pid", "--fork", str(SLUICE_BIN), "--test-alert", "-c",
                             str(config)], capture_output=True, text=True, timeout=scaled(30),
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, env=sluice_env())
         assert r.returncode == 0, (r.stdout, r.stderr)
     ids = [m["msg"]["Message-ID"] for m in server.inbox.snapshot()]
     assert len(ids) == 2, ids
