@@ -7,8 +7,8 @@
  * command, email). Workers never wait for any of it: if the pipe ever
  * filled up, pool.c logs the lost transition and the worker carries on.
  *
- * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX of each
- * kind (webhook, command, email) run at
+ * Deliveries. A list, oldest first, of which at most ALERT_RUNNING_MAX to
+ * each webhook, and of the commands and of the emails, run at
  * once (a mass outage must not fork a thousand shells); the rest wait in
  * order. A failed attempt waits 1 s, then 2 s, before the next; the third
  * failure is final. Each failure and the final give-up is logged. The list
@@ -78,6 +78,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -331,6 +332,7 @@ struct hook {
     struct url url;
     char name[160];                      /* for logs and test results: no path, which may hold a secret */
     struct batch batch;                  /* chat only */
+    int running;                         /* its deliveries in progress */
 };
 
 /* One alert to one target; owned by the dispatcher's list. */
@@ -341,6 +343,7 @@ struct delivery {
     enum delivery_phase phase;
     int attempts;                    /* made so far */
     bool delivered;
+    bool urgent;                     /* all_down or restored: started first */
     struct loop_timer timer;         /* backoff wait, or a running command's poll */
     struct alert_event event;
     int batched;                     /* changes in one message, else 1 */
@@ -362,6 +365,7 @@ struct delivery {
     int up, total;
     struct smtp_target smtp_target;
     struct smtp_session smtp;
+    uint64_t message_unique;         /* its Message-ID's, drawn at the first attempt */
     /* command */
     pid_t pid;
     int64_t started;                 /* loop ms */
@@ -392,7 +396,8 @@ struct alert {
     struct delivery *head, *tail;
     int pending;
     struct lookup *orphans;          /* abandoned lookups glibc still holds */
-    int running[ALERT_TARGET_COUNT]; /* per delivery_kind: a hung webhook must not
+    int running[ALERT_TARGET_COUNT]; /* per delivery_kind (webhooks: hook->running
+                                        counts); a hung webhook must not
                                         hold back the commands, nor the reverse */
     uint32_t *states;                /* this thread's copy of each app->state,
                                         pool->count; owned */
@@ -527,8 +532,11 @@ static void command_kill_and_reap(pid_t pid)
 /* Leaves the running phase, freeing a slot for the next delivery. */
 static void delivery_settle(struct delivery *d, enum delivery_phase next)
 {
-    if (d->phase == DELIVERY_RUNNING)
+    if (d->phase == DELIVERY_RUNNING) {
         d->alert->running[d->kind]--;
+        if (d->hook)
+            d->hook->running--;
+    }
     d->phase = next;
 }
 
@@ -834,14 +842,33 @@ static void email_done(struct smtp_session *s, bool delivered, bool permanent, c
     delivery_remove(d);
 }
 
+/* A Message-ID's unique part: a number drawn once per process, plus a
+ * count. The pid would not do: every sluice in a container is pid 1, and
+ * two of them alerting in the same millisecond would send the same
+ * Message-ID, which a mailbox may take for one message and drop. */
+static uint64_t email_unique(void)
+{
+    static _Atomic uint64_t base, serial;
+    uint64_t b = atomic_load(&base);
+    if (b == 0) {
+        if (getrandom(&b, sizeof(b), 0) != (ssize_t)sizeof(b))
+            b = (uint64_t)loop_wall_ms() * 1000003u ^ (uint64_t)getpid() << 40;
+        uint64_t none = 0;
+        b |= 1;                          /* never 0, which means "not drawn yet" */
+        if (!atomic_compare_exchange_strong(&base, &none, b))
+            b = none;
+    }
+    return b + atomic_fetch_add(&serial, 1);
+}
+
 static int email_send(struct delivery *d, char *err, size_t err_len)
 {
-    static _Atomic uint64_t serial;    /* over every dispatcher: Message-IDs stay unique */
     struct alert *a = d->alert;
+    if (!d->message_unique)
+        d->message_unique = email_unique();
     d->smtp_target = (struct smtp_target){
         .address = &d->address, .email = &a->cfg->email, .tls = a->email_tls,
-        .helo_name = a->host, .host = a->host,
-        .unique = (uint64_t)getpid() << 32 | (atomic_fetch_add(&serial, 1) & 0xffffffffu),
+        .helo_name = a->host, .host = a->host, .unique = d->message_unique,
     };
     if (smtp_send(&d->smtp, &a->loop, &d->smtp_target, d->events ? d->events : &d->event, d->batched, d->up,
                   d->total, d->test != NULL, email_done) < 0) {
@@ -1004,23 +1031,40 @@ static void delivery_attempt(struct delivery *d)
     d->attempts++;
     d->phase = DELIVERY_RUNNING;
     d->alert->running[d->kind]++;
+    if (d->hook)
+        d->hook->running++;
     int rc = d->kind == DELIVERY_COMMAND ? command_attempt(d, err, sizeof(err))
                                          : delivery_resolve(d, err, sizeof(err));
     if (rc < 0)
         delivery_failed(d, err);
 }
 
-/* Starts queued deliveries, oldest first, while slots are free. */
+static bool is_service_event(const struct alert_event *e)
+{
+    return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
+}
+
+/* Webhooks are counted per receiver: one that hangs (every try waits out
+ * its timeout) must not hold back the alerts of the others, a dead chat
+ * webhook those of PagerDuty. */
+static bool slot_free(const struct alert *a, const struct delivery *d)
+{
+    if (d->kind == DELIVERY_WEBHOOK)
+        return d->hook->running < ALERT_RUNNING_MAX;
+    return a->running[d->kind] < ALERT_RUNNING_MAX;
+}
+
+/* Starts queued deliveries while slots are free: the urgent ones (all_down,
+ * restored) first, so that a burst of changes queued before them never
+ * holds them back, then the rest, oldest first. */
 static void alert_pump(struct alert *a)
 {
-    struct delivery *d = a->head;
-    while (d && (a->running[DELIVERY_WEBHOOK] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_COMMAND] < ALERT_RUNNING_MAX ||
-                 a->running[DELIVERY_EMAIL] < ALERT_RUNNING_MAX)) {
-        struct delivery *next = d->next;    /* d may be freed by a failed start */
-        if (d->phase == DELIVERY_QUEUED && a->running[d->kind] < ALERT_RUNNING_MAX)
-            delivery_attempt(d);
-        d = next;
+    for (int pass = 0; pass < 2; pass++) {
+        for (struct delivery *d = a->head, *next; d; d = next) {
+            next = d->next;    /* d may be freed by a failed start */
+            if (d->phase == DELIVERY_QUEUED && (pass || d->urgent) && slot_free(a, d))
+                delivery_attempt(d);
+        }
     }
 }
 
@@ -1058,6 +1102,7 @@ static struct delivery *delivery_make(struct alert *a, enum delivery_kind kind, 
     d->hook = hook;
     d->event = *e;
     d->batched = 1;
+    d->urgent = is_service_event(e);
     d->request = request;
     d->request_len = request ? strlen(request) : 0;
     d->up = e->up;
@@ -1104,6 +1149,7 @@ static void batch_flush(struct batch *b)
     }
     if (d) {
         d->batched = b->count;
+        d->urgent = is_service_event(&b->events[b->count - 1]);   /* what flushed it */
         delivery_queue(a, d);
     }
     b->count = 0;
@@ -1120,11 +1166,6 @@ static void batch_init(struct batch *b, struct alert *a, struct hook *hook)
     b->alert = a;
     b->hook = hook;
     loop_timer_init(&b->timer, batch_on_timer);
-}
-
-static bool is_service_event(const struct alert_event *e)
-{
-    return strcmp(e->event, "all_down") == 0 || strcmp(e->event, "restored") == 0;
 }
 
 /* Holds e for the batch window that the first change held opened. The

@@ -1486,6 +1486,12 @@ static char *expand_environment(const char *text, char *why, size_t why_len)
             break;
         }
         char var[128];
+        if (n >= sizeof(var)) {
+            /* Cut short, it would name another variable. */
+            snprintf(why, why_len, "the environment variable name %.20s... is longer than %zu characters",
+                     name, sizeof(var) - 1);
+            break;
+        }
         snprintf(var, sizeof(var), "%.*s", (int)n, name);
         const char *value = getenv(var);
         if (!value) {
@@ -1503,11 +1509,13 @@ static char *expand_environment(const char *text, char *why, size_t why_len)
     return out;
 }
 
-/* A value that goes into a request head as it is. */
+/* A value that goes into a request head as it is: RFC 9110 section 5.5
+ * allows no control character but HTAB in a field value, and CR or LF
+ * would start a header of the environment's choosing. */
 static bool header_value_ok(const char *text)
 {
     for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        if (*p == '\r' || *p == '\n')
+        if ((*p < ' ' && *p != '\t') || *p == 0x7f)
             return false;
     return true;
 }
@@ -1540,7 +1548,8 @@ static void store_expanded(struct loader *ld, const struct toml_value *v, char *
         return;
     }
     if (!header_value_ok(expanded)) {
-        value_error(ld, v, "must not contain CR or LF (after reading the environment)");
+        value_error(ld, v, "must not contain CR, LF or other control characters (after reading "
+                    "the environment)");
         free(expanded);
         return;
     }

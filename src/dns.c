@@ -59,12 +59,17 @@ bool dns_addresses_add(struct dns_addresses *set, const struct sockaddr *addr)
         at++;
     if (at < set->count && address_compare(&set->addr[at], &one) == 0)
         return true;
-    if (set->count == DNS_ADDRESSES_MAX)
+    /* Full: the lowest addresses are kept, whatever order they came in.
+     * Keeping the first ones instead would take a different part of a
+     * rotating answer each time, and every refresh would look like a change. */
+    bool full = set->count == DNS_ADDRESSES_MAX;
+    if (full && at == set->count)
         return false;
-    memmove(&set->addr[at + 1], &set->addr[at], (size_t)(set->count - at) * sizeof(set->addr[0]));
+    int moved = (full ? set->count - 1 : set->count) - at;
+    memmove(&set->addr[at + 1], &set->addr[at], (size_t)moved * sizeof(set->addr[0]));
     set->addr[at] = one;
-    set->count++;
-    return true;
+    set->count += !full;
+    return !full;
 }
 
 bool dns_addresses_equal(const struct dns_addresses *a, const struct dns_addresses *b)
@@ -235,10 +240,26 @@ static void free_apps(struct config_app *apps, int count)
     free(apps);
 }
 
+/* The application that already has address (ip:port), among cfg's
+ * literal ones and the members made so far; NULL when none. */
+static const struct config_app *address_holder(const struct config *cfg, const struct config_app *made,
+                                               int count, const char *address)
+{
+    for (int i = 0; i < cfg->app_count; i++)
+        if (!cfg->apps[i].by_name && strcmp(cfg->apps[i].address.text, address) == 0)
+            return &cfg->apps[i];
+    for (int i = 0; i < count; i++)
+        if (strcmp(made[i].address.text, address) == 0)
+            return &made[i];
+    return NULL;
+}
+
 /* The template's settings with one of its name's addresses. false when
- * the member is left out (its name does not fit) or memory ran out (*rc). */
+ * the member is left out (its name does not fit, or its address is
+ * another application's) or memory ran out (*rc). */
 static bool make_member(struct config_app *member, const struct config_app *group,
-                        const struct sockaddr_storage *addr, int *rc)
+                        const struct sockaddr_storage *addr, const struct config *cfg, int made,
+                        int *rc)
 {
     *member = *group;
     member->host = member->ca_file = member->sni = NULL;
@@ -251,6 +272,15 @@ static bool make_member(struct config_app *member, const struct config_app *grou
         member->address.addr_len = sizeof(struct sockaddr_in6);
     }
     config_format_address(&member->address.addr, member->address.text, sizeof(member->address.text));
+    /* One address, one application: a second one there would double its
+     * share of the traffic and of the checks, and split its max_requests. */
+    const struct config_app *holder =
+        address_holder(cfg, member - made, made, member->address.text);   /* made before it */
+    if (holder) {
+        log_warn("dns: %s: %s is already application %s; left out of %s", group->host,
+                 member->address.text, holder->name, group->name);
+        return false;
+    }
     memcpy(member->group, group->name, sizeof(member->group));
     if (dns_member_name(group->name, &member->address, member->name, sizeof(member->name)) < 0) {
         log_warn("dns: %s: %s@%s would be longer than %zu characters: that address is left out "
@@ -284,7 +314,7 @@ int dns_expand(struct config *cfg, const struct dns_answers *answers)
         }
         const struct dns_answer *a = dns_answers_find(answers, app->host);
         for (int k = 0; k < a->set.count && rc == 0; k++)
-            count += make_member(&apps[count], app, &a->set.addr[k], &rc);
+            count += make_member(&apps[count], app, &a->set.addr[k], cfg, count, &rc);
     }
     if (rc < 0) {
         free_apps(apps, count);

@@ -41,7 +41,10 @@ struct dns_answers {
     struct dns_answer *items;
 };
 
-/* Adds an address (its port is dropped); false when the set is full. */
+/* Adds an address (its port is dropped). A full set keeps its lowest
+ * addresses (family, then bytes), so that a set made from more than
+ * DNS_ADDRESSES_MAX addresses is the same in whatever order they came;
+ * false when that left one out. */
 bool dns_addresses_add(struct dns_addresses *set, const struct sockaddr *addr);
 bool dns_addresses_equal(const struct dns_addresses *a, const struct dns_addresses *b);
 /* "+10.0.0.7 -10.0.0.5": what changed from before to after, into text.
@@ -63,7 +66,8 @@ int dns_member_name(const char *group, const struct config_address *address, cha
 
 /* Replaces each host-name application of cfg by one application per
  * address in answers (every name must be known). A member whose name
- * would not fit is left out, with a warning. 0, -ENOMEM, -ENOENT (a name
+ * would not fit is left out, with a warning, and so is one whose ip:port
+ * is already a literal application's or an earlier member's. 0, -ENOMEM, -ENOENT (a name
  * without an answer) or -E2BIG (past CONFIG_MAX_APPS); cfg is unchanged
  * on failure. */
 int dns_expand(struct config *cfg, const struct dns_answers *answers);

@@ -80,10 +80,51 @@ static size_t utf8_prefix(const unsigned char *s, size_t len, size_t room)
     return n ? n : room;    /* not UTF-8 at all: cut anywhere rather than loop */
 }
 
+/* RFC 5322 section 2.1.1: a header line SHOULD stay within 78 octets and
+ * MUST within 998. */
+#define HEADER_LINE_SHOULD 78
+#define HEADER_LINE_MUST 998
+
+/* The longest run of s that folding cannot split: spaces, then the word
+ * after them. */
+static size_t longest_unfoldable(const char *s)
+{
+    size_t longest = 0;
+    for (size_t i = 0; s[i];) {
+        size_t n = strspn(s + i, " ");
+        n += strcspn(s + i + n, " ");
+        longest = n > longest ? n : longest;
+        i += n;
+    }
+    return longest;
+}
+
+/* Printable ASCII folded (CRLF before a space, section 3.2.2) so that
+ * lines stay within 78 octets where the words allow it. A fold never
+ * leaves a line of white space alone: it goes before spaces that a word
+ * follows. */
+static void fold_ascii_into(struct text *t, const char *value, size_t used)
+{
+    size_t line = used;
+    for (size_t i = 0; value[i];) {
+        size_t spaces = strspn(value + i, " ");
+        size_t word = strcspn(value + i + spaces, " ");
+        if (i > 0 && word > 0 && line + spaces + word > HEADER_LINE_SHOULD) {
+            text_puts(t, "\r\n");
+            line = 0;
+        }
+        text_put(t, value + i, spaces + word);
+        line += spaces + word;
+        i += spaces + word;
+    }
+}
+
 static void encode_header_into(struct text *t, const char *value, size_t used)
 {
-    if (printable_ascii(value)) {
-        text_puts(t, value);
+    /* Words too long for any fold go as encoded-words, which may be cut
+     * anywhere. */
+    if (printable_ascii(value) && used + longest_unfoldable(value) < HEADER_LINE_MUST) {
+        fold_ascii_into(t, value, used);
         return;
     }
     const unsigned char *p = (const unsigned char *)value;
@@ -384,7 +425,10 @@ static void headers_into(struct text *t, const struct mail_params *p, const stru
     text_printf(t, "From: %s\r\nTo: ", p->from);
     for (int i = 0; i < p->to_count; i++)
         text_printf(t, "%s%s", i ? ",\r\n " : "", p->to[i]);
-    text_printf(t, "\r\nMessage-ID: <%llx.%llx@%s>\r\n", (unsigned long long)p->now_ms,
+    /* The first change's time, not the clock: a message sent again after
+     * a lost reply to its "." keeps its Message-ID, so that the mailbox
+     * can tell the copy (RFC 5322 section 3.6.4). */
+    text_printf(t, "\r\nMessage-ID: <%llx.%llx@%s>\r\n", (unsigned long long)events[0].time_ms,
                 (unsigned long long)p->unique, domain ? domain : p->host);
     struct text subject = {0};
     if (p->subject_template)

@@ -31,8 +31,9 @@ struct mail_params {
     const char *host;                /* this machine's name, for the body and
                                         the Message-ID when from has no domain */
     int64_t now_ms;                  /* Date: wall clock, ms since the epoch */
-    uint64_t unique;                 /* the Message-ID's unique part (a counter
-                                        mixed with the pid and time by the caller) */
+    uint64_t unique;                 /* the Message-ID's unique part (a count
+                                        from a per-process random start), the
+                                        same for every attempt at one message */
     bool eightbit;                   /* the server advertised 8BITMIME */
     bool test;                       /* a test message, marked as such */
     const char *subject_template;    /* [alerts.email] subject, or NULL */
@@ -48,9 +49,11 @@ char *mail_build(const struct mail_params *p, const struct alert_event *events, 
  * encoding). Returns the length, or -1 when it does not fit in cap. */
 int mail_subject(char *out, size_t cap, const struct alert_event *events, int n, bool test);
 
-/* value as an RFC 2047 header value: itself when it is printable ASCII,
- * else "=?UTF-8?B?...?=" words of at most 75 characters, folded onto
- * continuation lines (CRLF SP) so that no line grows past 78 characters.
+/* value as a header value: itself when it is printable ASCII, folded
+ * before spaces (CRLF SP) where a line would pass 78 characters; else
+ * (or when a word is too long for any line of 998) RFC 2047
+ * "=?UTF-8?B?...?=" words of at most 75 characters, folded onto
+ * continuation lines so that no line grows past 78 characters.
  * `used` is how much of the first line the field name has taken. Returns
  * the length, as snprintf does (out is always terminated). */
 size_t mail_encode_header(char *out, size_t cap, const char *value, size_t used);

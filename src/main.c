@@ -611,22 +611,33 @@ static int publish_generation(struct runtime *rt, struct generation *next, char 
     return 0;
 }
 
-/* Builds from the file, publishes and retires: 0, or -1 with what went
- * wrong in errors ("FILE:LINE:COL: message" lines) while the previous
- * generation keeps serving. Called with the generations lock held. */
-static int reload_generation(struct runtime *rt, char *errors, size_t errors_len)
+/* The next generation from the file, its names resolved: NULL with what
+ * went wrong in errors ("FILE:LINE:COL: message" lines). Called without
+ * the generations lock: resolving may wait seconds on a slow DNS server,
+ * and the admin thread must not wait that long to answer. rt->answers is
+ * this thread's alone. */
+static struct generation *load_generation(struct runtime *rt, struct dns_answers *answers, char *errors,
+                                          size_t errors_len)
 {
     struct generation *next = generation_new();
-    struct dns_answers answers;
     if (!next) {
         snprintf(errors, errors_len, "out of memory\n");
-        return -1;
+        return NULL;
     }
     if (load_config(rt->options, &next->cfg, errors, errors_len) < 0 ||
-        resolve_names(&next->cfg, &rt->answers, &answers, errors, errors_len) < 0) {
+        resolve_names(&next->cfg, &rt->answers, answers, errors, errors_len) < 0) {
         generations_free(next);
-        return -1;
+        return NULL;
     }
+    return next;
+}
+
+/* Publishes next (from load_generation) and retires the newest: 0, or -1
+ * with what went wrong in errors while the previous generation keeps
+ * serving. Called with the generations lock held. */
+static int reload_generation(struct runtime *rt, struct generation *next, struct dns_answers answers,
+                             char *errors, size_t errors_len)
+{
     if (publish_generation(rt, next, errors, errors_len) < 0) {
         dns_answers_free(&answers);
         return -1;
@@ -645,9 +656,11 @@ static void reload(struct runtime *rt, bool from_api)
 {
     static char errors[ERRORS_MAX];
     errors[0] = '\0';
+    struct dns_answers answers = {0};
+    struct generation *next = load_generation(rt, &answers, errors, sizeof(errors));
     pthread_mutex_lock(&rt->generations_lock);
     struct generation *before = rt->newest;
-    if (reload_generation(rt, errors, sizeof(errors)) < 0) {
+    if (!next || reload_generation(rt, next, answers, errors, sizeof(errors)) < 0) {
         pthread_mutex_unlock(&rt->generations_lock);
         log_lines(LOG_ERROR, "reload: ", errors);
         log_error("reload: %s has errors; still serving the previous configuration", rt->options->config_path);

@@ -72,7 +72,7 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     q->ttl_ms = -1;
     for (struct ares_addrinfo_node *n = res ? res->nodes : NULL; n && status == ARES_SUCCESS;
          n = n->ai_next) {
-        dns_addresses_add(&q->set, n->ai_addr);     /* past DNS_ADDRESSES_MAX: ignored */
+        dns_addresses_add(&q->set, n->ai_addr);     /* past DNS_ADDRESSES_MAX: the lowest kept */
         int64_t ttl_ms = (int64_t)(n->ai_ttl > 0 ? n->ai_ttl : 0) * 1000;
         if (q->ttl_ms < 0 || ttl_ms < q->ttl_ms)
             q->ttl_ms = ttl_ms;

@@ -307,7 +307,9 @@ enum smtp_next smtp_dialogue_feed(struct smtp_dialogue *d, const char *line, siz
     if ((d->state == SMTP_EHLO || d->state == SMTP_EHLO_SECURED) && d->reply_lines > 0 && len > 4)
         learn_extension(d, d->last + 4);
     if (sep == '-') {
-        d->reply_lines++;
+        if (++d->reply_lines >= SMTP_REPLY_LINES_MAX)
+            return fail(d, out, cap, false, "%s: a reply of more than %d lines", step_names[d->state],
+                        SMTP_REPLY_LINES_MAX);
         return SMTP_NEXT_READ;
     }
     d->reply_lines = 0;
@@ -540,7 +542,7 @@ static int session_start_tls(struct smtp_session *s)
     if (!s->ssl)
         return session_fail(s, "cannot start TLS: out of memory");
     s->handshaking = true;
-    s->in_len = 0;        /* see the top of the file: nothing read in the clear counts */
+    s->in_len = s->line_len = 0;   /* see the top of the file: nothing read in the clear counts */
     return session_arm(s, SMTP_CONNECT_TIMEOUT_MS);
 }
 
@@ -574,10 +576,13 @@ static int session_take_lines(struct smtp_session *s, const char *buf, size_t le
         if (buf[i] != '\n') {
             if (s->in_len < sizeof(s->in) - 1)
                 s->in[s->in_len++] = buf[i];
+            if (++s->line_len > SMTP_LINE_LIMIT)
+                return session_fail(s, "%s: a reply line longer than %d octets",
+                                    step_names[s->dialogue.state], SMTP_LINE_LIMIT);
             continue;
         }
         size_t n = s->in_len > 0 && s->in[s->in_len - 1] == '\r' ? s->in_len - 1 : s->in_len;
-        s->in_len = 0;
+        s->in_len = s->line_len = 0;
         enum smtp_next next = smtp_dialogue_feed(&s->dialogue, s->in, n, s->command,
                                                  sizeof(s->command));
         if (session_act(s, next) < 0)
@@ -691,7 +696,7 @@ int smtp_send(struct smtp_session *s, struct loop *loop, const struct smtp_targe
     s->test = test;
     s->done = done;
     s->connected = s->handshaking = false;
-    s->in_len = 0;
+    s->in_len = s->line_len = 0;
     s->command[0] = '\0';
     s->out = NULL;
     s->out_len = s->out_sent = 0;

@@ -43,6 +43,12 @@
 #define SMTP_END_TIMEOUT_MS 60000
 
 #define SMTP_REPLY_MAX 512           /* a reply line kept for messages; longer ones are cut */
+/* What a server may send before its reply is refused as garbage (a
+ * reply is read to its end before anything else runs on the loop): RFC
+ * 5321 section 4.5.3.1.5 allows 512 octets a line, and an EHLO reply
+ * lists a dozen extensions. */
+#define SMTP_LINE_LIMIT 4096
+#define SMTP_REPLY_LINES_MAX 100
 #define SMTP_REASON_MAX 640
 #define SMTP_COMMAND_MAX 1024        /* one command line we send, CRLF included */
 
@@ -159,6 +165,7 @@ struct smtp_session {
     struct smtp_dialogue dialogue;
     char in[SMTP_REPLY_MAX + 2];     /* the reply line being read */
     size_t in_len;                   /* a longer line keeps its start only */
+    size_t line_len;                 /* the whole line's, up to SMTP_LINE_LIMIT */
     char command[SMTP_COMMAND_MAX];
     char *out;                       /* what is being sent: command or message */
     size_t out_len, out_sent;

@@ -264,3 +264,74 @@ def test_check_errors_have_line_and_column(tmp_path):
     for w in want:
         assert any(e.startswith(w) for e in errors), (w, errors)
     assert len(errors) == len(want), errors
+
+
+def test_a_hung_webhook_does_not_hold_back_another(sluice, webhook, raw_app):
+    """Eleven alerts (five drains, each to draining then maintenance, and
+    all_down) to a receiver that accepts connections and never answers, and
+    to one that answers: the second gets every alert at once, not after
+    the first one's timeouts (5 s) free room for them."""
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)                                   # connections complete; nothing is read
+    try:
+        app = raw_app(lambda sock, head, rest: None)
+        admin = free_port()
+        apps = [{"name": "a%d" % i, "ip": "127.0.0.1", "port": app.port} for i in range(5)]
+        start(sluice, apps, [{"url": "http://127.0.0.1:%d/hung" % hung.getsockname()[1], "format": "json"},
+                             {"url": url(webhook, "/good"), "format": "json"}],
+              sections={"admin": {"listen": "127.0.0.1:%d" % admin}})
+        began = time.monotonic()
+        for i in range(5):
+            r = http_request(admin, "POST", "/api/applications/a%d/drain?force=1" % i)
+            assert r.status == 200, r
+        assert wait_until(lambda: len(at(webhook, "/good")) >= 11, 10), at(webhook, "/good")
+        took = time.monotonic() - began
+        events = [(e["json"]["application"], e["json"]["state"]) for e in at(webhook, "/good")]
+        assert ("*", "down") in events and ("a4", "maintenance") in events, events
+        assert took < 4.0, "the answering webhook waited %.1f s behind the hung one: %r" % (took, events)
+    finally:
+        hung.close()
+
+
+def test_all_down_goes_before_the_changes_queued_ahead_of_it(sluice, raw_app):
+    """Forty changes (twenty drains) to a receiver that takes 2 s an
+    answer, eight at a time: all_down, queued behind most of them, is
+    started as soon as a slot frees, not in the fourth round."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    arrivals = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            arrivals.append((time.monotonic(), json.loads(body)["event"]))
+            time.sleep(2)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        app = raw_app(lambda sock, head, rest: None)
+        admin = free_port()
+        apps = [{"name": "a%d" % i, "ip": "127.0.0.1", "port": app.port} for i in range(20)]
+        start(sluice, apps, [{"url": "http://127.0.0.1:%d/slow" % server.server_address[1], "format": "json"}],
+              sections={"admin": {"listen": "127.0.0.1:%d" % admin}})
+        for i in range(20):
+            r = http_request(admin, "POST", "/api/applications/a%d/drain?force=1" % i)
+            assert r.status == 200, r
+        drained = time.monotonic()
+        assert wait_until(lambda: any(e == "all_down" for _, e in list(arrivals)), 15), arrivals
+        when = next(t for t, e in arrivals if e == "all_down")
+        ahead = sum(1 for t, e in arrivals if t < when)
+        assert when - drained < 3.0, "all_down waited %.1f s behind %d changes" % (when - drained, ahead)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

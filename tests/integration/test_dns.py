@@ -338,3 +338,31 @@ def test_a_reload_while_the_dns_is_down_keeps_the_last_good_answer(registry, slu
         s.stderr()[mark:]
     seen = collections.Counter(get(s.port, "/").backend for _ in range(20))
     assert seen["b2"] > 0 and seen["b3"] > 0, seen
+
+
+def test_the_admin_api_answers_while_a_reload_waits_for_the_dns(registry, sluice, dns, apps):
+    """A reload resolves the file's names before it takes the lock the
+    admin thread reads the applications under: a DNS server that does not
+    answer makes the reload slow, never the admin API."""
+    admin_port = free_port()
+    dns.start(["127.0.0.2"])
+    s = start_sluice(sluice, dns, apps, admin_port=admin_port)
+    dns.stop()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)     # takes queries, never answers
+    silent.bind(("127.0.0.1", dns.port))
+    try:
+        mark = len(s.stderr())
+        asked = time.monotonic()
+        s.proc.send(signal.SIGHUP)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        r, doc = admin_json(admin_port, "GET", "/api/applications")
+        took = time.monotonic() - t0
+        assert r.status == 200 and [a["name"] for a in doc] == [member(apps, 2)], (r, doc)
+        assert s.wait_stderr(r"reload: \S+ loaded: 1 applications", scaled(20), start=mark), \
+            s.stderr()[mark:]
+        reload_took = time.monotonic() - asked
+        assert reload_took > 1.5, "the DNS answered after all: nothing was measured (%.2f s)" % reload_took
+        assert took < 0.5, "the admin API waited %.2f s for a reload (%.2f s)" % (took, reload_took)
+    finally:
+        silent.close()

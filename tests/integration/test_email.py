@@ -258,7 +258,8 @@ class ScriptedServer:
     """A plain socket SMTP server. Connection i follows behaviours[i]
     (the last one repeats): "stall" stops answering after EHLO, "close"
     hangs up after EHLO, "ok" holds a minimal, correct dialogue whose
-    message is kept."""
+    message is kept, "lose" keeps the message and hangs up instead of
+    answering its "."."""
 
     def __init__(self, *behaviours):
         self.behaviours = behaviours
@@ -298,11 +299,11 @@ class ScriptedServer:
                 f.readline()
                 conn.close()
                 return
-            self.dialogue(conn, f)
+            self.dialogue(conn, f, lose=behaviour == "lose")
         except OSError:
             pass
 
-    def dialogue(self, conn, f):
+    def dialogue(self, conn, f, lose=False):
         replies = {b"MAIL": b"250 ok\r\n", b"RCPT": b"250 ok\r\n", b"DATA": b"354 go on\r\n",
                    b"QUIT": b"221 bye\r\n"}
         while True:
@@ -321,6 +322,9 @@ class ScriptedServer:
                         return
                     data += chunk
                 self.messages.append(data)
+                if lose:                         # taken, but the reply never comes
+                    conn.close()
+                    return
                 conn.sendall(b"250 queued\r\n")
 
     def close(self):
@@ -419,3 +423,42 @@ def test_test_alert_reaches_email(smtp_servers, tmp_path):
     r = run_sluice(["--test-alert", "-c", bad], timeout=scaled(30))
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert r.stdout.startswith("email 127.0.0.1:%d: not delivered: " % refused), r.stdout
+
+
+def test_message_ids_differ_between_processes_with_the_same_pid(smtp_servers, tmp_path):
+    """Every sluice in a container is pid 1: two of them must still give
+    their messages different Message-IDs, or a mailbox may keep one."""
+    import shutil
+    from conftest import SLUICE_BIN, build_config, require_binaries, sluice_env
+    if not shutil.which("unshare") or subprocess.run(
+            ["unshare", "--pid", "--fork", "true"], capture_output=True, timeout=10).returncode:
+        pytest.skip("needs unshare --pid (root)")
+    require_binaries()
+    server = smtp_servers().start()
+    config = tmp_path / "mail.toml"
+    config.write_text(build_config(free_port(), [{"ip": "127.0.0.1", "port": 9}],
+                                   {"alerts.email": email_section(server.port)}))
+    for _ in range(2):
+        r = subprocess.run(["unshare", "--pid", "--fork", str(SLUICE_BIN), "--test-alert", "-c",
+                            str(config)], capture_output=True, text=True, timeout=scaled(30),
+                           stdin=subprocess.DEVNULL, env=sluice_env())
+        assert r.returncode == 0, (r.stdout, r.stderr)
+    ids = [m["msg"]["Message-ID"] for m in server.inbox.snapshot()]
+    assert len(ids) == 2, ids
+    # The left part is the time in ms; the part after it must not repeat.
+    uniques = [re.fullmatch(r"<[0-9a-f]+\.([0-9a-f]+)@lb\.example\.com>", i).group(1) for i in ids]
+    assert uniques[0] != uniques[1], ids
+
+
+def test_a_message_sent_again_keeps_its_message_id(backends, sluice):
+    """The reply to "." lost: the retry is the same message, with the same
+    Message-ID, so that a mailbox that got both can tell."""
+    server = ScriptedServer("lose", "ok")
+    try:
+        s, _ = kill_one(backends, sluice, server.port)
+        assert s.wait_stderr(r"email alert for b2 \(up -> down\) delivered", scaled(15)), s.stderr()[-2000:]
+        assert len(server.messages) == 2, server.messages
+        ids = [re.search(rb"\r\nMessage-ID: (<[^>]+>)\r\n", m).group(1) for m in server.messages]
+        assert ids[0] == ids[1], ids
+    finally:
+        server.close()

@@ -810,12 +810,29 @@ static void test_webhooks(void)
                     "t.toml:6:17: alerts.webhooks.headers: the environment variable SLUICE_TEST_UNSET is not set");
     check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"${bad\" }\n",
                     "t.toml:6:17: alerts.webhooks.headers: \"${\" must be followed");
+    /* A name too long for sluice is an error, never a shorter name that happens to be set. */
+    char long_name[160], config_text[1024];
+    memset(long_name, 'V', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    long_name[127] = '\0';
+    setenv(long_name, "the wrong one", 1);
+    long_name[127] = 'V';
+    snprintf(config_text, sizeof(config_text), HOOK "url = \"http://x/\"\nheaders = { A = \"${%s}\" }\n",
+             long_name);
+    check_one_error(config_text, "t.toml:6:17: alerts.webhooks.headers: the environment variable name "
+                    "VVVVVVVVVVVVVVVVVVVV... is longer than 127 characters");
+    long_name[127] = '\0';
+    unsetenv(long_name);
+    setenv("SLUICE_TEST_CONTROL", "Bearer a\x1b[2Jb", 1);
+    check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"${SLUICE_TEST_CONTROL}\" }\n",
+                    "t.toml:6:17: alerts.webhooks.headers: must not contain CR, LF or other control characters");
+    unsetenv("SLUICE_TEST_CONTROL");
     check_one_error(HOOK "url = \"http://x/\"\nheaders = { \"Bad Name\" = \"v\" }\n",
                     "t.toml:6:13: alerts.webhooks.headers: \"Bad Name\" is not a header name");
     check_one_error(HOOK "url = \"http://x/\"\nheaders = { Content-Length = \"1\" }\n",
                     "t.toml:6:13: alerts.webhooks.headers: \"Content-Length\" is not a header name");
     check_one_error(HOOK "url = \"http://x/\"\nheaders = { A = \"x\\r\\nB: y\" }\n",
-                    "t.toml:6:17: alerts.webhooks.headers: must not contain CR or LF");
+                    "t.toml:6:17: alerts.webhooks.headers: must not contain CR, LF");
     check_one_error(HOOK "url = \"http://x/\"\nformat = \"teams\"\n",
                     "t.toml:6:10: alerts.webhooks.format: unknown value \"teams\"");
     check_one_error(HOOK "format = \"json\"\n", "t.toml:4:1: alerts.webhooks: url is required");

@@ -29,6 +29,31 @@ static void add_ip(struct dns_addresses *set, const char *ip)
     CHECK(dns_addresses_add(set, (struct sockaddr *)&ss));
 }
 
+static void add_ipv4(struct dns_addresses *set, int host)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a030000u + (uint32_t)host)};
+    dns_addresses_add(set, (struct sockaddr *)&sin);
+}
+
+/* An answer of 100 addresses, rotated by the server from one query to the
+ * next, is the same set each time: the 64 lowest, not whichever came first. */
+static void test_more_than_a_set_holds(void)
+{
+    struct dns_addresses forward = {0}, rotated = {0};
+    for (int i = 0; i < 100; i++)
+        add_ipv4(&forward, i);
+    for (int i = 0; i < 100; i++)
+        add_ipv4(&rotated, (i + 57) % 100);
+    CHECK_INT(forward.count, DNS_ADDRESSES_MAX);
+    CHECK_INT(rotated.count, DNS_ADDRESSES_MAX);
+    CHECK(dns_addresses_equal(&forward, &rotated));
+    char text[4096];
+    CHECK_INT(dns_addresses_diff(&forward, &rotated, text, sizeof(text)), 0);
+    char ip[INET_ADDRSTRLEN];
+    dns_address_text(&rotated.addr[DNS_ADDRESSES_MAX - 1], ip, sizeof(ip));
+    CHECK_STR(ip, "10.3.0.63");
+}
+
 static void test_sets(void)
 {
     struct dns_addresses a = {0}, b = {0};
@@ -65,6 +90,7 @@ static void test_sets(void)
     inet_pton(AF_INET, "10.2.0.1", &one.sin_addr);
     CHECK(!dns_addresses_add(&full, (struct sockaddr *)&one));
     CHECK_INT(full.count, DNS_ADDRESSES_MAX);
+    test_more_than_a_set_holds();
 }
 
 static void test_member_name(void)
@@ -122,6 +148,42 @@ static void test_expand(void)
     CHECK_STR(cfg.apps[2].group, "");
     CHECK_STR(cfg.apps[3].name, "admin@10.0.0.5:9000");
     CHECK_STR(cfg.apps[4].name, "admin@10.0.0.7:9000");
+    dns_answers_free(&answers);
+    config_free(&cfg);
+}
+
+/* An address that a literal application or another group already has is
+ * not a second application: it would get twice the traffic and checks. */
+static const char overlapping[] =
+    "[[applications]]\nname = \"web-1\"\nip = \"10.0.0.5\"\nport = 8001\n"
+    "[[applications]]\nname = \"api\"\nhost = \"api.internal\"\nport = 8001\n"
+    "[[applications]]\nname = \"v2\"\nhost = \"v2.internal\"\nport = 8001\n"
+    "[[applications]]\nname = \"v2-admin\"\nhost = \"v2.internal\"\nport = 9000\n";
+
+static void test_expand_overlapping_addresses(void)
+{
+    struct config cfg;
+    struct dns_answers answers;
+    char errors[1024];
+
+    CHECK_INT(config_parse(&cfg, "t.toml", overlapping, strlen(overlapping), errors, sizeof(errors)), 0);
+    CHECK_INT(dns_answers_init(&answers, &cfg), 0);
+    struct dns_answer *api = dns_answers_find(&answers, "api.internal");
+    struct dns_answer *v2 = dns_answers_find(&answers, "v2.internal");
+    CHECK(api && v2);
+    if (!api || !v2)
+        return;
+    add_ip(&api->set, "10.0.0.5");      /* web-1's */
+    add_ip(&api->set, "10.0.0.7");
+    add_ip(&v2->set, "10.0.0.7");       /* api's member's, on the same port */
+    add_ip(&v2->set, "10.0.0.8");
+    api->known = v2->known = true;
+    CHECK_INT(dns_expand(&cfg, &answers), 0);
+    CHECK_INT(cfg.app_count, 5);
+    const char *want[] = {"web-1", "api@10.0.0.7:8001", "v2@10.0.0.8:8001", "v2-admin@10.0.0.7:9000",
+                          "v2-admin@10.0.0.8:9000"};
+    for (int i = 0; i < 5 && i < cfg.app_count; i++)
+        CHECK_STR(cfg.apps[i].name, want[i]);
     dns_answers_free(&answers);
     config_free(&cfg);
 }
@@ -184,6 +246,7 @@ void unit_test_dns(void)
     test_sets();
     test_member_name();
     test_expand();
+    test_expand_overlapping_addresses();
     test_keys();
     test_resolve_now();
 }

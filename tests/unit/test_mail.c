@@ -229,6 +229,61 @@ static void test_encoded_subject(void)
     free(msg);
 }
 
+/* The header as it reads once unfolded (RFC 5322 section 2.2.3). */
+static void unfold(const char *from, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = from; *p && n + 1 < cap; p++) {
+        if (p[0] == '\r' && p[1] == '\n' && p[2] == ' ') {
+            p++;
+            continue;
+        }
+        if (p[0] == '\r' && p[1] == '\n')
+            break;
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
+/* A subject template may repeat a long reason: the Subject line is folded
+ * (or encoded) so that no line passes 998 octets, and reads the same. */
+static void test_long_subject(void)
+{
+    struct mail_params p = params();
+    struct alert_event e = transition("api-1", "down", "up");
+    char tpl[1024] = "", want[4096], got[4096];
+    for (int i = 0; i < 40; i++)
+        strcat(tpl, i ? " | {reason}" : "{reason}");
+    p.subject_template = tpl;
+    size_t len = 0;
+    char *msg = mail_build(&p, &e, 1, 1, 2, &len);
+    CHECK(msg != NULL);
+    if (!msg)
+        return;
+    CHECK(lines_within(msg, len, 998));
+    unfold(strstr(msg, "\r\nSubject: ") + 2, got, sizeof(got));
+    want[0] = '\0';
+    strcat(want, "Subject: ");
+    for (int i = 0; i < 40; i++) {
+        strcat(want, i ? " | " : "");
+        strcat(want, e.reason);
+    }
+    CHECK_STR(got, want);
+    for (const char *line = strstr(msg, "\r\nSubject: ") + 2; *line == 'S' || *line == ' ';
+         line = strstr(line, "\r\n") + 2)
+        CHECK(strstr(line, "\r\n") - line <= 78);
+    free(msg);
+
+    /* No space to fold at: encoded-words, which may be cut anywhere. */
+    memset(e.reason, 'x', sizeof(e.reason) - 1);
+    e.reason[sizeof(e.reason) - 1] = '\0';
+    p.subject_template = "{reason}{reason}{reason}{reason}{reason}{reason}";
+    msg = mail_build(&p, &e, 1, 1, 2, &len);
+    CHECK(msg && lines_within(msg, len, 998));
+    CHECK(msg && strstr(msg, "\r\nSubject: =?UTF-8?B?") != NULL);
+    free(msg);
+}
+
 static void test_quoted_printable(void)
 {
     char out[8192];
@@ -299,6 +354,7 @@ void unit_test_mail(void)
     test_service_events();
     test_burst_and_test_flag();
     test_encoded_subject();
+    test_long_subject();
     test_quoted_printable();
     test_addresses();
 }

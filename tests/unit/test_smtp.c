@@ -5,9 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "loop.h"
 #include "smtp.h"
 #include "unit.h"
+#include "unit_net.h"
 
 static const char *const two[] = {"a@example.com", "b@example.com"};
 static const char *const one[] = {"a@example.com"};
@@ -259,6 +263,73 @@ static void test_malformed_replies(void)
     CHECK(strchr(d.reason, '\x1b') == NULL);
 }
 
+/* A server that never ends its reply is cut off at once, not read for
+ * as long as it keeps sending: the alert thread has other work. */
+static void test_endless_replies(void)
+{
+    struct smtp_dialogue d = dialogue(false, NULL);
+    feed(&d, "220 hi");
+    enum smtp_next next = SMTP_NEXT_READ;
+    int lines = 0;
+    while (next == SMTP_NEXT_READ && lines < 10 * SMTP_REPLY_LINES_MAX) {
+        next = feed(&d, "250-X-PADDING");
+        lines++;
+    }
+    CHECK_INT(next, SMTP_NEXT_FAILED);
+    CHECK(lines <= SMTP_REPLY_LINES_MAX);
+    CHECK_MSG(strstr(d.reason, "EHLO: a reply of more than") != NULL, "%s", d.reason);
+}
+
+static struct {
+    bool done, delivered;
+    char why[SMTP_REASON_MAX];
+} outcome;
+
+static void on_sent(struct smtp_session *s, bool delivered, bool permanent, const char *why,
+                    const char *note)
+{
+    (void)s, (void)permanent, (void)note;
+    outcome.done = true;
+    outcome.delivered = delivered;
+    snprintf(outcome.why, sizeof(outcome.why), "%s", why);
+}
+
+/* The driver against a server whose greeting is one line without an end. */
+static void test_endless_line(void)
+{
+    struct loop loop;
+    struct config_address address;
+    struct smtp_session session = {0};
+    char *to[] = {"a@example.com"};
+    struct config_email email = {.enabled = true, .host = "127.0.0.1", .security = EMAIL_NONE,
+                                 .from = "sluice@example.com", .to_count = 1, .to = {to[0]}};
+    struct alert_event event = {.event = "test", .application = "TEST"};
+    int listener = unit_listen_local(&address);
+    if (listener < 0 || loop_init(&loop) < 0)
+        return;
+    struct smtp_target target = {.address = &address, .email = &email, .helo_name = "lb1", .host = "lb1"};
+    smtp_session_init(&session);
+    outcome.done = false;
+    CHECK_INT(smtp_send(&session, &loop, &target, &event, 1, 0, 1, true, on_sent), 0);
+    int conn = -1;
+    char junk[8192];
+    memset(junk, 'x', sizeof(junk));
+    memcpy(junk, "220 ", 4);
+    for (int i = 0; i < 200 && !outcome.done; i++) {
+        loop_run_once(&loop, 5);
+        if (conn < 0 && (conn = accept(listener, NULL, NULL)) >= 0)
+            CHECK(write(conn, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+    }
+    CHECK_MSG(outcome.done, "still reading a line that never ends");
+    CHECK(!outcome.delivered);
+    CHECK_MSG(strstr(outcome.why, "a reply line longer than") != NULL, "%s", outcome.why);
+    smtp_cancel(&session);
+    if (conn >= 0)
+        close(conn);
+    close(listener);
+    loop_close(&loop);
+}
+
 static void check_stuffed(const char *in, const char *want)
 {
     size_t len = 0;
@@ -289,5 +360,7 @@ void unit_test_smtp(void)
     test_auth_login_failures();
     test_recipients();
     test_malformed_replies();
+    test_endless_replies();
+    test_endless_line();
     test_dot_stuffing();
 }
