@@ -239,6 +239,17 @@ static int start_session(struct h2_conn *h)
 
 static void on_idle_timer(struct loop *loop, struct loop_timer *timer);
 
+/* Until its first request a connection is held to client_header, as an
+ * HTTP/1.1 one is from its accept (the TLS handshake included): a client
+ * that only opens connections - a preface, SETTINGS, then silence - must
+ * not hold each for client_idle. */
+static int64_t idle_limit(const struct h2_conn *h)
+{
+    const struct config *cfg = h->p->cfg;
+    return nghttp2_session_get_last_proc_stream_id(h->session) > 0 ? cfg->client_idle_timeout_ms
+                                                                  : cfg->client_header_timeout_ms;
+}
+
 struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, void (*wake)(void *arg),
                             void *arg)
 {
@@ -263,7 +274,9 @@ struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, v
         h2_conn_free(h);
         return NULL;
     }
-    loop_timer_arm(p->loop, &h->idle_timer, p->cfg->client_idle_timeout_ms);
+    /* the first look comes by the sooner of the two limits that may apply */
+    int64_t header = p->cfg->client_header_timeout_ms, idle = p->cfg->client_idle_timeout_ms;
+    loop_timer_arm(p->loop, &h->idle_timer, header < idle ? header : idle);
     return h;
 }
 
@@ -308,8 +321,9 @@ static int64_t write_stall_left(struct h2_conn *h, int64_t now)
     return 0;
 }
 
-/* While no stream is open, client_idle runs from the last one's end;
- * while output waits, from the client's last read. */
+/* While no stream is open, client_idle runs from the last one's end
+ * (client_header before the first); while output waits, from the
+ * client's last read. */
 static void on_idle_timer(struct loop *loop, struct loop_timer *timer)
 {
     struct h2_conn *h = container_of(timer, struct h2_conn, idle_timer);
@@ -320,7 +334,7 @@ static void on_idle_timer(struct loop *loop, struct loop_timer *timer)
         loop_timer_arm(loop, timer, stall);
         return;
     }
-    int64_t left = h->p->cfg->client_idle_timeout_ms - (loop->now - h->last_stream_end);
+    int64_t left = idle_limit(h) - (loop->now - h->last_stream_end);
     if (left > 0) {
         loop_timer_arm(loop, timer, left < stall ? left : stall);
         return;

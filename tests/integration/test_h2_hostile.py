@@ -163,3 +163,21 @@ def test_streams_ended_at_every_stage(backends, sluice, clients):
         c.flush()
         c.close()
     assert served_by_another(s.port)
+
+
+def test_connection_that_never_asks_ends_within_client_header(backends, sluice):
+    """A preface, SETTINGS, then silence: the connection is held to
+    client_header as an HTTP/1.1 one is before its first request, not to
+    client_idle."""
+    [b1] = backends(1)
+    s = sluice([b1], sections=h2_sections() | {"server.timeouts": {"client_header": "500ms", "client_idle": "30s"}},
+               workers=1)
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    try:
+        sock.sendall(PREFACE + raw_frame(4, 0, 0, b""))
+        frames = read_frames(sock, lambda f: any(t == 7 for t, _, _, _ in f), 5)
+    finally:
+        sock.close()
+    goaways = [struct.unpack(">II", p[:8]) for t, _, _, p in frames if t == 7]
+    assert goaways and goaways[0] == (0, NO_ERROR), frames
+    assert served_by_another(s.port)
