@@ -680,8 +680,8 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error,
     if (st->x && error != NGHTTP2_NO_ERROR)
         log_info("client %s: HTTP/2 stream %d reset before its answer was sent (%s)", h->ip, id,
                  nghttp2_http2_strerror(error));
-    /* The library reset it for something the client sent (a WINDOW_UPDATE
-     * of 0, DATA past END_STREAM, a length the DATA belie): a reset the
+    /* The library reset it for something the client sent (DATA past its
+     * content-length, trailers without END_STREAM): a reset the
      * client chose as surely as its own RST_STREAM, and one that leaves the
      * request with the application just the same ("MadeYouReset"), so it
      * counts toward the same rate. */
