@@ -14,7 +14,7 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 # The fuzz harnesses are plain functions: the unit tests replay the corpus
 # and the regressions through them, `make fuzz` wraps them in libFuzzer.
-FUZZ_TARGETS := request response config
+FUZZ_TARGETS := request response config h2head
 FUZZ_SRC := fuzz/fuzz_common.c fuzz/offline_resolver.c $(FUZZ_TARGETS:%=fuzz/fuzz_%.c)
 FUZZ_OBJ := $(FUZZ_SRC:%.c=$(BUILD)/%.o)
 

@@ -26,9 +26,10 @@
 int fuzz_request_one(const uint8_t *data, size_t len);
 int fuzz_response_one(const uint8_t *data, size_t len);
 int fuzz_config_one(const uint8_t *data, size_t len);
+int fuzz_h2head_one(const uint8_t *data, size_t len);
 
 /* LLVMFuzzerTestOneInput calling one, where SLUICE_FUZZ_MAIN is defined
- * (the libFuzzer build); nothing in the unit build, which links all three. */
+ * (the libFuzzer build); nothing in the unit build, which links them all. */
 #ifdef SLUICE_FUZZ_MAIN
 #define FUZZ_TARGET(one)                                                         \
     int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);                 \

@@ -113,6 +113,13 @@ static bool over_rate(struct h2_conn *h, uint32_t *count, uint32_t limit)
     return ++*count > limit;
 }
 
+void h2_conn_count_reset(struct h2_conn *h)
+{
+    if (!h->terminating && over_rate(h, &h->resets, H2_RESETS_PER_STREAM_LIMIT * h->max_streams))
+        h2_conn_refuse(h, NGHTTP2_ENHANCE_YOUR_CALM, "more than %" PRIu32 " stream resets in a second (rapid reset)",
+                       H2_RESETS_PER_STREAM_LIMIT * h->max_streams);
+}
+
 /* ------------------------------------------------------------------ */
 /* callbacks: frames                                                   */
 
@@ -150,10 +157,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     uint32_t rate = H2_CONTROL_FRAMES_PER_SECOND;
     switch (frame->hd.type) {
     case NGHTTP2_RST_STREAM:
-        if (over_rate(h, &h->resets, H2_RESETS_PER_STREAM_LIMIT * h->max_streams))
-            h2_conn_refuse(h, NGHTTP2_ENHANCE_YOUR_CALM, "more than %" PRIu32 " stream resets in a second (rapid reset)",
-                           H2_RESETS_PER_STREAM_LIMIT * h->max_streams);
-        return 0;
+        h2_conn_count_reset(h);
+        return h2_stream_frame_recv(h, frame);
     case NGHTTP2_PING:
     case NGHTTP2_SETTINGS:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && over_rate(h, &h->control_frames, rate))
@@ -234,6 +239,17 @@ static int start_session(struct h2_conn *h)
 
 static void on_idle_timer(struct loop *loop, struct loop_timer *timer);
 
+/* Until its first request a connection is held to client_header, as an
+ * HTTP/1.1 one is from its accept (the TLS handshake included): a client
+ * that only opens connections - a preface, SETTINGS, then silence - must
+ * not hold each for client_idle. */
+static int64_t idle_limit(const struct h2_conn *h)
+{
+    const struct config *cfg = h->p->cfg;
+    return nghttp2_session_get_last_proc_stream_id(h->session) > 0 ? cfg->client_idle_timeout_ms
+                                                                  : cfg->client_header_timeout_ms;
+}
+
 struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, void (*wake)(void *arg),
                             void *arg)
 {
@@ -251,14 +267,16 @@ struct h2_conn *h2_conn_new(struct proxy *p, struct stream *s, const char *ip, v
     h->fields = calloc(h->field_max, sizeof(*h->fields));
     h->rcbufs = calloc(2 * (size_t)h->field_max, sizeof(*h->rcbufs));
     h->nv = calloc((size_t)h->field_max + 1, sizeof(*h->nv));
-    h->rate_start = h->last_stream_end = p->loop->now;
+    h->rate_start = h->last_stream_end = h->last_write = p->loop->now;
     loop_timer_init(&h->idle_timer, on_idle_timer);
     loop_timer_init(&h->end_timer, on_end_timer);
     if (!h->fields || !h->rcbufs || !h->nv || start_session(h) < 0) {
         h2_conn_free(h);
         return NULL;
     }
-    loop_timer_arm(p->loop, &h->idle_timer, p->cfg->client_idle_timeout_ms);
+    /* the first look comes by the sooner of the two limits that may apply */
+    int64_t header = p->cfg->client_header_timeout_ms, idle = p->cfg->client_idle_timeout_ms;
+    loop_timer_arm(p->loop, &h->idle_timer, header < idle ? header : idle);
     return h;
 }
 
@@ -285,17 +303,40 @@ bool h2_conn_uses_pool(const struct h2_conn *h, const struct pool *pool)
 /* ------------------------------------------------------------------ */
 /* idle                                                                */
 
-/* While no stream is open, client_idle runs from the last one's end. */
+/* A client that does not read: frames wait to be written and none was
+ * taken for client_idle. Its streams time out by then, but their resets
+ * are frames too, and GOAWAY as well: only closing ends it. Returns the ms
+ * until it would be so, or 0 when it is. */
+static int64_t write_stall_left(struct h2_conn *h, int64_t now)
+{
+    int64_t idle = h->p->cfg->client_idle_timeout_ms;
+    if (!buf_len(&h->wbuf))
+        return idle;
+    int64_t left = idle - (now - h->last_write);
+    if (left > 0)
+        return left;
+    log_info("client %s: HTTP/2 output not read for %" PRId64 " ms: closing", h->ip, now - h->last_write);
+    h->expired = true;
+    h->wake(h->wake_arg);
+    return 0;
+}
+
+/* While no stream is open, client_idle runs from the last one's end
+ * (client_header before the first); while output waits, from the
+ * client's last read. */
 static void on_idle_timer(struct loop *loop, struct loop_timer *timer)
 {
     struct h2_conn *h = container_of(timer, struct h2_conn, idle_timer);
+    int64_t stall = write_stall_left(h, loop->now);
+    if (stall == 0)
+        return;
     if (h->open_streams) {
-        loop_timer_arm(loop, timer, h->p->cfg->client_idle_timeout_ms);
+        loop_timer_arm(loop, timer, stall);
         return;
     }
-    int64_t left = h->p->cfg->client_idle_timeout_ms - (loop->now - h->last_stream_end);
+    int64_t left = idle_limit(h) - (loop->now - h->last_stream_end);
     if (left > 0) {
-        loop_timer_arm(loop, timer, left);
+        loop_timer_arm(loop, timer, left < stall ? left : stall);
         return;
     }
     goaway_gracefully(h, "idle", H2_REFUSE_LINGER_MS);
@@ -396,7 +437,7 @@ static enum step write_output(struct h2_conn *h)
         if (n == 0)
             break;
         buf_consume(&h->wbuf, (uint32_t)n);
-        s->last_activity = h->p->loop->now;
+        s->last_activity = h->last_write = h->p->loop->now;
         progress = STEP_MOVED;
     }
     if (buf_len(&h->wbuf) == 0)

@@ -28,6 +28,7 @@ struct h2_conn {
     struct h2_stream *run;            /* have work for the next h2_conn_step */
     struct h2_stream *closed;         /* closed by the session; recycled after the step */
     int64_t last_stream_end;          /* loop ms */
+    int64_t last_write;               /* loop ms of the last byte the client took */
     struct loop_timer idle_timer;
     struct loop_timer end_timer;      /* after a GOAWAY: how long the connection may still take */
 
@@ -62,10 +63,14 @@ struct h2_conn {
 
 void h2_conn_refuse(struct h2_conn *h, uint32_t error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Counts a stream reset of the client's making (rapid reset); past the
+ * rate, GOAWAY. */
+void h2_conn_count_reset(struct h2_conn *h);
 
 /* h2stream.c */
 void h2_stream_set_callbacks(nghttp2_session_callbacks *cb);
-/* HEADERS and DATA frames: a request head is whole, a body has ended. */
+/* HEADERS, DATA and RST_STREAM frames: a request head is whole, a body
+ * has ended, the client reset a stream. */
 int h2_stream_frame_recv(struct h2_conn *h, const nghttp2_frame *frame);
 /* The receive window each stream starts with. */
 uint32_t h2_stream_window(struct proxy *p);

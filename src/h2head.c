@@ -91,31 +91,44 @@ static bool valid_method(const struct h2head_field *m)
     return true;
 }
 
-/* A target http1.c will accept: visible ASCII only, origin-form or "*". */
+/* Section 8.3.1: origin-form, or "*" for OPTIONS; checked as http1.c
+ * checks a request line's target, so that the head written here is never
+ * one the application's parser reads another way. */
 static bool valid_path(const struct h2head_field *path, const struct h2head_field *method)
 {
-    if (path->value_len == 0)
-        return false;
-    for (uint32_t i = 0; i < path->value_len; i++) {
-        unsigned char c = (unsigned char)path->value[i];
-        if (c <= 0x20 || c >= 0x7f)
-            return false;
-    }
-    if (path->value[0] == '/')
-        return true;
-    return path->value_len == 1 && path->value[0] == '*' && method->value_len == 7 &&
-           memcmp(method->value, "OPTIONS", 7) == 0;
+    if (path->value_len == 1 && path->value[0] == '*')
+        return method->value_len == 7 && memcmp(method->value, "OPTIONS", 7) == 0;
+    return http1_valid_origin_form(path->value, path->value_len);
+}
+
+/* sluice serves http and https resources only; the scheme is not
+ * forwarded, but another one names nothing an application could serve. */
+static bool valid_scheme(const struct h2head_field *scheme)
+{
+    return (scheme->value_len == 4 && memcmp(scheme->value, "http", 4) == 0) ||
+           (scheme->value_len == 5 && memcmp(scheme->value, "https", 5) == 0);
+}
+
+/* CGI-style gateways read '_' as '-': a second framing field in disguise,
+ * refused as http1.c refuses it. */
+static bool framing_lookalike(const struct h2head_field *f)
+{
+    return name_is(f, "content_length") || name_is(f, "transfer_encoding");
 }
 
 static bool parse_length(const struct h2head_field *f, uint64_t *out)
 {
+    /* 1*DIGIT below 2^63, as http1.c reads a Content-Length */
     uint64_t v = 0;
-    if (f->value_len == 0 || f->value_len > 19)
+    if (f->value_len == 0)
         return false;
     for (uint32_t i = 0; i < f->value_len; i++) {
         if (f->value[i] < '0' || f->value[i] > '9')
             return false;
-        v = v * 10 + (uint64_t)(f->value[i] - '0');
+        uint64_t digit = (uint64_t)(f->value[i] - '0');
+        if (v > (UINT64_C(0x7fffffffffffffff) - digit) / 10)
+            return false;
+        v = v * 10 + digit;
     }
     *out = v;
     return true;
@@ -143,7 +156,7 @@ static enum h2head_result check_fields(const struct h2head_field *f, uint32_t n,
             continue;
         }
         regular_seen = true;
-        if (!valid_name(h->name, h->name_len) || connection_specific(h))
+        if (!valid_name(h->name, h->name_len) || connection_specific(h) || framing_lookalike(h))
             return H2HEAD_MALFORMED;
         if (name_is(h, "host")) {
             if (host)
@@ -163,15 +176,18 @@ static enum h2head_result check_fields(const struct h2head_field *f, uint32_t n,
     /* Section 8.5: CONNECT names only an authority; everything else needs
      * a scheme and a path (section 8.3.1). */
     if (connect ? (p->scheme || p->path || !p->authority)
-                : (!p->scheme || !p->path || !valid_path(p->path, p->method)))
+                : (!p->scheme || !valid_scheme(p->scheme) || !p->path || !valid_path(p->path, p->method)))
         return H2HEAD_MALFORMED;
     if (host && p->authority &&
         !same_text_nocase(host->value, host->value_len, p->authority->value, p->authority->value_len))
         return H2HEAD_MALFORMED;
     if (!p->authority)
         p->authority = host;
-    if (!p->authority || p->authority->value_len == 0)
-        return H2HEAD_MALFORMED;   /* HTTP/1.1 needs a Host */
+    /* HTTP/1.1 needs a Host, and it is uri-host [ ":" port ]: no userinfo
+     * (section 8.3.1), nothing a Host parser could split; CONNECT's is
+     * the authority-form, with its port. */
+    if (!p->authority || !http1_valid_authority(p->authority->value, p->authority->value_len, connect))
+        return H2HEAD_MALFORMED;
     if (!has_body && info->has_length && info->content_length)
         return H2HEAD_MALFORMED;   /* section 8.1.1: the length must match the DATA */
     info->head_method = p->method->value_len == 4 && memcmp(p->method->value, "HEAD", 4) == 0;

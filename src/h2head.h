@@ -44,9 +44,11 @@ struct h2head_request {
 /* Validates a request's field list (RFC 9113 sections 8.2 and 8.3: lower
  * case token names, no connection-specific field, te only "trailers", no
  * NUL, CR or LF and no surrounding whitespace in values, each required
- * pseudo-header once and before the regular fields, a Host that agrees
- * with :authority, content-length digits that agree with each other and
- * with has_body) and writes the HTTP/1.1 head an application reads into
+ * pseudo-header once and before the regular fields, :scheme http or
+ * https, :path in origin-form (or "*" for OPTIONS) and an authority that
+ * is uri-host [ ":" port ] as http1.c checks them, a Host that agrees
+ * with :authority, content-length digits below 2^63 that agree with each
+ * other and with has_body) and writes the HTTP/1.1 head an application reads into
  * out: the request line, Host from :authority, the regular fields (cookie
  * crumbs joined with "; " as section 8.2.3 asks), and Transfer-Encoding:
  * chunked for a body without a length. has_body is false when the HEADERS

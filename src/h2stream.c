@@ -48,6 +48,8 @@ struct h2_stream {
     int32_t id;
     int64_t start_us;
     bool in_run, closed;
+    bool reset_here;                  /* sluice reset it (its own answer failed, a timeout) */
+    bool peer_reset;                  /* the client's RST_STREAM closed it */
 
     /* the request */
     bool chunked;                     /* its body goes to the application chunked */
@@ -102,11 +104,33 @@ static void stream_wake(void *arg)
         h->wake(h->wake_arg);
 }
 
+/* The answer is written, all of it with the stream, but the client's
+ * window keeps it there (a window of 0, a client that stopped sending
+ * WINDOW_UPDATE): client_idle without the client taking a byte of it ends
+ * the stream, which would otherwise stay open, holding its buffer and the
+ * connection, for as long as the client likes. */
+static void check_unread_answer(struct h2_stream *st, int64_t now)
+{
+    struct h2_conn *h = st->h;
+    int64_t left = h->p->cfg->client_idle_timeout_ms - (now - st->sink.s.last_activity);
+    if (left > 0) {
+        loop_timer_arm(h->p->loop, &st->timer, left);
+        return;
+    }
+    log_info("client %s: HTTP/2 stream %d: answer not read for %" PRId64 " ms, reset", h->ip, st->id,
+             now - st->sink.s.last_activity);
+    st->reset_here = true;
+    nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    h->wake(h->wake_arg);
+}
+
 static void on_stream_timer(struct loop *loop, struct loop_timer *timer)
 {
     struct h2_stream *st = container_of(timer, struct h2_stream, timer);
-    if (!st->x)
+    if (!st->x) {
+        check_unread_answer(st, loop->now);
         return;
+    }
     int64_t next = exchange_client_timeout(st->x, loop->now);
     if (next > 0)
         loop_timer_arm(loop, timer, next);
@@ -162,11 +186,12 @@ static void drop_exchange(struct h2_stream *st)
 static void reset_stream(struct h2_stream *st, uint32_t error)
 {
     drop_exchange(st);
+    st->reset_here = true;
     nghttp2_submit_rst_stream(st->h->session, NGHTTP2_FLAG_NONE, st->id, error);
 }
 
 /* The answer is written: the data source ends the stream once `out` is
- * sent. */
+ * sent, within client_idle of the client's last read. */
 static void finish_exchange(struct h2_stream *st)
 {
     drop_exchange(st);
@@ -174,6 +199,7 @@ static void finish_exchange(struct h2_stream *st)
         reset_stream(st, NGHTTP2_INTERNAL_ERROR);
         return;
     }
+    loop_timer_arm(st->h->p->loop, &st->timer, st->h->p->cfg->client_idle_timeout_ms);
     st->eof = true;
     if (st->deferred) {
         st->deferred = false;
@@ -406,6 +432,7 @@ static void begin_request(struct h2_stream *st, bool has_body)
     if (r == H2HEAD_MALFORMED) {
         log_info("client %s: malformed HTTP/2 request on stream %d, reset", h->ip, st->id);
         reset_stream(st, NGHTTP2_PROTOCOL_ERROR);
+        h2_conn_count_reset(h);
         return;
     }
     st->x = exchange_new(p, &st->sink.s, h->ip, stream_wake, st);
@@ -444,11 +471,16 @@ static void end_request_body(struct h2_stream *st)
 
 int h2_stream_frame_recv(struct h2_conn *h, const nghttp2_frame *frame)
 {
-    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA &&
+        frame->hd.type != NGHTTP2_RST_STREAM)
         return 0;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(h->session, frame->hd.stream_id);
     if (!st)
         return 0;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        st->peer_reset = true;   /* counted by the connection already */
+        return 0;
+    }
     bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         begin_request(st, !end);
@@ -648,6 +680,13 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error,
     if (st->x && error != NGHTTP2_NO_ERROR)
         log_info("client %s: HTTP/2 stream %d reset before its answer was sent (%s)", h->ip, id,
                  nghttp2_http2_strerror(error));
+    /* The library reset it for something the client sent (DATA past its
+     * content-length, trailers without END_STREAM): a reset the
+     * client chose as surely as its own RST_STREAM, and one that leaves the
+     * request with the application just the same ("MadeYouReset"), so it
+     * counts toward the same rate. */
+    if (error != NGHTTP2_NO_ERROR && !st->peer_reset && !st->reset_here)
+        h2_conn_count_reset(h);
     if (st->unconsumed)
         nghttp2_session_consume_connection(session, st->unconsumed);
     st->unconsumed = 0;
@@ -659,8 +698,28 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error,
     return 0;
 }
 
+/* RFC 9113 section 8.1: a response complete before its request (an early
+ * 413, a 408 for a body that stopped coming) is followed by RST_STREAM
+ * NO_ERROR, so that the client stops sending and the stream does not stay
+ * half-open, counted as open and keeping the connection from its idle
+ * limit, for as long as the client likes. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    (void)user;
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st && nghttp2_session_get_stream_remote_close(session, st->id) == 0) {
+        st->reset_here = true;
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+}
+
 void h2_stream_set_callbacks(nghttp2_session_callbacks *cb)
 {
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
     nghttp2_session_callbacks_set_on_invalid_header_callback2(cb, on_invalid_header);

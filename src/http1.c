@@ -668,6 +668,16 @@ static bool valid_origin_form(const char *p, const char *end)
     return true;
 }
 
+bool http1_valid_origin_form(const char *s, size_t len)
+{
+    return valid_origin_form(s, s + len);
+}
+
+bool http1_valid_authority(const char *s, size_t len, bool need_port)
+{
+    return valid_authority(s, s + len, false, need_port);
+}
+
 static const char slash[] = "/";
 static const char empty[] = "";
 

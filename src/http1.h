@@ -183,6 +183,15 @@ ssize_t http1_chunked_scan(struct http1_chunked *st, const char *buf, size_t len
  * more. Returns the body bytes at buf's start, or -1 as http1_chunked_scan. */
 ssize_t http1_chunked_forward(struct http1_chunked *st, char *buf, size_t *len, size_t hold_max);
 
+/* The request parser's own checks of a target and of a Host, for requests
+ * that arrive in another shape (HTTP/2's :path and :authority, h2head.c):
+ * origin-form is absolute-path [ "?" query ] with its pct-encoding checked
+ * (RFC 9112 section 3.2.1); an authority is uri-host [ ":" port ] with no
+ * userinfo and no comma, not empty, its port required when need_port
+ * (authority-form, RFC 9112 section 3.2.3). */
+bool http1_valid_origin_form(const char *s, size_t len);
+bool http1_valid_authority(const char *s, size_t len, bool need_port);
+
 /* Case-insensitive comparison of a header name with a lower-case literal. */
 bool http1_name_is(const struct http1_header *h, const char *lower, size_t lower_len);
 #define HTTP1_NAME_IS(h, lit) http1_name_is((h), (lit), sizeof(lit) - 1)

@@ -29,6 +29,7 @@ static const struct target targets[] = {
     {"request", fuzz_request_one},
     {"response", fuzz_response_one},
     {"config", fuzz_config_one},
+    {"h2head", fuzz_h2head_one},
 };
 
 /* Reads path whole into a buffer of exactly its size (one byte for an

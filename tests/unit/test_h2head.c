@@ -130,6 +130,36 @@ static void test_malformed_requests(void)
                     "CONNECT with a path");
 }
 
+/* What HTTP/2's own checks let through but RFC 9112 does not: each would
+ * have been written into a head the application's parser refuses or reads
+ * otherwise, so each is malformed here already. */
+static void test_malformed_for_http1(void)
+{
+#define AUTH_PATH(auth, path) ":method: GET", ":scheme: http", ":authority: " auth, ":path: " path
+    check_malformed((const char *[]){AUTH_PATH("a", "/x#frag"), NULL}, false, "fragment in the path");
+    check_malformed((const char *[]){AUTH_PATH("a", "/x%zz"), NULL}, false, "bad pct-encoding in the path");
+    check_malformed((const char *[]){AUTH_PATH("a", "/x\"\\"), NULL}, false, "quote and backslash in the path");
+    check_malformed((const char *[]){AUTH_PATH("user@a", "/"), NULL}, false, "userinfo in :authority");
+    check_malformed((const char *[]){AUTH_PATH("a,b", "/"), NULL}, false, "a list in :authority");
+    check_malformed((const char *[]){AUTH_PATH("a b", "/"), NULL}, false, "space in :authority");
+    check_malformed((const char *[]){AUTH_PATH("a:99999", "/"), NULL}, false, "port over 65535");
+    check_malformed((const char *[]){":method: GET", ":scheme: http", ":path: /", "host: u@a", NULL}, false,
+                    "userinfo in host");
+    check_malformed((const char *[]){":method: GET", ":scheme: javascript", ":authority: a", ":path: /", NULL},
+                    false, "a scheme sluice does not serve");
+    check_malformed((const char *[]){":method: CONNECT", ":authority: a", NULL}, false, "CONNECT without a port");
+    check_malformed((const char *[]){AUTH_PATH("a", "/"), "content-length: 9223372036854775808", NULL}, true,
+                    "length of 2^63");
+    check_malformed((const char *[]){AUTH_PATH("a", "/"), "content_length: 5", NULL}, true,
+                    "content_length, which gateways read as content-length");
+#undef AUTH_PATH
+    check_head((const char *[]){":method: GET", ":scheme: https", ":authority: [::1]:8443", ":path: /%41?q", NULL},
+               false, "GET /%41?q HTTP/1.1\r\nhost: [::1]:8443\r\n\r\n");
+    check_head((const char *[]){":method: PUT", ":scheme: http", ":authority: a", ":path: /",
+                                "content-length: 9223372036854775807", NULL},
+               true, "PUT / HTTP/1.1\r\nhost: a\r\ncontent-length: 9223372036854775807\r\n\r\n");
+}
+
 static void test_response_fields(void)
 {
     static struct http1_header hs[16];
@@ -276,6 +306,7 @@ void unit_test_h2head(void)
     test_request_heads();
     test_request_facts();
     test_malformed_requests();
+    test_malformed_for_http1();
     test_response_fields();
     test_trailers();
     test_dechunk();
