@@ -111,12 +111,18 @@ static void mark_pending(struct client *c)
     c->p->pending = c;
 }
 
-/* An application's event or timer moved the exchange on. */
+/* An application's event or timer moved the exchange on. An HTTP/2
+ * connection runs after the iteration instead: running it now could end a
+ * sibling stream whose exchange the caller is about to look at (the
+ * max_requests queue walks to its next waiter), and its streams' wakes in
+ * one iteration make one run. */
 static void client_wake(void *conn)
 {
     struct client *c = conn;
-    if (c->phase == PHASE_EXCHANGE || c->phase == PHASE_H2)
+    if (c->phase == PHASE_EXCHANGE)
         client_run(c);
+    else if (c->phase == PHASE_H2)
+        mark_pending(c);
 }
 
 /* ------------------------------------------------------------------ */
