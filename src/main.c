@@ -193,7 +193,6 @@ static int resolve_names(struct config *cfg, const struct dns_answers *previous,
 static int load_certificates(struct generation *g, char *errors, size_t errors_len)
 {
     char warnings[2048];
-    tls_server_set_h2(true);   /* HTTP/2 is served (h2.c): ALPN offers it */
     int n = tls_server_new(&g->tls, &g->cfg, errors, errors_len, warnings, sizeof(warnings));
     if (warnings[0])
         log_lines(LOG_WARN, "", warnings);

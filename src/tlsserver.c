@@ -40,13 +40,6 @@ struct tls_server {
     int count;
 };
 
-static bool offer_h2;
-
-void tls_server_set_h2(bool on)
-{
-    offer_h2 = on;
-}
-
 /* ------------------------------------------------------------------ */
 /* names                                                               */
 
@@ -144,10 +137,8 @@ static int select_protocol(SSL *ssl, const unsigned char **out, unsigned char *o
 {
     (void)ssl;
     (void)arg;
-    static const unsigned char with_h2[] = "\x02h2\x08http/1.1";
-    static const unsigned char http11[] = "\x08http/1.1";
-    const unsigned char *ours = offer_h2 ? with_h2 : http11;
-    unsigned int ours_len = offer_h2 ? sizeof(with_h2) - 1 : sizeof(http11) - 1;
+    static const unsigned char ours[] = "\x02h2\x08http/1.1";
+    unsigned int ours_len = sizeof(ours) - 1;
     /* Our order wins; a client that offers nothing we speak (say, only
      * h2) is answered without ALPN rather than refused, as nginx does. */
     if (SSL_select_next_proto((unsigned char **)out, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)

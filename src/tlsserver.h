@@ -21,7 +21,7 @@
  * AES-GCM or ChaCha20-Poly1305 (Mozilla's "intermediate" list), for 1.3
  * OpenSSL's defaults; the client's cipher order is followed. Resumption by
  * session tickets and by the server-side session cache of the first
- * context. ALPN: http/1.1, and h2 first once tls_server_set_h2(true).
+ * context. ALPN: h2 first, then http/1.1.
  * Idle sessions release their read and write buffers
  * (SSL_MODE_RELEASE_BUFFERS).
  */
@@ -53,10 +53,6 @@ struct ssl_st *tls_server_session(struct tls_server *ts, int fd);
 
 /* Whether ALPN chose h2 for this session (the handshake is done). */
 bool tls_server_session_h2(const struct ssl_st *ssl);
-
-/* Whether ALPN offers h2 (ahead of http/1.1). Off until HTTP/2 is served;
- * set before the workers start. */
-void tls_server_set_h2(bool on);
 
 /* Whether a certificate name (pattern) covers a host name: equal ignoring
  * case, or "*.rest" matching one non-empty label followed by ".rest". */
