@@ -30,6 +30,9 @@
 /* ACKs nghttp2 may queue for a client that does not read: above our own
  * rate, so that the rate, with its log line and GOAWAY, is met first. */
 #define H2_OUTBOUND_ACK_MAX 1000
+/* Request body bytes a connection may have sent that no application has
+ * taken yet, over all its streams. */
+#define H2_CONN_WINDOW_MAX (512 * 1024)
 /* How long a connection cut off for a broken limit may take to write its
  * GOAWAY before it is closed anyway (a client that does not read). */
 #define H2_REFUSE_LINGER_MS 2000
@@ -229,10 +232,13 @@ static int start_session(struct h2_conn *h)
     };
     if (nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, settings, sizeof(settings) / sizeof(settings[0])))
         return -1;
-    /* Room on the connection for every stream's window, so that streams
-     * whose applications are slow to read do not stall the others. */
+    /* Room on the connection for several streams' windows, so that one
+     * upload whose application is slow to read does not stall the others;
+     * but not for all of them: what a client may send before an
+     * application takes it is held by sluice, and max_streams full
+     * windows would let one connection hold 6 MB. */
     uint64_t wanted = (uint64_t)h->max_streams * h->window;
-    int32_t conn_window = wanted > (1u << 30) ? (1 << 30) : (int32_t)wanted;
+    int32_t conn_window = wanted > H2_CONN_WINDOW_MAX ? H2_CONN_WINDOW_MAX : (int32_t)wanted;
     nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, conn_window);
     return 0;
 }

@@ -181,3 +181,21 @@ def test_connection_that_never_asks_ends_within_client_header(backends, sluice):
     goaways = [struct.unpack(">II", p[:8]) for t, _, _, p in frames if t == 7]
     assert goaways and goaways[0] == (0, NO_ERROR), frames
     assert served_by_another(s.port)
+
+
+def test_connection_window_bounds_what_one_client_may_upload_unread(backends, sluice):
+    """The connection-level window sluice grants is what a client may send
+    that no application has taken yet, over all its streams: a few streams'
+    worth (512 KB), not max_concurrent_streams full windows (6 MB)."""
+    [b1] = backends(1)
+    s = sluice([b1], sections=h2_sections(), workers=1)
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    try:
+        sock.sendall(PREFACE + raw_frame(4, 0, 0, b""))
+        frames = read_frames(sock, lambda fs: any(f[0] == WINDOW_UPDATE and f[2] == 0 for f in fs))
+        updates = [struct.unpack(">I", f[3])[0] & 0x7FFFFFFF for f in frames if f[0] == WINDOW_UPDATE and f[2] == 0]
+        assert updates, frames
+        granted = 65535 + sum(updates)
+        assert 4 * 65535 <= granted <= 512 * 1024, granted
+    finally:
+        sock.close()
