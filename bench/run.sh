@@ -485,11 +485,23 @@ versions() {
     printf '%s' "$v"
 }
 
+# rotate ROUND SYSTEM...: sets order to the systems rotated by ROUND - 1,
+# so no system always runs first or right after a particular other one.
+rotate() {
+    local round=$1 i
+    shift
+    order=()
+    for ((i = 0; i < $#; i++)); do
+        order+=("${@:$(((i + round - 1) % $# + 1)):1}")
+    done
+    say "round $round/$ROUNDS: ${order[*]}"
+}
+
 # -- the comparison -----------------------------------------------------------
 
 compare() {
     local systems=() system runs=$WORK/runs.tsv mem=$WORK/mem.tsv calls=$WORK/syscalls.tsv meta=$WORK/meta.tsv
-    local round i n order mem_out ka cl lg port r calls_said scenario path
+    local round i order mem_out ka cl lg port r calls_said scenario path
     for system in $SYSTEMS; do
         case $system in
             sluice)
@@ -510,13 +522,8 @@ compare() {
     : >"$runs"
     : >"$mem"
     : >"$calls"
-    n=${#systems[@]}
     for ((round = 1; round <= ROUNDS; round++)); do
-        # rotate the order every round, so no system always runs first or
-        # right after a particular other one
-        order=()
-        for ((i = 0; i < n; i++)); do order+=("${systems[$(((i + round - 1) % n))]}"); done
-        say "round $round/$ROUNDS: ${order[*]}"
+        rotate "$round" "${systems[@]}"
         for system in "${order[@]}"; do
             port=${LISTEN_PORT[$system]}
             start_system "$system"
@@ -589,7 +596,7 @@ measure_h2() {
 }
 
 tls_compare() {
-    local systems=($SYSTEMS) runs=$WORK/runs.tsv mem=$WORK/mem.tsv meta=$WORK/meta.tsv round i n order system port ka cl h2 mem_out
+    local systems=($SYSTEMS) runs=$WORK/runs.tsv mem=$WORK/mem.tsv meta=$WORK/meta.tsv round i order system port ka cl h2 mem_out
     command -v h2load >/dev/null || die "h2load is not installed (run scripts/install-deps)"
     [ -x "$SLUICE" ] || die "--tls needs sluice: no executable at $SLUICE (run \`make all\`)"
     for system in sluice haproxy nginx; do require_free "${LISTEN_PORT[$system]}"; done
@@ -598,11 +605,8 @@ tls_compare() {
     start_backends
     : >"$runs"
     : >"$mem"
-    n=${#systems[@]}
     for ((round = 1; round <= ROUNDS; round++)); do
-        order=()
-        for ((i = 0; i < n; i++)); do order+=("${systems[$(((i + round - 1) % n))]}"); done
-        say "round $round/$ROUNDS: ${order[*]}"
+        rotate "$round" "${systems[@]}"
         for system in "${order[@]}"; do
             port=${LISTEN_PORT[$system]}
             start_system "$system"

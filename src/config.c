@@ -1583,6 +1583,10 @@ static void load_pairs(struct loader *ld, const struct toml_keyval *kv, struct c
         type_error(ld, v, "a table of strings, e.g. { Name = \"value\" }");
         return;
     }
+    if (v->u.table.len > CONFIG_PAIRS_MAX) {
+        value_error(ld, v, "at most %d entries, got %zu", CONFIG_PAIRS_MAX, v->u.table.len);
+        return;
+    }
     *out = calloc(v->u.table.len ? v->u.table.len : 1, sizeof(**out));
     if (!*out) {
         value_error(ld, v, "out of memory");

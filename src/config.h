@@ -47,6 +47,7 @@ struct config_certificate {
 /* [[alerts.webhooks]]: one receiver and the format it expects. */
 enum config_webhook_format { WEBHOOK_JSON, WEBHOOK_SLACK, WEBHOOK_PAGERDUTY, WEBHOOK_FORM };
 #define CONFIG_WEBHOOKS_MAX 16
+#define CONFIG_PAIRS_MAX 32             /* headers, and fields, per webhook */
 
 struct config_pair {
     char *name, *value;             /* owned */

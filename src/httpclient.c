@@ -291,22 +291,12 @@ int httpclient_start(struct httpclient *x, struct loop *loop)
 
 static ssize_t http_write(struct httpclient *x)
 {
-    const char *p = x->request + x->sent;
-    size_t len = x->request_len - x->sent;
-    if (x->ssl)
-        return tls_write(x->ssl, p, len);
-    ssize_t n = send(x->fd, p, len, MSG_NOSIGNAL);
-    return n < 0 ? -errno : n;
+    return tls_or_clear_write(x->ssl, x->fd, x->request + x->sent, x->request_len - x->sent);
 }
 
 static ssize_t http_read(struct httpclient *x)
 {
-    char *p = x->buf + x->received;
-    size_t len = x->buf_cap - x->received;
-    if (x->ssl)
-        return tls_read(x->ssl, p, len);
-    ssize_t n = recv(x->fd, p, len, 0);
-    return n < 0 ? -errno : n;
+    return tls_or_clear_read(x->ssl, x->fd, x->buf + x->received, x->buf_cap - x->received);
 }
 
 /* The status of a head too large for the buffer, from its first line alone

@@ -474,12 +474,7 @@ static int session_arm(struct smtp_session *s, int64_t ms)
 
 static ssize_t session_write_some(struct smtp_session *s)
 {
-    const char *p = s->out + s->out_sent;
-    size_t len = s->out_len - s->out_sent;
-    if (s->ssl)
-        return tls_write(s->ssl, p, len);
-    ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
-    return n < 0 ? -errno : n;
+    return tls_or_clear_write(s->ssl, s->fd, s->out + s->out_sent, s->out_len - s->out_sent);
 }
 
 /* Writes what is queued. 0 when all is out or the socket is full. */
@@ -595,10 +590,7 @@ static int session_take_lines(struct smtp_session *s, const char *buf, size_t le
 
 static ssize_t session_read_some(struct smtp_session *s, char *buf, size_t len)
 {
-    if (s->ssl)
-        return tls_read(s->ssl, buf, len);
-    ssize_t n = recv(s->fd, buf, len, 0);
-    return n < 0 ? -errno : n;
+    return tls_or_clear_read(s->ssl, s->fd, buf, len);
 }
 
 static int session_read(struct smtp_session *s)

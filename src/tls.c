@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -220,6 +221,22 @@ ssize_t tls_write(SSL *ssl, const void *buf, size_t len)
         return (ssize_t)n;
     int r = tls_result(ssl, rc);
     return r == 0 ? -EPIPE : r;
+}
+
+ssize_t tls_or_clear_read(SSL *ssl, int fd, void *buf, size_t len)
+{
+    if (ssl)
+        return tls_read(ssl, buf, len);
+    ssize_t n = recv(fd, buf, len, 0);
+    return n < 0 ? -errno : n;
+}
+
+ssize_t tls_or_clear_write(SSL *ssl, int fd, const void *buf, size_t len)
+{
+    if (ssl)
+        return tls_write(ssl, buf, len);
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
 }
 
 const char *tls_verify_failure(SSL *ssl, char *buf, size_t len)

@@ -75,6 +75,12 @@ int tls_handshake(struct ssl_st *ssl);
 ssize_t tls_read(struct ssl_st *ssl, void *buf, size_t len);
 ssize_t tls_write(struct ssl_st *ssl, const void *buf, size_t len);
 
+/* The same on ssl when there is one, else on the clear socket fd, with the
+ * same results (-errno for a socket error): for clients whose connection
+ * may or may not be TLS (checks, webhooks, email). */
+ssize_t tls_or_clear_read(struct ssl_st *ssl, int fd, void *buf, size_t len);
+ssize_t tls_or_clear_write(struct ssl_st *ssl, int fd, const void *buf, size_t len);
+
 /* When a verifying session refused the peer's certificate, why
  * ("self-signed certificate", "hostname mismatch"), written into buf;
  * NULL when the certificate was not the reason. Stays valid after the

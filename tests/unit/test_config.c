@@ -836,6 +836,13 @@ static void test_webhooks(void)
     check_one_error(HOOK "url = \"http://x/\"\nformat = \"teams\"\n",
                     "t.toml:6:10: alerts.webhooks.format: unknown value \"teams\"");
     check_one_error(HOOK "format = \"json\"\n", "t.toml:4:1: alerts.webhooks: url is required");
+    {
+        char many[2048] = HOOK "url = \"http://x/\"\nheaders = { ";
+        for (int i = 0; i <= CONFIG_PAIRS_MAX; i++)
+            snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sH%d = \"v\"", i ? ", " : "", i);
+        strncat(many, " }\n", sizeof(many) - strlen(many) - 1);
+        check_error(many, "at most 32 entries, got 33");
+    }
     check_one_error(HOOK "url = \"\"\n", "t.toml:5:7: alerts.webhooks.url: \"\" is empty");
     check_one_error(HOOK "url = \"ftp://x/\"\n", "t.toml:5:7: alerts.webhooks.url: \"ftp://x/\" is not usable");
     check_one_error(HOOK "url = \"http://x/\"\nfields = { a = \"b\" }\n",
